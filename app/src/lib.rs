@@ -1,0 +1,65 @@
+//! The web UI's components and the wire types of the contract, shared by the
+//! server (feature `ssr`) and the browser (feature `hydrate`).
+//!
+//! - [`wire`]: every REST body and WebSocket frame of `PROTOCOL.md`.
+//! - [`client`]: the browser's calls to the REST API (hydrate only).
+//! - [`pages`]: one module per page.
+
+pub mod client;
+pub mod pages;
+pub mod wire;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::path;
+
+/// The HTML document around the app, rendered by the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser, after hydration: tests wait for this
+    // marker before they click anything.
+    Effect::new(move || {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+    view! {
+        <Stylesheet id="leptos" href="/pkg/pubsub.css"/>
+        <Title text="pubsub"/>
+        <Router>
+            <header class="site-header">
+                <A href="/" attr:class="brand">"pubsub"</A>
+                <nav aria-label="Main">
+                    <A href="/">"Topics"</A>
+                    <a href="/api/stats">"Stats (JSON)"</a>
+                </nav>
+            </header>
+            <main>
+                <Routes fallback=pages::not_found::NotFound>
+                    <Route path=path!("/") view=pages::home::Home/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -1,0 +1,433 @@
+//! The wire contract (`shared/spec/PROTOCOL.md`) as Rust types.
+//!
+//! Defined once here and used by the server, the browser code and the tests,
+//! so that the three can never disagree about a field name. The server builds
+//! `event` frames by hand once per publish (see the server's `broker::event`),
+//! but they deserialize into [`ServerFrame::Event`] like any other frame.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Longest topic name the contract allows.
+pub const MAX_TOPIC_NAME_LEN: usize = 255;
+/// Longest message id the contract allows.
+pub const MAX_MESSAGE_ID_LEN: usize = 128;
+
+/// Why a topic name is refused, in words for people; `None` when it is valid.
+///
+/// Names are 1 to 255 characters from `A-Z a-z 0-9 . _ -`.
+pub fn topic_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("topic name must not be empty".into());
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Some(format!(
+            "topic name is {} characters long; at most {MAX_TOPIC_NAME_LEN} are allowed",
+            name.chars().count()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Some(format!(
+            "topic name contains {bad:?}; only A-Z a-z 0-9 . _ - are allowed"
+        ));
+    }
+    None
+}
+
+/// Why a message id is refused; `None` when it is valid (1 to 128 characters).
+pub fn message_id_problem(id: &str) -> Option<String> {
+    let n = id.chars().count();
+    if n == 0 {
+        return Some("message id must not be empty".into());
+    }
+    if n > MAX_MESSAGE_ID_LEN {
+        return Some(format!(
+            "message id is {n} characters long; at most {MAX_MESSAGE_ID_LEN} are allowed"
+        ));
+    }
+    None
+}
+
+/// The error codes of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    TopicNotFound,
+    TopicExists,
+    PayloadTooLarge,
+    RateLimited,
+    SlowConsumer,
+    NotFound,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status of this code on the REST API (SLOW_CONSUMER never
+    /// travels over REST; it maps to 500 only so the function is total).
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::TopicNotFound | ErrorCode::NotFound => 404,
+            ErrorCode::TopicExists => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::SlowConsumer | ErrorCode::Internal => 500,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::TopicNotFound => "TOPIC_NOT_FOUND",
+            ErrorCode::TopicExists => "TOPIC_EXISTS",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::SlowConsumer => "SLOW_CONSUMER",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `{"code": CODE, "message": text}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The body of every REST error: `{"error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestError {
+    pub error: ErrorBody,
+}
+
+// ---------------------------------------------------------------- messages
+
+/// A message as a publisher sends it: `{"id"?, "payload"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub payload: Value,
+}
+
+/// A message as subscribers receive it: `{"id", "payload"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub payload: Value,
+}
+
+/// A message read back from history over REST.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryMessage {
+    pub id: String,
+    pub payload: Value,
+    pub seq: u64,
+    pub ts: String,
+}
+
+/// The position a subscriber resumes from: `{"seq", "epoch"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Since {
+    pub seq: u64,
+    pub epoch: String,
+}
+
+// -------------------------------------------------------------------- REST
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub uptime_sec: u64,
+    pub topics: u64,
+    pub subscribers: u64,
+    pub connections: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsTotals {
+    pub topics: u64,
+    pub subscribers: u64,
+    pub connections: u64,
+    pub published: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopicStats {
+    pub messages: u64,
+    pub subscribers: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub uptime_sec: u64,
+    pub totals: StatsTotals,
+    pub topics: BTreeMap<String, TopicStats>,
+}
+
+/// One row of `GET /api/topics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicSummary {
+    pub name: String,
+    pub subscribers: u64,
+    pub messages: u64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopicList {
+    pub topics: Vec<TopicSummary>,
+}
+
+/// `GET /api/topics/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicDetail {
+    pub name: String,
+    pub subscribers: u64,
+    pub messages: u64,
+    pub created_at: String,
+    pub seq: u64,
+    pub epoch: String,
+}
+
+/// Body of `POST /api/topics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTopic {
+    pub name: String,
+}
+
+/// `{"status": "created"|"deleted", "topic"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicChanged {
+    pub status: String,
+    pub topic: String,
+}
+
+/// Answer to `POST /api/topics/{name}/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    pub status: String,
+    pub topic: String,
+    pub id: String,
+    pub seq: u64,
+}
+
+/// Answer to `GET /api/topics/{name}/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub topic: String,
+    pub epoch: String,
+    pub messages: Vec<HistoryMessage>,
+}
+
+// --------------------------------------------------------------- WebSocket
+
+/// Frames a client sends, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Subscribe {
+        topic: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_n: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Since>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    Unsubscribe {
+        topic: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    Publish {
+        topic: String,
+        message: PublishMessage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+}
+
+/// `ack`: fields beyond `request_id`, `topic`, `status` and `ts` depend on
+/// what is acknowledged and are absent otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    #[serde(default)]
+    pub request_id: Option<String>,
+    pub topic: String,
+    pub status: String,
+    /// subscribe: the topic's current seq; publish: the message's seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// publish only: the message id (assigned when the client gave none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub ts: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventFrame {
+    pub topic: String,
+    pub message: Message,
+    pub seq: u64,
+    pub ts: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub error: ErrorBody,
+    /// SLOW_CONSUMER only: the topic whose events were dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// SLOW_CONSUMER only: how many events of `topic` were dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    pub ts: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    #[serde(default)]
+    pub request_id: Option<String>,
+    pub ts: String,
+}
+
+/// What an `info` frame announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InfoKind {
+    /// Heartbeat, every `heartbeat_interval`.
+    Ping,
+    /// The topic was deleted; the subscription is gone.
+    TopicDeleted,
+    /// The server is stopping; a close 1001 follows.
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    pub msg: InfoKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    pub ts: String,
+}
+
+/// Frames the server sends, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Ack(Ack),
+    Event(EventFrame),
+    Error(ErrorFrame),
+    Pong(Pong),
+    Info(Info),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_the_contract() {
+        assert!(topic_name_problem("orders.eu-west_1").is_none());
+        assert!(topic_name_problem(&"a".repeat(255)).is_none());
+        assert!(topic_name_problem("").is_some());
+        assert!(topic_name_problem(&"a".repeat(256)).is_some());
+        assert!(topic_name_problem("with space").is_some());
+        assert!(topic_name_problem("slash/name").is_some());
+        assert!(topic_name_problem("é").is_some());
+    }
+
+    #[test]
+    fn message_ids_are_1_to_128_chars() {
+        assert!(message_id_problem("x").is_none());
+        assert!(message_id_problem(&"x".repeat(128)).is_none());
+        assert!(message_id_problem("").is_some());
+        assert!(message_id_problem(&"x".repeat(129)).is_some());
+    }
+
+    #[test]
+    fn client_frames_use_the_contract_names() {
+        let f: ClientFrame = serde_json::from_str(
+            r#"{"type":"subscribe","topic":"t","last_n":5,"since":{"seq":3,"epoch":"e"},"request_id":"r"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Subscribe {
+                topic: "t".into(),
+                client_id: None,
+                last_n: Some(5),
+                since: Some(Since {
+                    seq: 3,
+                    epoch: "e".into()
+                }),
+                request_id: Some("r".into()),
+            }
+        );
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"publish","topic":"t","message":{"payload":[1]}}"#)
+                .unwrap();
+        assert!(matches!(f, ClientFrame::Publish { .. }));
+        assert!(serde_json::from_str::<ClientFrame>(
+            r#"{"type":"publish","topic":"t","message":{}}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn server_frames_round_trip() {
+        let text = r#"{"type":"error","request_id":"r","error":{"code":"SLOW_CONSUMER","message":"m"},"topic":"t","dropped":3,"ts":"x"}"#;
+        let f: ServerFrame = serde_json::from_str(text).unwrap();
+        let ServerFrame::Error(e) = &f else {
+            panic!("not an error frame")
+        };
+        assert_eq!(e.error.code, ErrorCode::SlowConsumer);
+        assert_eq!(e.dropped, Some(3));
+        let back: ServerFrame = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        assert_eq!(back, f);
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test from a fresh machine: installs what is missing, checks
+# formatting and lints, runs the Rust tests (unit and over real sockets),
+# builds the release site and runs the browser tests against it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/setup.sh"
+ensure_build_tools
+ensure_chromium
+cd "$ROOT"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy (server and shared crate, then the wasm frontend)"
+cargo clippy -p app -p pubsub-server --all-targets -- -D warnings
+cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+say "cargo test"
+cargo test -p app -p pubsub-server
+
+say "release build (cargo leptos build --release)"
+cargo leptos build --release
+ls -l target/site/pkg/
+
+say "browser tests (Playwright, Debian's chromium)"
+(cd end2end && npx playwright test)
+
+say "all tests passed"

@@ -1,0 +1,158 @@
+//! Server-to-client frames, encoded once.
+//!
+//! A [`Frame`] is the finished JSON text of one WebSocket message. An `event`
+//! is encoded once per publish and the same bytes are shared by every
+//! subscriber queue and by the history ring; replies (`ack`, `error`, `pong`,
+//! `info`) are encoded once for the one connection they go to.
+
+use app::wire::{ErrorBody, ErrorCode, ErrorFrame, Info, InfoKind, Pong, ServerFrame};
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+/// The UTF-8 JSON text of one server frame. Cloning is a reference count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    pub fn as_str(&self) -> &str {
+        // Frames are only built from `String`s in this module.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn from_string(text: String) -> Self {
+        Frame(Bytes::from(text))
+    }
+
+    /// Any server frame built from the shared wire types.
+    pub fn encode(frame: &ServerFrame) -> Self {
+        // Serializing these plain structs cannot fail: no maps with
+        // non-string keys, no user-provided `Serialize` impls.
+        Frame::from_string(serde_json::to_string(frame).unwrap_or_default())
+    }
+
+    pub fn error(request_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Frame::encode(&ServerFrame::Error(ErrorFrame {
+            request_id,
+            error: ErrorBody {
+                code,
+                message: message.into(),
+            },
+            topic: None,
+            dropped: None,
+            ts: super::clock::now_rfc3339(),
+        }))
+    }
+
+    pub fn slow_consumer(topic: &str, dropped: u64) -> Self {
+        Frame::encode(&ServerFrame::Error(ErrorFrame {
+            request_id: None,
+            error: ErrorBody {
+                code: ErrorCode::SlowConsumer,
+                message: format!(
+                    "{dropped} event(s) of topic {topic:?} were dropped because this connection \
+                     did not read fast enough; resubscribe with `since` to recover them from history"
+                ),
+            },
+            topic: Some(topic.to_owned()),
+            dropped: Some(dropped),
+            ts: super::clock::now_rfc3339(),
+        }))
+    }
+
+    pub fn pong(request_id: Option<String>) -> Self {
+        Frame::encode(&ServerFrame::Pong(Pong {
+            request_id,
+            ts: super::clock::now_rfc3339(),
+        }))
+    }
+
+    pub fn info(msg: InfoKind, topic: Option<String>) -> Self {
+        Frame::encode(&ServerFrame::Info(Info {
+            msg,
+            topic,
+            ts: super::clock::now_rfc3339(),
+        }))
+    }
+}
+
+/// The part of an `event` frame that does not depend on `seq`, prepared
+/// outside the topic lock so that only a copy happens under it.
+pub struct EventDraft {
+    /// `{"type":"event","topic":…,"message":{"id":…,"payload":…},"seq":`
+    head: String,
+    /// `,"ts":"…"}`
+    tail: String,
+}
+
+impl EventDraft {
+    pub fn new(topic: &str, id: &str, payload: &RawValue, ts: &str) -> Self {
+        #[derive(serde::Serialize)]
+        struct Head<'a> {
+            r#type: &'static str,
+            topic: &'a str,
+            message: MessageRef<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct MessageRef<'a> {
+            id: &'a str,
+            payload: &'a RawValue,
+        }
+        let mut head = serde_json::to_string(&Head {
+            r#type: "event",
+            topic,
+            message: MessageRef { id, payload },
+        })
+        .unwrap_or_default();
+        // Reopen the object to append `seq` and `ts`.
+        head.pop();
+        head.push_str(",\"seq\":");
+        let tail = format!(",\"ts\":\"{ts}\"}}");
+        EventDraft { head, tail }
+    }
+
+    pub fn finish(self, seq: u64) -> Frame {
+        let mut text = self.head;
+        text.push_str(itoa::Buffer::new().format(seq));
+        text.push_str(&self.tail);
+        Frame::from_string(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_frames_parse_as_the_wire_type() {
+        let payload = RawValue::from_string(r#"{"a":[1,"x\"y"]}"#.into()).unwrap();
+        let frame = EventDraft::new("t.1", "id-1", &payload, "2026-11-26T21:00:00.123Z").finish(42);
+        let ServerFrame::Event(ev) = serde_json::from_str(frame.as_str()).unwrap() else {
+            panic!("not an event: {}", frame.as_str())
+        };
+        assert_eq!(ev.topic, "t.1");
+        assert_eq!(ev.seq, 42);
+        assert_eq!(ev.message.id, "id-1");
+        assert_eq!(ev.message.payload, serde_json::json!({"a":[1,"x\"y"]}));
+        assert_eq!(ev.ts, "2026-11-26T21:00:00.123Z");
+    }
+
+    #[test]
+    fn slow_consumer_frames_carry_topic_and_count() {
+        let f: ServerFrame = serde_json::from_str(Frame::slow_consumer("t", 7).as_str()).unwrap();
+        let ServerFrame::Error(e) = f else { panic!() };
+        assert_eq!(e.error.code, ErrorCode::SlowConsumer);
+        assert_eq!((e.topic.as_deref(), e.dropped), (Some("t"), Some(7)));
+    }
+}

@@ -1,0 +1,465 @@
+//! The broker core: topics, subscriptions, publishing and stats, in plain
+//! Rust with no HTTP in sight. REST and WebSocket are thin adapters over it.
+//!
+//! - [`topic`]: a topic with its `seq`, `epoch`, history ring and subscribers,
+//!   behind its own lock (no lock is shared by all topics on the publish path).
+//! - [`connection`] and [`outbox`]: a connection's subscriptions and its
+//!   bounded outbound queue with the slow-consumer policies.
+//! - [`frame`]: server frames, each event encoded once per publish.
+//! - [`tally`]: counters per topic and in total, with the contract's invariant.
+
+pub mod clock;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod outbox;
+pub mod tally;
+pub mod topic;
+
+use app::wire::{self, Ack, InfoKind, PublishMessage, ServerFrame, Since};
+pub use connection::Connection;
+use dashmap::DashMap;
+pub use error::BrokerError;
+use frame::{EventDraft, Frame};
+pub use outbox::{Drained, End, SlowConsumerPolicy};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+use tally::TopicTally;
+pub use tally::{Settlement, Totals};
+pub use topic::{PublishedEvent, Topic};
+
+use app::wire::ErrorCode;
+
+/// The broker's knobs (the server's flags map onto these).
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Messages kept per topic for replay.
+    pub history_size: usize,
+    /// Events queued per connection before the slow-consumer policy applies.
+    pub subscriber_queue: usize,
+    pub slow_consumer_policy: SlowConsumerPolicy,
+    /// Largest serialized payload accepted.
+    pub max_message_bytes: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            history_size: 100,
+            subscriber_queue: 1024,
+            slow_consumer_policy: SlowConsumerPolicy::DropOldest,
+            max_message_bytes: 65_536,
+        }
+    }
+}
+
+/// Where a new subscription starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    pub last_n: Option<u64>,
+    /// Wins over `last_n` when both are given.
+    pub since: Option<Since>,
+}
+
+/// Which part of a topic's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRange {
+    All,
+    LastN(u64),
+    SinceSeq(u64),
+}
+
+/// What a publish produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: String,
+    pub seq: u64,
+}
+
+/// A topic's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub subscribers: u64,
+    pub messages: u64,
+    pub created_at: String,
+    pub seq: u64,
+    pub epoch: String,
+}
+
+/// A topic's counters, for tests of the invariant and for stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TopicCounts {
+    pub messages: u64,
+    pub subscribers: u64,
+    pub enqueued: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    /// A sharded map: looking a topic up on the publish path takes one
+    /// shard's read lock, never a lock common to all topics.
+    topics: DashMap<Arc<str>, Arc<Topic>>,
+    totals: Arc<Totals>,
+    next_connection: AtomicU64,
+    started: Instant,
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig) -> Self {
+        Broker {
+            config,
+            topics: DashMap::new(),
+            totals: Arc::new(Totals::default()),
+            next_connection: AtomicU64::new(1),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    pub fn uptime_sec(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    // ------------------------------------------------------------ topics
+
+    pub fn create_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        error::check_topic_name(name)?;
+        let key: Arc<str> = Arc::from(name);
+        match self.topics.entry(Arc::clone(&key)) {
+            dashmap::Entry::Occupied(_) => Err(BrokerError::topic_exists(name)),
+            dashmap::Entry::Vacant(slot) => {
+                let tally = Arc::new(TopicTally::new(Arc::clone(&key), Arc::clone(&self.totals)));
+                let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+                let topic = Arc::new(Topic::new(
+                    key,
+                    epoch,
+                    clock::now_rfc3339(),
+                    tally,
+                    self.config.history_size,
+                ));
+                let info = info_of(&topic);
+                slot.insert(topic);
+                Ok(info)
+            }
+        }
+    }
+
+    /// Deletes a topic; every subscriber gets `info topic_deleted` (after the
+    /// events already queued for it) and loses the subscription.
+    pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        error::check_topic_name(name)?;
+        let Some((_, topic)) = self.topics.remove(name) else {
+            return Err(BrokerError::topic_not_found(name));
+        };
+        let mut st = topic.state.lock();
+        st.deleted = true;
+        let notice = Frame::info(InfoKind::TopicDeleted, Some(name.to_owned()));
+        for (_, conn) in st.subscribers.drain(..) {
+            conn.outbox.push_reply(notice.clone());
+            let mut subs = conn.subscriptions.lock();
+            if subs.get(name).is_some_and(|t| Arc::ptr_eq(t, &topic)) {
+                subs.remove(name);
+            }
+            self.totals.subscriptions.fetch_sub(1, Relaxed);
+        }
+        Ok(())
+    }
+
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        error::check_topic_name(name)?;
+        self.topics
+            .get(name)
+            .map(|t| Arc::clone(t.value()))
+            .ok_or_else(|| BrokerError::topic_not_found(name))
+    }
+
+    pub fn topic_info(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        Ok(info_of(&*self.topic(name)?))
+    }
+
+    /// Every topic, sorted by name.
+    pub fn list_topics(&self) -> Vec<TopicInfo> {
+        let topics: Vec<Arc<Topic>> = self.topics.iter().map(|e| Arc::clone(e.value())).collect();
+        let mut infos: Vec<TopicInfo> = topics.iter().map(|t| info_of(t)).collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    pub fn topic_count(&self) -> u64 {
+        self.topics.len() as u64
+    }
+
+    pub fn topic_counts(&self, name: &str) -> Result<TopicCounts, BrokerError> {
+        let topic = self.topic(name)?;
+        let (seq, subscribers) = topic.snapshot();
+        Ok(TopicCounts {
+            messages: seq,
+            subscribers,
+            enqueued: topic.tally.enqueued.load(Relaxed),
+            delivered: topic.tally.delivered.load(Relaxed),
+            dropped: topic.tally.dropped.load(Relaxed),
+        })
+    }
+
+    /// Per-topic counters, sorted by name.
+    pub fn all_topic_counts(&self) -> Vec<(String, TopicCounts)> {
+        let topics: Vec<Arc<Topic>> = self.topics.iter().map(|e| Arc::clone(e.value())).collect();
+        let mut out: Vec<(String, TopicCounts)> = topics
+            .iter()
+            .map(|t| {
+                let (seq, subscribers) = t.snapshot();
+                let counts = TopicCounts {
+                    messages: seq,
+                    subscribers,
+                    enqueued: t.tally.enqueued.load(Relaxed),
+                    delivered: t.tally.delivered.load(Relaxed),
+                    dropped: t.tally.dropped.load(Relaxed),
+                };
+                (t.name.to_string(), counts)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Messages from a topic's history, oldest first, with its epoch.
+    pub fn history(
+        &self,
+        name: &str,
+        range: HistoryRange,
+    ) -> Result<(String, Vec<Arc<PublishedEvent>>), BrokerError> {
+        let topic = self.topic(name)?;
+        let st = topic.state.lock();
+        let events: Vec<Arc<PublishedEvent>> = match range {
+            HistoryRange::All => st.history.all().cloned().collect(),
+            HistoryRange::LastN(n) => st.history.last_n(clamp(n)).cloned().collect(),
+            // Whatever history still holds after `seq`; a REST reader sees
+            // the gap from the first `seq` it gets.
+            HistoryRange::SinceSeq(seq) => {
+                st.history.all().filter(|e| e.seq > seq).cloned().collect()
+            }
+        };
+        Ok((topic.epoch.clone(), events))
+    }
+
+    // ------------------------------------------------------ publishing
+
+    /// Publishes one message: assigns the next `seq`, appends it to history
+    /// and queues it to every subscriber, all under the topic's lock.
+    pub fn publish(&self, name: &str, message: PublishMessage) -> Result<Receipt, BrokerError> {
+        error::check_topic_name(name)?;
+        let id = match message.id {
+            Some(id) => {
+                if let Some(problem) = wire::message_id_problem(&id) {
+                    return Err(BrokerError::bad_request(problem));
+                }
+                id
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let payload = serde_json::value::to_raw_value(&message.payload)
+            .map_err(|e| BrokerError::bad_request(format!("payload is not valid JSON: {e}")))?;
+        let size = payload.get().len();
+        if size > self.config.max_message_bytes {
+            return Err(BrokerError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "payload is {size} bytes serialized; at most {} are allowed",
+                    self.config.max_message_bytes
+                ),
+            ));
+        }
+        let topic = self.topic(name)?;
+        // The expensive part (serializing the payload) happens before the lock.
+        let draft = EventDraft::new(name, &id, &payload, &clock::now_rfc3339());
+
+        let mut st = topic.state.lock();
+        if st.deleted {
+            return Err(BrokerError::topic_not_found(name));
+        }
+        st.seq += 1;
+        let seq = st.seq;
+        let event = Arc::new(PublishedEvent {
+            seq,
+            frame: draft.finish(seq),
+            tally: Arc::clone(&topic.tally),
+        });
+        let fan_out = st.subscribers.len() as u64;
+        topic.tally.enqueued.fetch_add(fan_out, Relaxed);
+        for conn in st.subscribers.values() {
+            conn.outbox.push_event(&event, false);
+        }
+        st.history.push(event);
+        drop(st);
+        self.totals.published.fetch_add(1, Relaxed);
+        Ok(Receipt { id, seq })
+    }
+
+    // --------------------------------------------------- subscriptions
+
+    /// Opens a connection: its queue and (empty) subscription set.
+    pub fn connect(&self) -> Arc<Connection> {
+        let id = self.next_connection.fetch_add(1, Relaxed);
+        self.totals.connections.fetch_add(1, Relaxed);
+        Arc::new(Connection::new(
+            id,
+            self.config.subscriber_queue,
+            self.config.slow_consumer_policy,
+        ))
+    }
+
+    /// Closes a connection: removes all its subscriptions at once and drops
+    /// (and counts) what is still queued. Idempotent.
+    pub fn disconnect(&self, conn: &Arc<Connection>, end: End) {
+        let subscriptions: Vec<(Arc<str>, Arc<Topic>)> = {
+            // Under the subscriptions lock, so a concurrent `subscribe`
+            // either registers before (and is removed here) or sees the flag.
+            let mut subs = conn.subscriptions.lock();
+            if conn
+                .disconnected
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                return;
+            }
+            subs.drain().collect()
+        };
+        for (_, topic) in subscriptions {
+            let mut st = topic.state.lock();
+            if st.subscribers.swap_remove(&conn.id).is_some() {
+                self.totals.subscriptions.fetch_sub(1, Relaxed);
+            }
+        }
+        conn.outbox.close(end);
+        self.totals.connections.fetch_sub(1, Relaxed);
+    }
+
+    /// Subscribes `conn` to a topic. Queues the `ack`, then the replayed
+    /// events, then registers for live events, all under the topic's lock:
+    /// no publish can fall between replay and live (no gap, no duplicate).
+    /// A repeated subscribe is acked and replays nothing.
+    pub fn subscribe(
+        &self,
+        conn: &Arc<Connection>,
+        name: &str,
+        replay: Replay,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        let topic = self.topic(name)?;
+        let mut st = topic.state.lock();
+        if st.deleted {
+            return Err(BrokerError::topic_not_found(name));
+        }
+        let repeat = st.subscribers.contains_key(&conn.id);
+        let seq = st.seq;
+        let (events, recovered): (Vec<Arc<PublishedEvent>>, Option<bool>) = match &replay.since {
+            Some(since) => {
+                let held = (since.epoch == topic.epoch)
+                    .then(|| st.history.after(since.seq, seq))
+                    .flatten();
+                match held {
+                    Some(events) => (events.cloned().collect(), Some(true)),
+                    None => (Vec::new(), Some(false)),
+                }
+            }
+            None => match replay.last_n {
+                Some(n) => (st.history.last_n(clamp(n)).cloned().collect(), None),
+                None => (Vec::new(), None),
+            },
+        };
+        let events = if repeat { Vec::new() } else { events };
+        let ack = Frame::encode(&ServerFrame::Ack(Ack {
+            request_id,
+            topic: name.to_owned(),
+            status: "ok".into(),
+            seq: Some(seq),
+            epoch: Some(topic.epoch.clone()),
+            replayed: Some(events.len() as u64),
+            recovered,
+            id: None,
+            ts: clock::now_rfc3339(),
+        }));
+        conn.outbox.push_reply(ack);
+        if repeat {
+            return Ok(());
+        }
+        for event in &events {
+            conn.outbox.push_event(event, true);
+        }
+        let mut subs = conn.subscriptions.lock();
+        if conn.is_disconnected() {
+            // Closed meanwhile: registering now would leak the subscription.
+            return Ok(());
+        }
+        subs.insert(Arc::clone(&topic.name), Arc::clone(&topic));
+        drop(subs);
+        st.subscribers.insert(conn.id, Arc::clone(conn));
+        self.totals.subscriptions.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Unsubscribes `conn` from a topic and queues the `ack` after every
+    /// event of that topic already queued; nothing of the topic follows it.
+    /// Acked also when the connection was not subscribed.
+    pub fn unsubscribe(
+        &self,
+        conn: &Arc<Connection>,
+        name: &str,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        error::check_topic_name(name)?;
+        let topic = conn.subscriptions.lock().get(name).cloned();
+        if let Some(topic) = topic {
+            let mut st = topic.state.lock();
+            if st.subscribers.swap_remove(&conn.id).is_some() {
+                self.totals.subscriptions.fetch_sub(1, Relaxed);
+            }
+            let mut subs = conn.subscriptions.lock();
+            if subs.get(name).is_some_and(|t| Arc::ptr_eq(t, &topic)) {
+                subs.remove(name);
+            }
+        }
+        conn.outbox.push_reply(Frame::encode(&ServerFrame::Ack(Ack {
+            request_id,
+            topic: name.to_owned(),
+            status: "ok".into(),
+            seq: None,
+            epoch: None,
+            replayed: None,
+            recovered: None,
+            id: None,
+            ts: clock::now_rfc3339(),
+        })));
+        Ok(())
+    }
+}
+
+/// `u64` counts from clients, as an in-memory length.
+fn clamp(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn info_of(topic: &Topic) -> TopicInfo {
+    let (seq, subscribers) = topic.snapshot();
+    TopicInfo {
+        name: topic.name.to_string(),
+        subscribers,
+        messages: seq,
+        created_at: topic.created_at.clone(),
+        seq,
+        epoch: topic.epoch.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

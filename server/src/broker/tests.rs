@@ -1,0 +1,539 @@
+//! Unit tests of the broker core, without any I/O: a connection's queue is
+//! drained by hand where a socket writer would drain it.
+
+use super::*;
+use app::wire::{ErrorCode, ServerFrame};
+use serde_json::json;
+
+fn broker_with(queue: usize, history: usize, policy: SlowConsumerPolicy) -> Broker {
+    Broker::new(BrokerConfig {
+        history_size: history,
+        subscriber_queue: queue,
+        slow_consumer_policy: policy,
+        max_message_bytes: 1024,
+    })
+}
+
+fn msg(v: serde_json::Value) -> PublishMessage {
+    PublishMessage {
+        id: None,
+        payload: v,
+    }
+}
+
+/// Everything queued for `conn`, as the client would read it; counts the
+/// live events as delivered.
+fn read_all(conn: &Connection) -> Vec<ServerFrame> {
+    let mut frames = Vec::new();
+    let mut settle = Settlement::default();
+    loop {
+        let mut out = Vec::new();
+        let status = conn.outbox.drain_into(&mut out, &mut settle, 64);
+        settle.delivered();
+        frames.extend(
+            out.iter()
+                .map(|f| serde_json::from_str(f.as_str()).expect("valid frame")),
+        );
+        if status != Drained::More {
+            return frames;
+        }
+    }
+}
+
+fn event_seqs(frames: &[ServerFrame]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Event(e) => Some(e.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assert_invariant(broker: &Broker, topic: &str, still_queued: u64) {
+    let c = broker.topic_counts(topic).unwrap();
+    assert_eq!(
+        c.enqueued,
+        c.delivered + c.dropped + still_queued,
+        "counter invariant for {topic}: {c:?}"
+    );
+}
+
+#[test]
+fn topics_are_created_listed_and_deleted() {
+    let b = Broker::new(BrokerConfig::default());
+    b.create_topic("b").unwrap();
+    b.create_topic("a").unwrap();
+    assert_eq!(
+        b.create_topic("a").unwrap_err().code,
+        ErrorCode::TopicExists
+    );
+    assert_eq!(
+        b.create_topic("bad name").unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    let names: Vec<_> = b.list_topics().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["a", "b"]);
+    let info = b.topic_info("a").unwrap();
+    assert_eq!((info.seq, info.messages, info.subscribers), (0, 0, 0));
+    b.delete_topic("a").unwrap();
+    assert_eq!(
+        b.delete_topic("a").unwrap_err().code,
+        ErrorCode::TopicNotFound
+    );
+    assert_eq!(
+        b.topic_info("a").unwrap_err().code,
+        ErrorCode::TopicNotFound
+    );
+    b.create_topic("a").unwrap();
+    assert_ne!(
+        b.topic_info("a").unwrap().epoch,
+        info.epoch,
+        "a new epoch after re-creation"
+    );
+}
+
+#[test]
+fn publish_assigns_contiguous_seq_and_checks_input() {
+    let b = broker_with(16, 10, SlowConsumerPolicy::DropOldest);
+    assert_eq!(
+        b.publish("t", msg(json!(1))).unwrap_err().code,
+        ErrorCode::TopicNotFound
+    );
+    b.create_topic("t").unwrap();
+    for i in 1..=3 {
+        assert_eq!(b.publish("t", msg(json!(i))).unwrap().seq, i);
+    }
+    let r = b
+        .publish(
+            "t",
+            PublishMessage {
+                id: Some("mine".into()),
+                payload: json!(null),
+            },
+        )
+        .unwrap();
+    assert_eq!((r.id.as_str(), r.seq), ("mine", 4));
+    let big = json!("x".repeat(2000));
+    assert_eq!(
+        b.publish("t", msg(big)).unwrap_err().code,
+        ErrorCode::PayloadTooLarge
+    );
+    let bad_id = PublishMessage {
+        id: Some(String::new()),
+        payload: json!(1),
+    };
+    assert_eq!(
+        b.publish("t", bad_id).unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        b.topic_info("t").unwrap().seq,
+        4,
+        "refused messages take no seq"
+    );
+    assert_eq!(b.totals().published.load(Relaxed), 4);
+}
+
+#[test]
+fn subscribe_acks_then_replays_then_goes_live() {
+    let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    for i in 1..=5 {
+        b.publish("t", msg(json!(i))).unwrap();
+    }
+    let c = b.connect();
+    b.subscribe(
+        &c,
+        "t",
+        Replay {
+            last_n: Some(2),
+            since: None,
+        },
+        Some("r1".into()),
+    )
+    .unwrap();
+    b.publish("t", msg(json!(6))).unwrap();
+    let frames = read_all(&c);
+    let ServerFrame::Ack(ack) = &frames[0] else {
+        panic!("ack first: {frames:?}")
+    };
+    assert_eq!(ack.request_id.as_deref(), Some("r1"));
+    assert_eq!(
+        (ack.seq, ack.replayed, ack.recovered),
+        (Some(5), Some(2), None)
+    );
+    assert_eq!(event_seqs(&frames), [4, 5, 6]);
+    assert_invariant(&b, "t", 0);
+    let counts = b.topic_counts("t").unwrap();
+    assert_eq!(
+        (counts.enqueued, counts.delivered),
+        (1, 1),
+        "replays are not counted"
+    );
+}
+
+#[test]
+fn since_recovers_when_history_holds_it() {
+    let b = broker_with(64, 3, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    let epoch = b.topic_info("t").unwrap().epoch;
+    for i in 1..=5 {
+        b.publish("t", msg(json!(i))).unwrap();
+    }
+    let sub = |since: Since, last_n: Option<u64>| {
+        let c = b.connect();
+        b.subscribe(
+            &c,
+            "t",
+            Replay {
+                last_n,
+                since: Some(since),
+            },
+            None,
+        )
+        .unwrap();
+        let frames = read_all(&c);
+        let ServerFrame::Ack(ack) = &frames[0] else {
+            panic!()
+        };
+        (ack.recovered, event_seqs(&frames))
+    };
+    assert_eq!(
+        sub(
+            Since {
+                seq: 3,
+                epoch: epoch.clone()
+            },
+            Some(1)
+        ),
+        (Some(true), vec![4, 5]),
+        "since wins over last_n"
+    );
+    assert_eq!(
+        sub(
+            Since {
+                seq: 2,
+                epoch: epoch.clone()
+            },
+            None
+        ),
+        (Some(true), vec![3, 4, 5])
+    );
+    assert_eq!(
+        sub(
+            Since {
+                seq: 5,
+                epoch: epoch.clone()
+            },
+            None
+        ),
+        (Some(true), vec![])
+    );
+    assert_eq!(
+        sub(
+            Since {
+                seq: 1,
+                epoch: epoch.clone()
+            },
+            None
+        ),
+        (Some(false), vec![]),
+        "seq 2 fell out"
+    );
+    assert_eq!(
+        sub(
+            Since {
+                seq: 9,
+                epoch: epoch.clone()
+            },
+            None
+        ),
+        (Some(false), vec![])
+    );
+    assert_eq!(
+        sub(
+            Since {
+                seq: 4,
+                epoch: "other".into()
+            },
+            None
+        ),
+        (Some(false), vec![])
+    );
+}
+
+#[test]
+fn repeated_subscribe_is_idempotent() {
+    let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    b.publish("t", msg(json!(1))).unwrap();
+    let c = b.connect();
+    b.subscribe(
+        &c,
+        "t",
+        Replay {
+            last_n: Some(5),
+            since: None,
+        },
+        None,
+    )
+    .unwrap();
+    b.subscribe(
+        &c,
+        "t",
+        Replay {
+            last_n: Some(5),
+            since: None,
+        },
+        None,
+    )
+    .unwrap();
+    b.publish("t", msg(json!(2))).unwrap();
+    let frames = read_all(&c);
+    let acks: Vec<_> = frames
+        .iter()
+        .filter_map(|f| {
+            if let ServerFrame::Ack(a) = f {
+                a.replayed
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(acks, [1, 0]);
+    assert_eq!(event_seqs(&frames), [1, 2]);
+    assert_eq!(b.topic_info("t").unwrap().subscribers, 1);
+}
+
+#[test]
+fn unsubscribe_acks_after_queued_events_and_stops_delivery() {
+    let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    let c = b.connect();
+    b.unsubscribe(&c, "t", Some("never".into())).unwrap();
+    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    b.publish("t", msg(json!(1))).unwrap();
+    b.unsubscribe(&c, "t", Some("u".into())).unwrap();
+    b.publish("t", msg(json!(2))).unwrap();
+    let frames = read_all(&c);
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|f| match f {
+            ServerFrame::Ack(a) if a.request_id.as_deref() == Some("u") => "unsub-ack",
+            ServerFrame::Ack(_) => "ack",
+            ServerFrame::Event(_) => "event",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["ack", "ack", "event", "unsub-ack"]);
+    assert_eq!(b.topic_info("t").unwrap().subscribers, 0);
+    assert_eq!(b.totals().subscriptions.load(Relaxed), 0);
+}
+
+#[test]
+fn drop_oldest_evicts_counts_and_signals_once_per_topic() {
+    let b = broker_with(4, 100, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    let slow = b.connect();
+    let fast = b.connect();
+    b.subscribe(&slow, "t", Replay::default(), None).unwrap();
+    b.subscribe(&fast, "t", Replay::default(), None).unwrap();
+    let mut fast_frames = read_all(&fast);
+    let _ = read_all(&slow); // the ack
+    for i in 1..=10 {
+        b.publish("t", msg(json!(i))).unwrap();
+        fast_frames.extend(read_all(&fast));
+    }
+    assert_eq!(
+        event_seqs(&fast_frames),
+        (1..=10).collect::<Vec<_>>(),
+        "the fast one loses nothing"
+    );
+    assert_invariant(&b, "t", 4);
+    assert_eq!(b.topic_counts("t").unwrap().dropped, 6);
+
+    let frames = read_all(&slow);
+    let ServerFrame::Error(e) = &frames[0] else {
+        panic!("notice before the next event: {frames:?}")
+    };
+    assert_eq!(
+        (e.error.code, e.topic.as_deref(), e.dropped),
+        (ErrorCode::SlowConsumer, Some("t"), Some(6))
+    );
+    assert_eq!(event_seqs(&frames), [7, 8, 9, 10]);
+    assert_invariant(&b, "t", 0);
+    assert_eq!(b.totals().dropped.load(Relaxed), 6);
+}
+
+#[test]
+fn replies_are_never_evicted() {
+    let b = broker_with(2, 100, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    let c = b.connect();
+    b.subscribe(&c, "t", Replay::default(), Some("s".into()))
+        .unwrap();
+    for i in 1..=5 {
+        b.publish("t", msg(json!(i))).unwrap();
+    }
+    let frames = read_all(&c);
+    assert!(matches!(&frames[0], ServerFrame::Ack(a) if a.request_id.as_deref() == Some("s")));
+    assert_eq!(event_seqs(&frames), [4, 5]);
+}
+
+#[test]
+fn disconnect_policy_ends_the_connection() {
+    let b = broker_with(3, 100, SlowConsumerPolicy::Disconnect);
+    b.create_topic("t").unwrap();
+    let c = b.connect();
+    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    for i in 1..=5 {
+        b.publish("t", msg(json!(i))).unwrap();
+    }
+    let mut out = Vec::new();
+    let status = c
+        .outbox
+        .drain_into(&mut out, &mut Settlement::default(), 64);
+    assert_eq!(
+        status,
+        Drained::End(End::Kicked {
+            topic: "t".into(),
+            dropped: 4
+        })
+    );
+    let counts = b.topic_counts("t").unwrap();
+    assert_eq!(
+        (counts.enqueued, counts.dropped),
+        (5, 5),
+        "the 4th overflowed, the 5th found it closed"
+    );
+    b.disconnect(&c, End::Gone);
+    assert_eq!(b.topic_info("t").unwrap().subscribers, 0);
+}
+
+#[test]
+fn disconnect_removes_every_subscription_and_counts_the_queue() {
+    let b = broker_with(16, 10, SlowConsumerPolicy::DropOldest);
+    let c = b.connect();
+    for t in ["a", "b", "c"] {
+        b.create_topic(t).unwrap();
+        b.subscribe(&c, t, Replay::default(), None).unwrap();
+    }
+    assert_eq!(b.totals().subscriptions.load(Relaxed), 3);
+    b.publish("a", msg(json!(1))).unwrap();
+    b.disconnect(&c, End::Gone);
+    b.disconnect(&c, End::Gone);
+    for t in ["a", "b", "c"] {
+        assert_eq!(b.topic_info(t).unwrap().subscribers, 0);
+    }
+    assert_eq!(b.totals().subscriptions.load(Relaxed), 0);
+    assert_eq!(b.totals().connections.load(Relaxed), 0);
+    assert_eq!(b.topic_counts("a").unwrap().dropped, 1);
+    assert_invariant(&b, "a", 0);
+    // Publishing afterwards reaches nobody.
+    b.publish("a", msg(json!(2))).unwrap();
+    assert_eq!(b.topic_counts("a").unwrap().enqueued, 1);
+}
+
+#[test]
+fn delete_notifies_after_queued_events() {
+    let b = broker_with(16, 10, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    let c = b.connect();
+    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    b.publish("t", msg(json!(1))).unwrap();
+    b.delete_topic("t").unwrap();
+    let frames = read_all(&c);
+    assert!(matches!(frames[1], ServerFrame::Event(_)));
+    let ServerFrame::Info(info) = &frames[2] else {
+        panic!("{frames:?}")
+    };
+    assert_eq!(
+        (info.msg, info.topic.as_deref()),
+        (InfoKind::TopicDeleted, Some("t"))
+    );
+    assert!(c.topics().is_empty());
+    assert_eq!(b.totals().subscriptions.load(Relaxed), 0);
+    assert_eq!(
+        b.subscribe(&c, "t", Replay::default(), None)
+            .unwrap_err()
+            .code,
+        ErrorCode::TopicNotFound
+    );
+}
+
+#[test]
+fn history_ranges() {
+    let b = broker_with(16, 3, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    for i in 1..=5 {
+        b.publish("t", msg(json!(i))).unwrap();
+    }
+    let seqs = |r| {
+        b.history("t", r)
+            .unwrap()
+            .1
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(HistoryRange::All), [3, 4, 5]);
+    assert_eq!(seqs(HistoryRange::LastN(2)), [4, 5]);
+    assert_eq!(seqs(HistoryRange::LastN(0)), Vec::<u64>::new());
+    assert_eq!(seqs(HistoryRange::SinceSeq(3)), [4, 5]);
+    assert_eq!(seqs(HistoryRange::SinceSeq(0)), [3, 4, 5]);
+}
+
+/// Subscribing with `last_n` while other threads publish: the replayed
+/// events and the live ones join with no gap and no duplicate.
+#[test]
+fn subscribe_is_atomic_with_concurrent_publishing() {
+    let b = Arc::new(broker_with(1 << 16, 50, SlowConsumerPolicy::DropOldest));
+    b.create_topic("t").unwrap();
+    let publishers: Vec<_> = (0..3)
+        .map(|_| {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || {
+                for i in 0..2000 {
+                    b.publish("t", msg(json!(i))).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut conns = Vec::new();
+    for _ in 0..50 {
+        let c = b.connect();
+        b.subscribe(
+            &c,
+            "t",
+            Replay {
+                last_n: Some(50),
+                since: None,
+            },
+            None,
+        )
+        .unwrap();
+        conns.push(c);
+        std::thread::yield_now();
+    }
+    for p in publishers {
+        p.join().unwrap();
+    }
+    for c in &conns {
+        let frames = read_all(c);
+        let ServerFrame::Ack(ack) = &frames[0] else {
+            panic!()
+        };
+        let seqs = event_seqs(&frames);
+        let at = ack.seq.unwrap();
+        let first = seqs.first().copied().unwrap_or(at + 1);
+        assert_eq!(
+            first,
+            at.saturating_sub(ack.replayed.unwrap()) + 1,
+            "replay starts right"
+        );
+        let expected: Vec<u64> = (first..=6000).collect();
+        assert_eq!(seqs, expected, "contiguous from replay into live");
+    }
+    assert_invariant(&b, "t", 0);
+}

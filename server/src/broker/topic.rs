@@ -1,0 +1,206 @@
+//! One topic: its sequence, epoch, history ring and subscribers.
+//!
+//! Everything that must be ordered with respect to publishing (assigning
+//! `seq`, appending to history, fanning out, subscribing with replay,
+//! deleting) happens under the topic's own lock. Topics never share a lock,
+//! so publishers to different topics never wait for each other.
+
+use super::connection::Connection;
+use super::frame::Frame;
+use super::tally::TopicTally;
+use app::wire::{HistoryMessage, ServerFrame};
+use indexmap::IndexMap;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// A published message as stored in history and queued to subscribers:
+/// the `event` frame, encoded once.
+#[derive(Debug)]
+pub struct PublishedEvent {
+    pub seq: u64,
+    pub frame: Frame,
+    pub tally: Arc<TopicTally>,
+}
+
+impl PublishedEvent {
+    /// The message as the REST history returns it, read back from the frame.
+    pub fn history_message(&self) -> Option<HistoryMessage> {
+        match serde_json::from_str(self.frame.as_str()) {
+            Ok(ServerFrame::Event(ev)) => Some(HistoryMessage {
+                id: ev.message.id,
+                payload: ev.message.payload,
+                seq: ev.seq,
+                ts: ev.ts,
+            }),
+            _ => None,
+        }
+    }
+}
+
+pub struct Topic {
+    pub name: Arc<str>,
+    /// Chosen at creation; a topic created again under the same name gets a
+    /// new one, so a client resuming with a stale `since` is detected.
+    pub epoch: String,
+    pub created_at: String,
+    pub tally: Arc<TopicTally>,
+    pub(super) state: Mutex<TopicState>,
+}
+
+pub(super) struct TopicState {
+    pub seq: u64,
+    pub history: History,
+    /// Keyed by connection id; `swap_remove` keeps removal O(1) and the
+    /// values dense for the fan-out loop.
+    pub subscribers: IndexMap<u64, Arc<Connection>>,
+    pub deleted: bool,
+}
+
+impl Topic {
+    pub(super) fn new(
+        name: Arc<str>,
+        epoch: String,
+        created_at: String,
+        tally: Arc<TopicTally>,
+        history_size: usize,
+    ) -> Self {
+        Topic {
+            name,
+            epoch,
+            created_at,
+            tally,
+            state: Mutex::new(TopicState {
+                seq: 0,
+                history: History::new(history_size),
+                subscribers: IndexMap::new(),
+                deleted: false,
+            }),
+        }
+    }
+
+    /// `(seq, subscribers)` right now.
+    pub fn snapshot(&self) -> (u64, u64) {
+        let st = self.state.lock();
+        (st.seq, st.subscribers.len() as u64)
+    }
+}
+
+/// The last `capacity` events of a topic, oldest first.
+pub struct History {
+    ring: VecDeque<Arc<PublishedEvent>>,
+    capacity: usize,
+}
+
+impl History {
+    pub fn new(capacity: usize) -> Self {
+        History {
+            ring: VecDeque::with_capacity(capacity.min(1024)),
+            capacity,
+        }
+    }
+
+    pub fn push(&mut self, event: Arc<PublishedEvent>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.ring.len() == self.capacity {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(event);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// The newest `n` events, oldest first.
+    pub fn last_n(&self, n: usize) -> impl Iterator<Item = &Arc<PublishedEvent>> {
+        self.ring.iter().skip(self.ring.len().saturating_sub(n))
+    }
+
+    /// Every event after `seq`, or `None` when history no longer holds all
+    /// of them (`current` is the topic's seq).
+    pub fn after(
+        &self,
+        seq: u64,
+        current: u64,
+    ) -> Option<impl Iterator<Item = &Arc<PublishedEvent>>> {
+        if seq > current {
+            return None;
+        }
+        let missing = current - seq;
+        if missing > self.ring.len() as u64 {
+            return None;
+        }
+        Some(self.ring.iter().skip(self.ring.len() - missing as usize))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<PublishedEvent>> {
+        self.ring.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::tally::Totals;
+
+    fn event(seq: u64) -> Arc<PublishedEvent> {
+        let tally = Arc::new(TopicTally::new("t".into(), Arc::new(Totals::default())));
+        let payload = serde_json::value::to_raw_value(&seq).unwrap();
+        let frame = super::super::frame::EventDraft::new("t", "i", &payload, "ts").finish(seq);
+        Arc::new(PublishedEvent { seq, frame, tally })
+    }
+
+    fn seqs<'a>(it: impl Iterator<Item = &'a Arc<PublishedEvent>>) -> Vec<u64> {
+        it.map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn history_keeps_the_newest() {
+        let mut h = History::new(3);
+        for s in 1..=5 {
+            h.push(event(s));
+        }
+        assert_eq!(seqs(h.all()), vec![3, 4, 5]);
+        assert_eq!(seqs(h.last_n(2)), vec![4, 5]);
+        assert_eq!(seqs(h.last_n(10)), vec![3, 4, 5]);
+        assert_eq!(seqs(h.last_n(0)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn after_replays_only_what_history_holds() {
+        let mut h = History::new(3);
+        for s in 1..=5 {
+            h.push(event(s));
+        }
+        assert_eq!(seqs(h.after(2, 5).unwrap()), vec![3, 4, 5]);
+        assert_eq!(seqs(h.after(4, 5).unwrap()), vec![5]);
+        assert_eq!(seqs(h.after(5, 5).unwrap()), Vec::<u64>::new());
+        assert!(h.after(1, 5).is_none(), "seq 2 is gone");
+        assert!(h.after(6, 5).is_none(), "from the future");
+    }
+
+    #[test]
+    fn zero_history_keeps_nothing() {
+        let mut h = History::new(0);
+        h.push(event(1));
+        assert!(h.is_empty());
+        assert!(h.after(0, 1).is_none());
+        assert!(h.after(1, 1).is_some());
+    }
+
+    #[test]
+    fn history_message_reads_back_the_frame() {
+        let m = event(7).history_message().unwrap();
+        assert_eq!(
+            (m.seq, m.id.as_str(), m.payload.clone()),
+            (7, "i", serde_json::json!(7))
+        );
+    }
+}

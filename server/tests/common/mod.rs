@@ -1,0 +1,251 @@
+//! A server on `127.0.0.1:0` per test, and small clients that speak the
+//! real protocol to it: reqwest for REST, tokio-tungstenite for WebSocket.
+
+#![allow(dead_code)]
+
+use app::wire::ServerFrame;
+use futures_util::{SinkExt, StreamExt};
+use pubsub_server::config::Config;
+use pubsub_server::shutdown::Shutdown;
+use pubsub_server::AppState;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    served: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::default_for_tests();
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = AppState::new(config, Shutdown::new());
+        let served = tokio::spawn(pubsub_server::serve(listener, state.clone()));
+        TestServer {
+            addr,
+            state,
+            http: reqwest::Client::new(),
+            served: Some(served),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        status_and_json(r).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        status_and_json(r).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        status_and_json(r).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        status_and_json(r).await
+    }
+
+    pub async fn create_topic(&self, name: &str) {
+        let (status, body) = self
+            .post("/api/topics", serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(status, 201, "create {name}: {body}");
+    }
+
+    pub async fn publish(&self, topic: &str, payload: Value) -> u64 {
+        let (status, body) = self
+            .post(
+                &format!("/api/topics/{topic}/messages"),
+                serde_json::json!({ "payload": payload }),
+            )
+            .await;
+        assert_eq!(status, 201, "publish to {topic}: {body}");
+        body["seq"].as_u64().expect("seq")
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.get("/api/stats").await.1
+    }
+
+    pub async fn ws(&self) -> Ws {
+        Ws::connect(&format!("ws://{}/ws", self.addr)).await
+    }
+
+    /// Triggers a graceful shutdown and waits until `serve` returned.
+    pub async fn shut_down(&mut self) -> std::io::Result<()> {
+        self.state.shutdown.trigger();
+        let served = self.served.take().expect("not shut down twice");
+        tokio::time::timeout(PATIENCE, served)
+            .await
+            .expect("shutdown in time")
+            .expect("join")
+    }
+
+    /// Polls `check` until it holds (the server settles asynchronously).
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting until {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn status_and_json(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// A WebSocket client.
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a read found besides a text frame.
+#[derive(Debug)]
+pub enum Closed {
+    Close(Option<CloseFrame>),
+    Eof,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Self {
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connect");
+        Ws { stream }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.stream
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.stream.send(message).await.expect("send");
+    }
+
+    /// The next text frame, as JSON; panics on close or after `PATIENCE`.
+    pub async fn recv_json(&mut self) -> Value {
+        match self.recv_or_close().await {
+            Ok(v) => v,
+            Err(c) => panic!("connection closed while waiting for a frame: {c:?}"),
+        }
+    }
+
+    pub async fn recv_or_close(&mut self) -> Result<Value, Closed> {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.stream.next())
+                .await
+                .expect("a frame within the patience");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(serde_json::from_str(t.as_str()).expect("frames are JSON"))
+                }
+                Some(Ok(Message::Close(c))) => return Err(Closed::Close(c)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(Closed::Eof),
+            }
+        }
+    }
+
+    /// The next frame, typed.
+    pub async fn recv(&mut self) -> ServerFrame {
+        let v = self.recv_json().await;
+        serde_json::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("not a server frame ({e}): {v}"))
+    }
+
+    /// Skips heartbeats.
+    pub async fn recv_skipping_pings(&mut self) -> Value {
+        loop {
+            let v = self.recv_json().await;
+            if !(v["type"] == "info" && v["msg"] == "ping") {
+                return v;
+            }
+        }
+    }
+
+    /// Nothing arrives for `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(wait, self.stream.next()).await {
+            panic!("expected silence, got {m:?}");
+        }
+    }
+
+    pub async fn subscribe(&mut self, topic: &str, extra: Value) -> Value {
+        let mut frame = serde_json::json!({ "type": "subscribe", "topic": topic, "request_id": format!("sub-{topic}") });
+        if let (Some(f), Some(e)) = (frame.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                f.insert(k.clone(), v.clone());
+            }
+        }
+        self.send(frame).await;
+        let ack = self.recv_skipping_pings().await;
+        assert_eq!(ack["type"], "ack", "subscribe to {topic} acked: {ack}");
+        ack
+    }
+}
