@@ -262,9 +262,25 @@ async fn unknown_routes_and_methods() {
     let s = TestServer::start().await;
     let (status, body) = s.get("/api/nope").await;
     assert_error(status, &body, 404, "NOT_FOUND");
-    let (status, body) = s.delete("/api/topics").await;
-    assert_eq!(status, 405, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/nope"),
+        "{body}"
+    );
+    let r = s.http.delete(s.url("/api/topics")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET,HEAD,POST");
+    let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "BAD_REQUEST");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE /api/topics"),
+        "{body}"
+    );
     let (status, _) = s.post("/api/health", json!({})).await;
     assert_eq!(status, 405);
 }

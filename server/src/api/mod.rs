@@ -15,8 +15,8 @@ use app::wire::{
     TopicChanged, TopicDetail, TopicList, TopicStats, TopicSummary,
 };
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{Method, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -211,7 +211,7 @@ fn summary(t: TopicInfo) -> TopicSummary {
     }
 }
 
-async fn not_found(uri: Uri) -> ApiError {
+async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
         format!("no such endpoint: {}", uri.path()),
@@ -220,11 +220,11 @@ async fn not_found(uri: Uri) -> ApiError {
 
 /// 405 for a known route with the wrong method. The contract has no code of
 /// its own for it; `BAD_REQUEST` is the closest, with the status saying 405.
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: ErrorCode::BadRequest,
-        message: format!("method {method} is not allowed on {}", uri.path()),
+        message: format!("method {method} is not allowed: {method} {}", uri.path()),
     }
 }
 
