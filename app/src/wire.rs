@@ -191,6 +191,39 @@ pub struct Stats {
     pub topics: BTreeMap<String, TopicStats>,
 }
 
+/// One second of the server's life, as kept for the dashboard's charts.
+/// Counters are cumulative since start (a chart shows their differences);
+/// gauges are their value at `t`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsSample {
+    /// Unix time of the sample, in milliseconds.
+    pub t: u64,
+    pub published: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub connections: u64,
+    pub subscribers: u64,
+    pub topics: u64,
+    /// The topics with the most messages published since the previous
+    /// sample, busiest first (at most 10; topics with none are left out).
+    pub busiest: Vec<TopicRate>,
+}
+
+/// Messages a topic received during one sampling interval.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRate {
+    pub name: String,
+    pub messages: u64,
+}
+
+/// `GET /api/stats/history`: the last minutes of samples, oldest first.
+/// An addition to the contract for the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsHistory {
+    pub interval_ms: u64,
+    pub samples: Vec<StatsSample>,
+}
+
 /// One row of `GET /api/topics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicSummary {

@@ -20,6 +20,7 @@ pub mod ws;
 use axum::extract::FromRef;
 use axum::routing::any;
 use axum::Router;
+use broker::sampler::Sampler;
 use broker::Broker;
 use config::Config;
 use leptos::config::LeptosOptions;
@@ -27,10 +28,16 @@ use shutdown::Shutdown;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// How often the stats collector samples the counters.
+pub const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Samples kept: five minutes at one a second.
+pub const STATS_HISTORY_SAMPLES: usize = 300;
+
 /// What every handler can reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub broker: Arc<Broker>,
+    pub sampler: Arc<Sampler>,
     pub config: Arc<Config>,
     pub shutdown: Shutdown,
     pub leptos_options: LeptosOptions,
@@ -42,6 +49,7 @@ impl AppState {
         let leptos_options = ui::options(&config);
         AppState {
             broker,
+            sampler: Arc::new(Sampler::new(STATS_HISTORY_SAMPLES)),
             config: Arc::new(config),
             shutdown,
             leptos_options,
@@ -64,6 +72,11 @@ pub fn router(state: AppState) -> Router {
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
     let deadline = state.config.shutdown_timeout;
+    tokio::spawn(sample_stats(
+        Arc::clone(&state.broker),
+        Arc::clone(&state.sampler),
+        shutdown.clone(),
+    ));
     let app = router(state);
     let stop = shutdown.token();
     axum::serve(listener, app)
@@ -77,4 +90,21 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
         );
     }
     Ok(())
+}
+
+/// Samples the counters every [`STATS_INTERVAL`] until shutdown.
+async fn sample_stats(broker: Arc<Broker>, sampler: Arc<Sampler>, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.triggered() => return,
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        sampler.sample(&broker, now_ms);
+    }
 }

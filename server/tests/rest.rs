@@ -333,3 +333,41 @@ async fn the_ui_is_served_at_the_root() {
     assert!(html.contains("<title>pubsub</title>"), "{html}");
     assert!(html.contains("/pkg/pubsub.js"), "hydration script: {html}");
 }
+
+#[tokio::test]
+async fn stats_history_keeps_per_second_samples() {
+    let s = TestServer::start().await;
+    s.create_topic("busy").await;
+    s.create_topic("quiet").await;
+    for n in 0..3 {
+        s.publish("busy", json!(n)).await;
+    }
+    s.publish("quiet", json!(0)).await;
+    s.eventually("two samples are taken", || async {
+        s.get("/api/stats/history").await.1["samples"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2)
+    })
+    .await;
+    let (status, body) = s.get("/api/stats/history").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["interval_ms"], 1000);
+    let samples = body["samples"].as_array().unwrap();
+    let last = samples.last().unwrap();
+    assert_eq!(
+        (&last["published"], &last["topics"]),
+        (&json!(4), &json!(2))
+    );
+    let ranked: Vec<&serde_json::Value> = samples
+        .iter()
+        .flat_map(|x| x["busiest"].as_array().unwrap())
+        .collect();
+    assert_eq!(ranked[0], &json!({"name": "busy", "messages": 3}), "{body}");
+    assert!(samples
+        .windows(2)
+        .all(|w| w[0]["t"].as_u64() < w[1]["t"].as_u64()));
+    let (_, one) = s.get("/api/stats/history?last_n=1").await;
+    assert_eq!(one["samples"].as_array().unwrap().len(), 1);
+    let (status, _) = s.get("/api/stats/history?last_n=x").await;
+    assert_eq!(status, 400);
+}

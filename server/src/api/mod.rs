@@ -10,6 +10,7 @@ pub use error::ApiError;
 
 use crate::broker::{HistoryRange, TopicInfo};
 use crate::AppState;
+use app::wire::StatsHistory;
 use app::wire::{
     CreateTopic, ErrorCode, Health, HistoryPage, PublishMessage, Published, Stats, StatsTotals,
     TopicChanged, TopicDetail, TopicList, TopicStats, TopicSummary,
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/stats", get(stats))
+        .route("/stats/history", get(stats_history))
         .route("/topics", get(list_topics).post(create_topic))
         .route("/topics/{name}", get(get_topic).delete(delete_topic))
         .route("/topics/{name}/messages", get(history).post(publish))
@@ -75,6 +77,25 @@ async fn stats(State(state): State<AppState>) -> Json<Stats> {
         },
         topics,
     })
+}
+
+/// `GET /api/stats/history[?last_n=N]`: per-second samples of the counters
+/// for the last minutes, oldest first (an addition to the contract).
+async fn stats_history(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<StatsHistory>> {
+    let last_n = match history_range(query.as_deref().unwrap_or(""))? {
+        HistoryRange::All => None,
+        HistoryRange::LastN(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        HistoryRange::SinceSeq(_) => {
+            return Err(ApiError::bad_request("stats history takes last_n only"))
+        }
+    };
+    Ok(Json(StatsHistory {
+        interval_ms: crate::STATS_INTERVAL.as_millis() as u64,
+        samples: state.sampler.last(last_n),
+    }))
 }
 
 async fn list_topics(State(state): State<AppState>) -> Json<TopicList> {

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod outbox;
+pub mod sampler;
 pub mod tally;
 pub mod topic;
 
@@ -233,6 +234,19 @@ impl Broker {
         out
     }
 
+    /// Each topic's messages published so far, without taking topic locks.
+    pub fn published_per_topic(&self) -> Vec<(Arc<str>, u64)> {
+        self.topics
+            .iter()
+            .map(|e| {
+                (
+                    Arc::clone(&e.value().name),
+                    e.value().tally.published.load(Relaxed),
+                )
+            })
+            .collect()
+    }
+
     /// Messages from a topic's history, oldest first, with its epoch.
     pub fn history(
         &self,
@@ -295,6 +309,7 @@ impl Broker {
             frame: draft.finish(seq),
             tally: Arc::clone(&topic.tally),
         });
+        topic.tally.published.store(seq, Relaxed);
         let fan_out = st.subscribers.len() as u64;
         topic.tally.enqueued.fetch_add(fan_out, Relaxed);
         for conn in st.subscribers.values() {

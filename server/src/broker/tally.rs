@@ -25,6 +25,8 @@ pub struct Totals {
 #[derive(Debug)]
 pub struct TopicTally {
     pub name: Arc<str>,
+    /// Messages published (the topic's `seq`, readable without its lock).
+    pub published: AtomicU64,
     /// Live events put into subscriber queues (replays excluded).
     pub enqueued: AtomicU64,
     pub delivered: AtomicU64,
@@ -36,6 +38,7 @@ impl TopicTally {
     pub fn new(name: Arc<str>, totals: Arc<Totals>) -> Self {
         TopicTally {
             name,
+            published: AtomicU64::new(0),
             enqueued: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
