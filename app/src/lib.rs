@@ -3,9 +3,12 @@
 //!
 //! - [`wire`]: every REST body and WebSocket frame of `PROTOCOL.md`.
 //! - [`client`]: the browser's calls to the REST API (hydrate only).
-//! - [`pages`]: one module per page.
+//! - [`live`]: a live WebSocket subscription with reconnect and resume.
+//! - [`pages`]: one module per page; [`components`]: pieces they share.
 
 pub mod client;
+pub mod components;
+pub mod live;
 pub mod pages;
 pub mod wire;
 
@@ -51,13 +54,15 @@ pub fn App() -> impl IntoView {
             <header class="site-header">
                 <A href="/" attr:class="brand">"pubsub"</A>
                 <nav aria-label="Main">
-                    <A href="/">"Topics"</A>
-                    <a href="/api/stats">"Stats (JSON)"</a>
+                    <A href="/" exact=true>"Dashboard"</A>
+                    <A href="/topics">"Topics"</A>
                 </nav>
             </header>
             <main>
                 <Routes fallback=pages::not_found::NotFound>
-                    <Route path=path!("/") view=pages::home::Home/>
+                    <Route path=path!("/") view=pages::dashboard::Dashboard/>
+                    <Route path=path!("/topics") view=pages::topics::Topics/>
+                    <Route path=path!("/topics/:name") view=pages::topic::Topic/>
                 </Routes>
             </main>
         </Router>

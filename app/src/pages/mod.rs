@@ -1,4 +1,6 @@
 //! One module per page.
 
-pub mod home;
+pub mod dashboard;
 pub mod not_found;
+pub mod topic;
+pub mod topics;

@@ -1,0 +1,221 @@
+//! `/`: live cards and charts of the server's counters.
+//!
+//! On open it loads the server's per-second history (the last five
+//! minutes), so the charts are full at once; then every second it appends
+//! the newest samples and refreshes the cards.
+
+use crate::client;
+use crate::components::chart::{BarList, LineChart, Series};
+use crate::components::format::{rate, thousands, uptime};
+use crate::wire::{Stats, StatsSample};
+use leptos::prelude::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const REFRESH: Duration = Duration::from_secs(1);
+/// Samples kept on the page (five minutes at one a second).
+const KEEP: usize = 300;
+/// The busiest-topics ranking sums this many recent samples.
+const BUSIEST_WINDOW: usize = 60;
+
+/// Per-second rates between consecutive samples: `(seconds before the
+/// newest sample, rate)` for the counter `pick`.
+pub fn rates(samples: &[StatsSample], pick: fn(&StatsSample) -> u64) -> Vec<(f64, f64)> {
+    let Some(newest) = samples.last().map(|s| s.t) else {
+        return Vec::new();
+    };
+    samples
+        .windows(2)
+        .map(|w| {
+            let dt = (w[1].t.saturating_sub(w[0].t)) as f64 / 1000.0;
+            let per_sec = if dt > 0.0 {
+                pick(&w[1]).saturating_sub(pick(&w[0])) as f64 / dt
+            } else {
+                0.0
+            };
+            ((newest - w[1].t) as f64 / 1000.0, per_sec)
+        })
+        .collect()
+}
+
+/// Gauge values: `(seconds before the newest sample, value)`.
+pub fn gauge(samples: &[StatsSample], pick: fn(&StatsSample) -> u64) -> Vec<(f64, f64)> {
+    let Some(newest) = samples.last().map(|s| s.t) else {
+        return Vec::new();
+    };
+    samples
+        .iter()
+        .map(|s| ((newest - s.t) as f64 / 1000.0, pick(s) as f64))
+        .collect()
+}
+
+/// Topics by messages over the newest `window` samples, busiest first.
+pub fn busiest(samples: &[StatsSample], window: usize) -> Vec<(String, u64)> {
+    let mut sums: HashMap<&str, u64> = HashMap::new();
+    for sample in samples.iter().rev().take(window) {
+        for t in &sample.busiest {
+            *sums.entry(t.name.as_str()).or_default() += t.messages;
+        }
+    }
+    let mut ranked: Vec<(String, u64)> = sums.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ranked.truncate(8);
+    ranked
+}
+
+/// Appends the samples newer than what `into` holds, keeping the newest `KEEP`.
+fn merge(into: &mut Vec<StatsSample>, fresh: Vec<StatsSample>) {
+    let last = into.last().map(|s| s.t).unwrap_or(0);
+    into.extend(fresh.into_iter().filter(|s| s.t > last));
+    let excess = into.len().saturating_sub(KEEP);
+    into.drain(..excess);
+}
+
+#[component]
+pub fn Dashboard() -> impl IntoView {
+    let samples = RwSignal::new(Vec::<StatsSample>::new());
+    let stats = RwSignal::new(None::<Stats>);
+    let error = RwSignal::new(None::<String>);
+
+    Effect::new(move || {
+        let refresh = move |full: bool| {
+            leptos::task::spawn_local(async move {
+                let history = client::stats_history(if full { None } else { Some(5) }).await;
+                let current = client::stats().await;
+                match (history, current) {
+                    (Ok(h), Ok(s)) => {
+                        samples.update(|all| merge(all, h.samples));
+                        stats.set(Some(s));
+                        error.set(None);
+                    }
+                    (Err(e), _) | (_, Err(e)) => error.set(Some(e)),
+                }
+            })
+        };
+        refresh(true);
+        if let Ok(handle) = set_interval_with_handle(move || refresh(false), REFRESH) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+
+    let window = (KEEP - 1) as f64;
+    let throughput = Signal::derive(move || {
+        samples.with(|s| {
+            vec![
+                Series {
+                    name: "published",
+                    class: "s1",
+                    points: rates(s, |x| x.published),
+                },
+                Series {
+                    name: "delivered",
+                    class: "s2",
+                    points: rates(s, |x| x.delivered),
+                },
+                Series {
+                    name: "dropped",
+                    class: "s3",
+                    points: rates(s, |x| x.dropped),
+                },
+            ]
+        })
+    });
+    let population = Signal::derive(move || {
+        samples.with(|s| {
+            vec![
+                Series {
+                    name: "connections",
+                    class: "s1",
+                    points: gauge(s, |x| x.connections),
+                },
+                Series {
+                    name: "subscribers",
+                    class: "s2",
+                    points: gauge(s, |x| x.subscribers),
+                },
+            ]
+        })
+    });
+    let ranking = Signal::derive(move || samples.with(|s| busiest(s, BUSIEST_WINDOW)));
+    let per_sec = move |pick: fn(&StatsSample) -> u64| {
+        samples.with(|s| rates(s, pick).last().map(|p| p.1).unwrap_or(0.0))
+    };
+
+    let card = move |label: &'static str,
+                     testid: &'static str,
+                     value: Signal<String>,
+                     sub: Signal<String>| {
+        view! {
+            <div class="stat-card" data-testid=testid>
+                <div class="stat-label">{label}</div>
+                <div class="stat-value">{value}</div>
+                <div class="stat-sub muted">{sub}</div>
+            </div>
+        }
+    };
+    let total = move |pick: fn(&Stats) -> u64| {
+        Signal::derive(move || {
+            stats.with(|s| {
+                s.as_ref()
+                    .map(|s| thousands(pick(s)))
+                    .unwrap_or_else(|| "–".into())
+            })
+        })
+    };
+    let none = || Signal::derive(String::new);
+
+    view! {
+        <h1>"Dashboard"</h1>
+        {move || error.get().map(|e| view! { <p class="error" role="alert">"Cannot load stats: " {e}</p> })}
+        <section class="cards" aria-label="Totals">
+            {card("Uptime", "card-uptime",
+                Signal::derive(move || stats.with(|s| s.as_ref().map(|s| uptime(s.uptime_sec)).unwrap_or_else(|| "–".into()))),
+                none())}
+            {card("Topics", "card-topics", total(|s| s.totals.topics), none())}
+            {card("Connections", "card-connections", total(|s| s.totals.connections), none())}
+            {card("Subscribers", "card-subscribers", total(|s| s.totals.subscribers), none())}
+            {card("Published", "card-published", total(|s| s.totals.published),
+                Signal::derive(move || format!("{}/s", rate(per_sec(|x| x.published)))))}
+            {card("Delivered", "card-delivered", total(|s| s.totals.delivered),
+                Signal::derive(move || format!("{}/s", rate(per_sec(|x| x.delivered)))))}
+            {card("Dropped", "card-dropped", total(|s| s.totals.dropped),
+                Signal::derive(move || format!("{}/s", rate(per_sec(|x| x.dropped)))))}
+        </section>
+        <section class="charts" aria-label="Charts">
+            <LineChart title="Throughput" unit="messages/s" window=window series=throughput testid="chart-throughput"/>
+            <LineChart title="Connections and subscribers" unit="count" window=window series=population testid="chart-population"/>
+            <BarList title="Busiest topics" unit="messages, last minute" rows=ranking
+                empty="No messages in the last minute." testid="chart-busiest"/>
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t: u64, published: u64) -> StatsSample {
+        StatsSample {
+            t,
+            published,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rates_are_per_second_differences() {
+        let s = [sample(1000, 0), sample(2000, 10), sample(4000, 30)];
+        assert_eq!(rates(&s, |x| x.published), vec![(2.0, 10.0), (0.0, 10.0)]);
+        assert!(rates(&s[..1], |x| x.published).is_empty());
+    }
+
+    #[test]
+    fn merge_appends_only_newer_samples_and_trims() {
+        let mut all = vec![sample(1, 0), sample(2, 0)];
+        merge(&mut all, vec![sample(2, 0), sample(3, 0)]);
+        assert_eq!(all.iter().map(|s| s.t).collect::<Vec<_>>(), [1, 2, 3]);
+        merge(&mut all, (4..400).map(|t| sample(t, 0)).collect());
+        assert_eq!(all.len(), KEEP);
+        assert_eq!(all.last().unwrap().t, 399);
+    }
+}

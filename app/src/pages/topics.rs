@@ -1,0 +1,206 @@
+//! `/topics`: every topic with its counts, a filter, a create form that
+//! checks the name before sending, and delete with a confirmation. The list
+//! refreshes itself every two seconds.
+
+use crate::client;
+use crate::components::format::{thousands, timestamp};
+use crate::wire::{topic_name_problem, TopicSummary};
+use leptos::prelude::*;
+use std::time::Duration;
+
+const REFRESH: Duration = Duration::from_secs(2);
+
+#[component]
+pub fn Topics() -> impl IntoView {
+    let topics = RwSignal::new(None::<Result<Vec<TopicSummary>, String>>);
+    let filter = RwSignal::new(String::new());
+    let reload = move || {
+        leptos::task::spawn_local(async move {
+            topics.set(Some(client::list_topics().await));
+        })
+    };
+    Effect::new(move || {
+        reload();
+        if let Ok(handle) = set_interval_with_handle(reload, REFRESH) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+
+    let shown = move || {
+        let needle = filter.get().to_lowercase();
+        topics.get().map(|r| {
+            r.map(|list| {
+                list.into_iter()
+                    .filter(|t| needle.is_empty() || t.name.to_lowercase().contains(&needle))
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
+
+    view! {
+        <h1>"Topics"</h1>
+        <CreateTopic on_created=move || reload()/>
+        <section class="card">
+            <div class="toolbar">
+                <label for="topic-filter">"Filter by name"</label>
+                <input id="topic-filter" type="search" placeholder="e.g. orders"
+                    prop:value=move || filter.get()
+                    on:input=move |ev| filter.set(event_target_value(&ev))/>
+            </div>
+            <div aria-live="polite">
+                {move || match shown() {
+                    None => view! { <p class="muted">"Loading topics…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error" role="alert">"Cannot load topics: " {e}</p> }.into_any(),
+                    Some(Ok(list)) if list.is_empty() && filter.with(|f| f.is_empty()) => view! {
+                        <p class="muted" data-testid="no-topics">"No topics yet: create the first one above."</p>
+                    }.into_any(),
+                    Some(Ok(list)) if list.is_empty() => view! {
+                        <p class="muted">"No topic matches the filter."</p>
+                    }.into_any(),
+                    Some(Ok(list)) => view! { <TopicTable topics=list on_deleted=move || reload()/> }.into_any(),
+                }}
+            </div>
+        </section>
+    }
+}
+
+#[component]
+fn CreateTopic(on_created: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let server_error = RwSignal::new(None::<String>);
+    let created = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let problem = move || {
+        let n = name.get();
+        if n.is_empty() {
+            None
+        } else {
+            topic_name_problem(&n)
+        }
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let n = name.get_untracked();
+        if let Some(p) = topic_name_problem(&n) {
+            server_error.set(Some(p));
+            return;
+        }
+        busy.set(true);
+        server_error.set(None);
+        created.set(None);
+        leptos::task::spawn_local(async move {
+            match client::create_topic(&n).await {
+                Ok(_) => {
+                    created.set(Some(n));
+                    name.set(String::new());
+                    on_created();
+                }
+                Err(e) => server_error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Create a topic"</h2>
+            <form class="inline-form" on:submit=submit novalidate>
+                <label for="new-topic">"Name"</label>
+                <input id="new-topic" name="name" autocomplete="off" maxlength="255"
+                    placeholder="letters, digits, . _ -"
+                    aria-describedby="new-topic-help new-topic-error"
+                    aria-invalid=move || if problem().is_some() { "true" } else { "false" }
+                    prop:value=move || name.get()
+                    on:input=move |ev| {
+                        name.set(event_target_value(&ev));
+                        server_error.set(None);
+                    }/>
+                <button type="submit" disabled=move || busy.get() || problem().is_some() || name.with(|n| n.is_empty())>
+                    "Create"
+                </button>
+            </form>
+            <p id="new-topic-help" class="muted small">"1 to 255 characters from A-Z a-z 0-9 . _ -"</p>
+            <p id="new-topic-error" class="error" role="alert" data-testid="create-error">
+                {move || problem().or_else(|| server_error.get())}
+            </p>
+            {move || created.get().map(|n| {
+                let href = format!("/topics/{n}");
+                view! { <p class="ok" role="status">"Created " <a href=href>{n.clone()}</a> "."</p> }
+            })}
+        </section>
+    }
+}
+
+#[component]
+fn TopicTable(
+    topics: Vec<TopicSummary>,
+    on_deleted: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    view! {
+        <table class="topics" data-testid="topic-table">
+            <thead>
+                <tr>
+                    <th scope="col">"Name"</th>
+                    <th scope="col" class="num">"Subscribers"</th>
+                    <th scope="col" class="num">"Messages"</th>
+                    <th scope="col" class="when">"Created (UTC)"</th>
+                    <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                </tr>
+            </thead>
+            <tbody>
+                {topics
+                    .into_iter()
+                    .map(|t| view! { <TopicRow topic=t on_deleted=on_deleted/> })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+fn TopicRow(
+    topic: TopicSummary,
+    on_deleted: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let confirming = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let name = topic.name.clone();
+    let href = format!("/topics/{}", topic.name);
+    let delete = {
+        let name = name.clone();
+        move |_| {
+            let name = name.clone();
+            leptos::task::spawn_local(async move {
+                match client::delete_topic(&name).await {
+                    Ok(_) => on_deleted(),
+                    Err(e) => error.set(Some(e)),
+                }
+                confirming.set(false);
+            });
+        }
+    };
+    let label = format!("Delete topic {name}");
+    let confirm_label = format!("Confirm deleting topic {name}");
+    view! {
+        <tr data-topic=name.clone()>
+            <td class="name"><a href=href>{topic.name.clone()}</a></td>
+            <td class="num">{thousands(topic.subscribers)}</td>
+            <td class="num">{thousands(topic.messages)}</td>
+            <td class="when"><time datetime=topic.created_at.clone()>{timestamp(&topic.created_at)}</time></td>
+            <td class="actions">
+                {move || if confirming.get() {
+                    let delete = delete.clone();
+                    view! {
+                        <span class="confirm" role="group" aria-label="Confirm delete">
+                            "Delete? "
+                            <button class="danger" aria-label=confirm_label.clone() on:click=delete>"Yes, delete"</button>
+                            <button on:click=move |_| confirming.set(false)>"Cancel"</button>
+                        </span>
+                    }.into_any()
+                } else {
+                    view! { <button aria-label=label.clone() on:click=move |_| confirming.set(true)>"Delete"</button> }.into_any()
+                }}
+                {move || error.get().map(|e| view! { <span class="error" role="alert">{e}</span> })}
+            </td>
+        </tr>
+    }
+}
