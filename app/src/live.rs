@@ -41,6 +41,12 @@ pub struct LogEntry {
     pub kind: EntryKind,
 }
 
+impl LogEntry {
+    pub fn is_event(&self) -> bool {
+        matches!(self.kind, EntryKind::Event { .. })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Idle,
@@ -292,6 +298,23 @@ mod browser {
     use std::rc::Rc;
 
     const REQUEST_ID: &str = "live-subscribe";
+
+    /// What the reader has seen and the batcher has not shown yet.
+    #[derive(Default)]
+    struct Inbox {
+        entries: Vec<LogEntry>,
+        /// Events received since the subscribe (shown or not).
+        events: u64,
+        /// Events that fell off while paused.
+        hidden: u64,
+    }
+
+    impl Inbox {
+        fn take(&mut self, entries: Vec<LogEntry>) {
+            self.events += entries.iter().filter(|e| e.is_event()).count() as u64;
+            self.entries.extend(entries);
+        }
+    }
     const FLUSH_MS: u32 = 100;
     const BACKOFF_MS: [u32; 5] = [500, 1000, 2000, 4000, 8000];
 
@@ -315,29 +338,48 @@ mod browser {
         view.status.set(Status::Connecting);
         // The page may be gone by the time a task runs: every write below
         // is a `try_` write, which does nothing on a disposed signal.
-        let pending: Rc<RefCell<Vec<LogEntry>>> = Rc::default();
+        let pending: Rc<RefCell<Inbox>> = Rc::default();
         let alive = move || view.generation.try_get_untracked() == Some(generation);
 
         // The batcher: moves pending entries into the view every FLUSH_MS.
         {
             let pending = Rc::clone(&pending);
             leptos::task::spawn_local(async move {
+                let mut notices: u64 = 0;
                 while alive() {
                     TimeoutFuture::new(FLUSH_MS).await;
+                    let mut inbox = pending.borrow_mut();
+                    view.received.try_set(inbox.events);
                     if view.paused.try_get_untracked().unwrap_or(false) {
-                        let mut p = pending.borrow_mut();
-                        let excess = p.len().saturating_sub(MAX_ROWS);
-                        p.drain(..excess);
-                        view.held.try_set(p.len());
+                        // Hold back at most a log's worth; count what falls off.
+                        let excess = inbox.entries.len().saturating_sub(MAX_ROWS);
+                        let hidden = inbox
+                            .entries
+                            .drain(..excess)
+                            .filter(|e| e.is_event())
+                            .count() as u64;
+                        inbox.hidden += hidden;
+                        view.held.try_set(inbox.entries.len());
                         continue;
                     }
-                    let fresh: Vec<LogEntry> = pending.borrow_mut().drain(..).collect();
+                    let mut fresh: Vec<LogEntry> = Vec::with_capacity(inbox.entries.len() + 1);
+                    if inbox.hidden > 0 {
+                        notices += 1;
+                        fresh.push(LogEntry {
+                            key: u64::MAX - notices,
+                            kind: EntryKind::Notice {
+                                level: Level::Info,
+                                text: format!(
+                                    "{} message(s) arrived while paused and are not shown: the log keeps the newest {MAX_ROWS}.",
+                                    inbox.hidden
+                                ),
+                            },
+                        });
+                        inbox.hidden = 0;
+                    }
+                    fresh.append(&mut inbox.entries);
+                    drop(inbox);
                     if !fresh.is_empty() && alive() {
-                        let events = fresh
-                            .iter()
-                            .filter(|e| matches!(e.kind, EntryKind::Event { .. }))
-                            .count() as u64;
-                        view.received.try_update(|n| *n += events);
                         view.rows.try_update(|rows| prepend(rows, fresh));
                         view.held.try_set(0);
                     }
@@ -352,7 +394,7 @@ mod browser {
                 let mut socket = match WebSocket::open(&ws_url()) {
                     Ok(socket) => socket,
                     Err(e) => {
-                        pending.borrow_mut().push(
+                        pending.borrow_mut().entries.push(
                             tracker.notice(Level::Warn, format!("Cannot open the WebSocket: {e}")),
                         );
                         view.status.try_set(Status::Ended);
@@ -407,7 +449,7 @@ mod browser {
                             view.status.try_set(Status::Live);
                             attempt = 0;
                         }
-                        pending.borrow_mut().extend(out);
+                        pending.borrow_mut().take(out);
                         if next == Next::Finish {
                             finished = true;
                             let _ = sink.close().await;
@@ -423,7 +465,10 @@ mod browser {
                 }
                 let delay = BACKOFF_MS[(attempt as usize).min(BACKOFF_MS.len() - 1)];
                 attempt += 1;
-                pending.borrow_mut().push(tracker.lost(attempt, delay));
+                pending
+                    .borrow_mut()
+                    .entries
+                    .push(tracker.lost(attempt, delay));
                 view.status.try_set(Status::Reconnecting);
                 TimeoutFuture::new(delay).await;
             }

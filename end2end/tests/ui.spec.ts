@@ -220,3 +220,53 @@ test('screenshots of every page', async ({ page, request }) => {
   await open(page, '/nowhere');
   await expect(page.getByRole('heading', { name: 'Not found' })).toBeVisible();
 });
+
+test('the live panel keeps up with 1,000 messages a second and stays usable', async ({ browser, request }) => {
+  const name = unique('ui-flood');
+  await createTopic(request, name);
+  const watcher = await (await browser.newContext()).newPage();
+  await open(watcher, `/topics/${name}`);
+  // Long tasks (>50 ms on the main thread) while the flood arrives.
+  await watcher.evaluate(() => {
+    (window as any).longest = 0;
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) (window as any).longest = Math.max((window as any).longest, e.duration);
+    }).observe({ type: 'longtask', buffered: false });
+  });
+  await subscribe(watcher, 0);
+
+  // A program publishing 3,000 messages at about 1,000 a second over the WebSocket API.
+  const publisher = await (await browser.newContext()).newPage();
+  await open(publisher, '/');
+  const total = 3000;
+  const sending = publisher.evaluate(
+    ({ topic, total }) =>
+      new Promise<void>((resolve, reject) => {
+        const ws = new WebSocket(`ws://${location.host}/ws`);
+        ws.onerror = () => reject(new Error('websocket failed'));
+        ws.onopen = async () => {
+          for (let i = 0; i < total; i++) {
+            ws.send(JSON.stringify({ type: 'publish', topic, message: { payload: { i, text: 'flood' } } }));
+            if (i % 100 === 99) await new Promise((r) => setTimeout(r, 100));
+          }
+          resolve();
+        };
+      }),
+    { topic: name, total },
+  );
+  // The page answers a click while the flood is arriving.
+  await watcher.getByRole('button', { name: 'Pause' }).click();
+  await expect(watcher.getByRole('button', { name: 'Resume' })).toHaveAttribute('aria-pressed', 'true');
+  await watcher.getByRole('button', { name: 'Resume' }).click();
+  await sending;
+
+  await expect(watcher.getByTestId('live-received')).toHaveText('3,000', { timeout: 30_000 });
+  await expect(watcher.getByTestId('live-log').locator('article')).toHaveCount(500);
+  await expect(watcher.getByTestId('live-log').locator(`article[data-seq="${total}"]`)).toBeVisible();
+  await expect(watcher.getByTestId('live-log')).not.toContainText('Gap');
+  const longest = await watcher.evaluate(() => (window as any).longest as number);
+  test.info().annotations.push({ type: 'longest main-thread task (ms)', description: String(Math.round(longest)) });
+  console.log(`flood: longest main-thread task ${Math.round(longest)} ms`);
+  await watcher.context().close();
+  await publisher.context().close();
+});

@@ -21,18 +21,18 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// The smallest "round" number (1, 2, 5 × 10^k) at or above `x`.
+/// The top of a y axis with four gridline steps: four times the smallest
+/// step of 1, 2 or 5 × 10^k that fits `x`, and at least 4, so every tick
+/// is a whole, round number (0, 10, 20, 30, 40 rather than 12.5 or 0.25).
 pub fn nice_ceiling(x: f64) -> f64 {
-    if x <= 1.0 {
-        return 1.0;
-    }
-    let magnitude = 10f64.powf(x.log10().floor());
+    let wanted = (x / 4.0).max(1.0);
+    let magnitude = 10f64.powf(wanted.log10().floor());
     for step in [1.0, 2.0, 5.0, 10.0] {
-        if step * magnitude >= x {
-            return step * magnitude;
+        if step * magnitude >= wanted {
+            return 4.0 * step * magnitude;
         }
     }
-    10.0 * magnitude
+    40.0 * magnitude
 }
 
 /// The SVG path of `points` in a plot `window` seconds wide and `max` high.
@@ -220,11 +220,13 @@ mod tests {
 
     #[test]
     fn nice_ceilings() {
-        assert_eq!(nice_ceiling(0.0), 1.0);
-        assert_eq!(nice_ceiling(3.0), 5.0);
-        assert_eq!(nice_ceiling(11.0), 20.0);
-        assert_eq!(nice_ceiling(500.0), 500.0);
-        assert_eq!(nice_ceiling(501.0), 1000.0);
+        assert_eq!(nice_ceiling(0.0), 4.0);
+        assert_eq!(nice_ceiling(3.0), 4.0);
+        assert_eq!(nice_ceiling(27.0), 40.0);
+        assert_eq!(nice_ceiling(50.0), 80.0);
+        assert_eq!(nice_ceiling(400.0), 400.0);
+        assert_eq!(nice_ceiling(401.0), 800.0);
+        assert_eq!(nice_ceiling(1_500.0), 2_000.0);
     }
 
     #[test]

@@ -1,0 +1,59 @@
+import { test, expect } from '@playwright/test';
+import * as net from 'node:net';
+import { baseURL } from '../playwright.config';
+
+// A TCP proxy in front of the server lets the test cut the page's
+// connections while the server keeps running, as a flaky network would.
+function startProxy(target: URL): Promise<{ url: string; cut: () => void; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        cut: () => sockets.forEach((s) => s.destroy()),
+        close: () => new Promise((done) => { sockets.forEach((s) => s.destroy()); server.close(() => done()); }),
+      });
+    });
+  });
+}
+
+test('after a dropped connection the live panel resumes with since and recovers', async ({ page, request }) => {
+  const name = `ui-reconnect-${Date.now()}`;
+  expect((await request.post('/api/topics', { data: { name } })).status()).toBe(201);
+  const proxy = await startProxy(new URL(baseURL));
+  try {
+    await page.goto(`${proxy.url}/topics/${name}`);
+    await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+    await page.getByLabel('Replay last').fill('0');
+    await page.getByTestId('subscribe').click();
+    await expect(page.getByTestId('live-status')).toHaveText('live');
+    await request.post(`/api/topics/${name}/messages`, { data: { payload: { n: 1 } } });
+    await expect(page.getByTestId('live-log').locator('article[data-seq="1"]')).toBeVisible();
+
+    // Cut every connection, and publish while the page is away.
+    proxy.cut();
+    for (let n = 2; n <= 4; n++) {
+      await request.post(`/api/topics/${name}/messages`, { data: { payload: { n } } });
+    }
+    const log = page.getByTestId('live-log');
+    await expect(log).toContainText('Connection lost', { timeout: 10_000 });
+    await expect(log).toContainText('Reconnected and recovered: 3 message(s)', { timeout: 15_000 });
+    await expect(page.getByTestId('live-status')).toHaveText('live');
+    for (const seq of [2, 3, 4]) await expect(log.locator(`article[data-seq="${seq}"]`)).toBeVisible();
+    await expect(log).not.toContainText('Gap');
+    await page.screenshot({ path: 'artifacts/topic-reconnected.png', fullPage: true });
+  } finally {
+    await proxy.close();
+  }
+});
