@@ -11,6 +11,8 @@ const LEFT: f64 = 52.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 28.0;
+/// Intervals on the time axis (a five-minute window reads -5m … -1m, now).
+const X_STEPS: u32 = 5;
 
 /// One line of a chart: `(seconds before now, value)` points, oldest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,10 +89,10 @@ pub fn LineChart(
             })
             .collect_view()
     };
-    let x_ticks = (0..=4)
+    let x_ticks = (0..=X_STEPS)
         .map(|i| {
-            let ago = window * f64::from(4 - i) / 4.0;
-            let x = LEFT + plot_w * f64::from(i) / 4.0;
+            let ago = window * f64::from(X_STEPS - i) / f64::from(X_STEPS);
+            let x = LEFT + plot_w * f64::from(i) / f64::from(X_STEPS);
             let label = if ago == 0.0 {
                 "now".to_owned()
             } else {

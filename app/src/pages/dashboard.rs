@@ -98,7 +98,7 @@ pub fn Dashboard() -> impl IntoView {
         }
     });
 
-    let window = (KEEP - 1) as f64;
+    let window = KEEP as f64;
     let throughput = Signal::derive(move || {
         samples.with(|s| {
             vec![
