@@ -1,9 +1,13 @@
-//! Configuration: every knob is a flag and an environment variable, shown by
-//! `pubsub-server --help` and tabled in the README.
+//! Configuration: every knob is a flag, an environment variable and a key of
+//! the optional TOML file, with the precedence flag > env > file > default.
+//! `pubsub-server --help` shows them; the README tables them.
 
 use crate::broker::{BrokerConfig, SlowConsumerPolicy};
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A real-time pub/sub server: topics, history and fan-out over REST and
@@ -11,6 +15,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "pubsub-server", version, about)]
 pub struct Config {
+    /// TOML file with any of the settings below (keys as in --print-config).
+    /// Flags and environment variables override it.
+    #[arg(long, env = "PUBSUB_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
     /// Address to listen on (REST under /api, WebSocket at /ws, UI at /).
     #[arg(long, env = "PUBSUB_ADDR", default_value = "127.0.0.1:4000")]
     pub addr: SocketAddr,
@@ -48,17 +61,38 @@ pub struct Config {
     /// On SIGINT/SIGTERM, how long to flush queued events before exiting.
     #[arg(long, env = "PUBSUB_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Log format on stderr: `human` or `json` (one object per line).
+    /// The level is set with RUST_LOG (default `info`).
+    #[arg(long, env = "PUBSUB_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+
+    /// Topics given their own series in /metrics (the busiest by messages);
+    /// the others are summed under `topic="_other"`.
+    #[arg(long, env = "PUBSUB_METRICS_TOPIC_LIMIT", default_value_t = 100)]
+    pub metrics_topic_limit: usize,
 }
 
 /// `--slow-consumer-policy` values, spelled as in the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum PolicyArg {
     /// Discard the oldest queued events and send SLOW_CONSUMER with the count.
     #[value(name = "drop_oldest", alias = "drop-oldest")]
+    #[serde(rename = "drop_oldest", alias = "drop-oldest")]
     DropOldest,
     /// Send SLOW_CONSUMER and close the connection with code 4008.
     #[value(name = "disconnect")]
+    #[serde(rename = "disconnect")]
     Disconnect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -69,7 +103,154 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The configuration file: every key optional, unknown keys refused.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber_queue: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_consumer_policy: Option<PolicyArg>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_frame_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_topic_limit: Option<usize>,
+}
+
+/// A configuration that cannot be used, with the key or flag at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Args(#[from] clap::Error),
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
 impl Config {
+    /// Flags and environment of this process, then the file they name.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Config::command().try_get_matches_from(args)?;
+        let mut config = Config::from_arg_matches(&matches)?;
+        if let Some(path) = config.config.clone() {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            config.apply_file(&path, &text, &matches)?;
+        }
+        Ok(config)
+    }
+
+    /// Takes each key of the file whose setting came from a default, not
+    /// from a flag or the environment.
+    fn apply_file(
+        &mut self,
+        path: &Path,
+        text: &str,
+        matches: &ArgMatches,
+    ) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::File {
+            path: path.to_owned(),
+            message,
+        };
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| bad(e.to_string().trim().to_owned()))?;
+        let defaulted = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::DefaultValue) | None
+            )
+        };
+        macro_rules! take {
+            ($key:ident) => {
+                if let Some(v) = file.$key {
+                    if defaulted(stringify!($key)) {
+                        self.$key = v;
+                    }
+                }
+            };
+        }
+        take!(addr);
+        take!(history_size);
+        take!(slow_consumer_policy);
+        take!(max_message_bytes);
+        take!(max_frame_bytes);
+        take!(log_format);
+        take!(metrics_topic_limit);
+        if let Some(q) = file.subscriber_queue {
+            if q == 0 {
+                return Err(bad("subscriber_queue: must be at least 1".into()));
+            }
+            if defaulted("subscriber_queue") {
+                self.subscriber_queue = q;
+            }
+        }
+        for (key, text, slot) in [
+            (
+                "heartbeat_interval",
+                &file.heartbeat_interval,
+                &mut self.heartbeat_interval,
+            ),
+            (
+                "shutdown_timeout",
+                &file.shutdown_timeout,
+                &mut self.shutdown_timeout,
+            ),
+        ] {
+            if let Some(text) = text {
+                let d = parse_duration(text).map_err(|e| bad(format!("{key}: {e}")))?;
+                if defaulted(key) {
+                    *slot = d;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective settings as a TOML file would hold them.
+    pub fn to_toml(&self) -> String {
+        let file = FileConfig {
+            addr: Some(self.addr),
+            history_size: Some(self.history_size),
+            subscriber_queue: Some(self.subscriber_queue),
+            slow_consumer_policy: Some(self.slow_consumer_policy),
+            heartbeat_interval: Some(
+                humantime::format_duration(self.heartbeat_interval).to_string(),
+            ),
+            max_message_bytes: Some(self.max_message_bytes),
+            max_frame_bytes: Some(self.max_frame_bytes),
+            shutdown_timeout: Some(humantime::format_duration(self.shutdown_timeout).to_string()),
+            log_format: Some(self.log_format),
+            metrics_topic_limit: Some(self.metrics_topic_limit),
+        };
+        toml::to_string(&file).unwrap_or_default()
+    }
+
     /// Defaults, as if no flag or variable were given (for tests).
     pub fn default_for_tests() -> Self {
         Config::parse_from(["pubsub-server", "--addr", "127.0.0.1:0"])
@@ -91,6 +272,12 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
 
     #[test]
     fn flags_parse() {
@@ -115,5 +302,54 @@ mod tests {
         assert!(Config::try_parse_from(["x", "--subscriber-queue", "0"]).is_err());
         assert!(Config::try_parse_from(["x", "--heartbeat-interval", "0s"]).is_err());
         assert!(Config::try_parse_from(["x", "--slow-consumer-policy", "nope"]).is_err());
+    }
+
+    #[test]
+    fn the_file_fills_in_what_flags_leave_at_default() {
+        let f = file("history_size = 7\nheartbeat_interval = \"2s\"\nslow_consumer_policy = \"disconnect\"\nsubscriber_queue = 9\n");
+        let path = f.path().to_str().unwrap();
+        let c = Config::load_from(["x", "--config", path, "--subscriber-queue", "3"]).unwrap();
+        assert_eq!(c.history_size, 7, "from the file");
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(c.slow_consumer_policy, PolicyArg::Disconnect);
+        assert_eq!(c.subscriber_queue, 3, "the flag wins over the file");
+        assert_eq!(c.max_frame_bytes, 1_048_576, "default where neither says");
+    }
+
+    #[test]
+    fn bad_files_name_the_key() {
+        for (text, key) in [
+            ("histroy_size = 3", "histroy_size"),
+            ("history_size = \"lots\"", "history_size"),
+            ("heartbeat_interval = \"soon\"", "heartbeat_interval"),
+            ("subscriber_queue = 0", "subscriber_queue"),
+            ("slow_consumer_policy = \"maybe\"", "slow_consumer_policy"),
+            ("addr = 5", "addr"),
+        ] {
+            let f = file(text);
+            let err = Config::load_from(["x", "--config", f.path().to_str().unwrap()])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text:?} -> {err}");
+        }
+        let err = Config::load_from(["x", "--config", "/nonexistent/pubsub.toml"]).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/pubsub.toml"));
+    }
+
+    #[test]
+    fn printed_config_reads_back_the_same() {
+        let c = Config::parse_from([
+            "x",
+            "--history-size",
+            "42",
+            "--heartbeat-interval",
+            "1m 30s",
+            "--log-format",
+            "json",
+        ]);
+        let f = file(&c.to_toml());
+        let back = Config::load_from(["x", "--config", f.path().to_str().unwrap()]).unwrap();
+        assert_eq!(back.to_toml(), c.to_toml());
+        assert_eq!(back.heartbeat_interval, Duration::from_secs(90));
     }
 }

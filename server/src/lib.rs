@@ -7,18 +7,21 @@
 //! - [`api`]: the REST API under `/api`.
 //! - [`ws`]: the WebSocket endpoint at `/ws`.
 //! - [`ui`]: the server-rendered, hydrated web UI at `/`.
-//! - [`config`]: flags and environment variables.
+//! - [`metrics`]: `GET /metrics` for Prometheus.
+//! - [`config`]: flags, environment variables and the config file.
 //! - [`shutdown`]: graceful shutdown, passed down as a value.
 
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod metrics;
 pub mod shutdown;
 pub mod ui;
 pub mod ws;
 
 use axum::extract::FromRef;
-use axum::routing::any;
+use axum::http::{HeaderName, Request};
+use axum::routing::{any, get};
 use axum::Router;
 use broker::sampler::Sampler;
 use broker::Broker;
@@ -27,6 +30,9 @@ use leptos::config::LeptosOptions;
 use shutdown::Shutdown;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 /// How often the stats collector samples the counters.
 pub const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -38,6 +44,7 @@ pub const STATS_HISTORY_SAMPLES: usize = 300;
 pub struct AppState {
     pub broker: Arc<Broker>,
     pub sampler: Arc<Sampler>,
+    pub http_requests: Arc<metrics::HttpRequests>,
     pub config: Arc<Config>,
     pub shutdown: Shutdown,
     pub leptos_options: LeptosOptions,
@@ -50,6 +57,7 @@ impl AppState {
         AppState {
             broker,
             sampler: Arc::new(Sampler::new(STATS_HISTORY_SAMPLES)),
+            http_requests: Arc::default(),
             config: Arc::new(config),
             shutdown,
             leptos_options,
@@ -63,8 +71,35 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .nest("/api", api::router())
         .route("/ws", any(ws::upgrade))
+        .route("/metrics", get(metrics::scrape))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit));
-    ui::routes(routes, &state).with_state(state)
+    let request_id = HeaderName::from_static("x-request-id");
+    ui::routes(routes, &state)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        // Outermost first: every request gets an id (or keeps the caller's),
+        // its span carries it, and the response echoes it.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(PropagateRequestIdLayer::new(request_id)),
+        )
+        .with_state(state)
+}
+
+/// The span of one HTTP request: method, path and request id. Its events
+/// (request start and end) are at DEBUG, so nothing is logged per message
+/// at the default level.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::debug_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
 }
 
 /// Serves until `state.shutdown` is triggered, then lets the WebSocket

@@ -157,3 +157,107 @@ async fn environment_variables_configure_the_server() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn precedence_is_flag_then_env_then_file_then_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pubsub.toml");
+    std::fs::write(
+        &file,
+        "history_size = 11\nsubscriber_queue = 22\nmax_message_bytes = 33\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "--print-config",
+            "--history-size",
+            "1",
+        ])
+        .env("PUBSUB_SUBSCRIBER_QUEUE", "2")
+        .env("PUBSUB_HISTORY_SIZE", "5")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: toml::Table = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(
+        printed["history_size"].as_integer(),
+        Some(1),
+        "flag over env and file"
+    );
+    assert_eq!(
+        printed["subscriber_queue"].as_integer(),
+        Some(2),
+        "env over file"
+    );
+    assert_eq!(
+        printed["max_message_bytes"].as_integer(),
+        Some(33),
+        "file over default"
+    );
+    assert_eq!(
+        printed["max_frame_bytes"].as_integer(),
+        Some(1_048_576),
+        "default"
+    );
+    assert_eq!(printed["heartbeat_interval"].as_str(), Some("30s"));
+}
+
+#[test]
+fn an_invalid_config_file_fails_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pubsub.toml");
+    std::fs::write(&file, "heartbeat_interval = \"often\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("heartbeat_interval") && stderr.contains("pubsub.toml"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_listening(port).await;
+    signal(&child, "TERM");
+    let mut stderr = child.stderr.take().unwrap();
+    let status = tokio::task::spawn_blocking(move || wait_for_exit(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO"
+                && l["message"].as_str().unwrap_or("").contains("listening")),
+        "{text}"
+    );
+}

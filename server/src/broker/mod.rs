@@ -308,10 +308,12 @@ impl Broker {
             seq,
             frame: draft.finish(seq),
             tally: Arc::clone(&topic.tally),
+            published_at: std::time::Instant::now(),
         });
         topic.tally.published.store(seq, Relaxed);
         let fan_out = st.subscribers.len() as u64;
         topic.tally.enqueued.fetch_add(fan_out, Relaxed);
+        self.totals.enqueued.fetch_add(fan_out, Relaxed);
         for conn in st.subscribers.values() {
             conn.outbox.push_event(&event, false);
         }

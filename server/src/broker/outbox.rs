@@ -143,6 +143,7 @@ impl Outbox {
                         event.tally.add_dropped(1);
                     }
                     dropped += 1;
+                    event.tally.count_slow_consumer_event();
                     st.end = Some(End::Kicked {
                         topic: event.tally.name.to_string(),
                         dropped,
@@ -212,12 +213,12 @@ impl Outbox {
                             .position(|(t, _)| Arc::ptr_eq(t, &event.tally))
                         {
                             let (tally, n) = st.owed.remove(i);
-                            out.push(Frame::slow_consumer(&tally.name, n));
+                            out.push(slow_consumer_notice(&tally, n));
                         }
                     }
                     out.push(event.frame.clone());
                     if !replay {
-                        settle.add(&event.tally);
+                        settle.add(&event.tally, event.published_at);
                     }
                 }
             }
@@ -225,7 +226,7 @@ impl Outbox {
         let empty = st.queue.is_empty();
         if empty {
             for (tally, n) in st.owed.drain(..) {
-                out.push(Frame::slow_consumer(&tally.name, n));
+                out.push(slow_consumer_notice(&tally, n));
             }
         }
         let freed_reply_room = replies_before >= self.reply_limit && st.replies < self.reply_limit;
@@ -271,6 +272,12 @@ impl Outbox {
     pub fn is_ended(&self) -> bool {
         self.state.lock().end.is_some()
     }
+}
+
+/// A `SLOW_CONSUMER` notice, counted.
+fn slow_consumer_notice(tally: &TopicTally, dropped: u64) -> Frame {
+    tally.count_slow_consumer_event();
+    Frame::slow_consumer(&tally.name, dropped)
 }
 
 /// `drop_oldest`: evicts the first event (replies stay), counts it, and owes

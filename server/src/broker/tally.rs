@@ -7,11 +7,41 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Instant;
+
+/// Upper bounds of the delivery-latency histogram's buckets, in seconds
+/// (the last, implicit bucket is +Inf).
+pub const LATENCY_BOUNDS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Publish-to-write latency of delivered events, as a cumulative-ready
+/// histogram (per-bucket counts; the exposition sums them).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// `buckets[i]` counts latencies in `(bounds[i-1], bounds[i]]`; the last
+    /// one counts those above every bound.
+    pub buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    pub sum_nanos: AtomicU64,
+    pub count: AtomicU64,
+}
+
+fn bucket_of(seconds: f64) -> usize {
+    LATENCY_BOUNDS
+        .iter()
+        .position(|b| seconds <= *b)
+        .unwrap_or(LATENCY_BOUNDS.len())
+}
 
 /// Server-wide counters and gauges.
 #[derive(Debug, Default)]
 pub struct Totals {
     pub published: AtomicU64,
+    /// Live events put into connection queues (the sum of fan-outs).
+    pub enqueued: AtomicU64,
+    /// `SLOW_CONSUMER` signals: notices sent and connections closed.
+    pub slow_consumer_events: AtomicU64,
+    pub delivery_latency: LatencyHistogram,
     pub delivered: AtomicU64,
     pub dropped: AtomicU64,
     /// Open WebSocket connections (a gauge).
@@ -51,6 +81,10 @@ impl TopicTally {
         self.totals.delivered.fetch_add(n, Relaxed);
     }
 
+    pub fn count_slow_consumer_event(&self) {
+        self.totals.slow_consumer_events.fetch_add(1, Relaxed);
+    }
+
     pub fn add_dropped(&self, n: u64) {
         self.dropped.fetch_add(n, Relaxed);
         self.totals.dropped.fetch_add(n, Relaxed);
@@ -59,35 +93,103 @@ impl TopicTally {
 
 /// Live events taken out of one queue and not yet counted, grouped in runs
 /// of the same topic so that a batch costs one atomic add per run, not one
-/// per event.
+/// per event; with their publish instants, for the latency histogram.
 #[derive(Default)]
 pub struct Settlement {
     runs: Vec<(Arc<TopicTally>, u64)>,
+    published_at: Vec<Instant>,
 }
 
 impl Settlement {
-    pub fn add(&mut self, tally: &Arc<TopicTally>) {
+    pub fn add(&mut self, tally: &Arc<TopicTally>, published_at: Instant) {
         match self.runs.last_mut() {
             Some((last, n)) if Arc::ptr_eq(last, tally) => *n += 1,
             _ => self.runs.push((Arc::clone(tally), 1)),
         }
+        self.published_at.push(published_at);
     }
 
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }
 
-    /// The events reached the connection.
+    /// The events reached the connection now.
     pub fn delivered(&mut self) {
+        let Some((first, _)) = self.runs.first() else {
+            return;
+        };
+        let totals = Arc::clone(&first.totals);
         for (tally, n) in self.runs.drain(..) {
             tally.add_delivered(n);
         }
+        let now = Instant::now();
+        let mut counts = [0u64; LATENCY_BOUNDS.len() + 1];
+        let mut sum_nanos: u64 = 0;
+        for at in self.published_at.drain(..) {
+            let latency = now.saturating_duration_since(at);
+            counts[bucket_of(latency.as_secs_f64())] += 1;
+            sum_nanos =
+                sum_nanos.saturating_add(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+        }
+        let h = &totals.delivery_latency;
+        let mut count = 0;
+        for (bucket, n) in h.buckets.iter().zip(counts) {
+            if n > 0 {
+                bucket.fetch_add(n, Relaxed);
+                count += n;
+            }
+        }
+        h.sum_nanos.fetch_add(sum_nanos, Relaxed);
+        h.count.fetch_add(count, Relaxed);
     }
 
     /// The events were lost (the connection failed while writing them).
     pub fn dropped(&mut self) {
+        self.published_at.clear();
         for (tally, n) in self.runs.drain(..) {
             tally.add_dropped(n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets() {
+        assert_eq!(bucket_of(0.0), 0);
+        assert_eq!(bucket_of(0.0001), 0);
+        assert_eq!(bucket_of(0.0002), 1);
+        assert_eq!(bucket_of(3.0), LATENCY_BOUNDS.len());
+    }
+
+    #[test]
+    fn settling_counts_runs_and_latencies() {
+        let totals = Arc::new(Totals::default());
+        let a = Arc::new(TopicTally::new("a".into(), Arc::clone(&totals)));
+        let b = Arc::new(TopicTally::new("b".into(), Arc::clone(&totals)));
+        let mut s = Settlement::default();
+        let at = Instant::now();
+        for t in [&a, &a, &b, &a] {
+            s.add(t, at);
+        }
+        s.delivered();
+        assert_eq!(
+            (a.delivered.load(Relaxed), b.delivered.load(Relaxed)),
+            (3, 1)
+        );
+        assert_eq!(totals.delivered.load(Relaxed), 4);
+        assert_eq!(totals.delivery_latency.count.load(Relaxed), 4);
+        s.add(&b, at);
+        s.dropped();
+        assert_eq!(
+            (
+                b.dropped.load(Relaxed),
+                totals.delivery_latency.count.load(Relaxed)
+            ),
+            (1, 4)
+        );
+        assert!(s.is_empty());
     }
 }

@@ -21,6 +21,8 @@ pub struct PublishedEvent {
     pub seq: u64,
     pub frame: Frame,
     pub tally: Arc<TopicTally>,
+    /// When it was published: delivery latency is measured from here.
+    pub published_at: std::time::Instant,
 }
 
 impl PublishedEvent {
@@ -154,7 +156,12 @@ mod tests {
         let tally = Arc::new(TopicTally::new("t".into(), Arc::new(Totals::default())));
         let payload = serde_json::value::to_raw_value(&seq).unwrap();
         let frame = super::super::frame::EventDraft::new("t", "i", &payload, "ts").finish(seq);
-        Arc::new(PublishedEvent { seq, frame, tally })
+        Arc::new(PublishedEvent {
+            seq,
+            frame,
+            tally,
+            published_at: std::time::Instant::now(),
+        })
     }
 
     fn seqs<'a>(it: impl Iterator<Item = &'a Arc<PublishedEvent>>) -> Vec<u64> {

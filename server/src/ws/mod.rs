@@ -6,10 +6,15 @@ pub mod session;
 use crate::AppState;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
-pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     if state.shutdown.is_triggered() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
@@ -19,6 +24,14 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
     };
     let broker = state.broker.clone();
     let shutdown = state.shutdown.clone();
+    // The session outlives the upgrade request: it gets its own span, with
+    // the upgrade's request id so the two can be joined in the logs.
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let span = tracing::info_span!(parent: None, "ws", request_id = %request_id);
     ws.max_message_size(max)
         .max_frame_size(max)
         // Frames are coalesced in this buffer and written once it fills or
@@ -28,6 +41,6 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
         .on_upgrade(move |socket| {
             shutdown
                 .clone()
-                .track(session::run(socket, broker, settings, shutdown))
+                .track(session::run(socket, broker, settings, shutdown).instrument(span))
         })
 }

@@ -1,0 +1,247 @@
+//! `GET /metrics`: the server's counters in the Prometheus text format
+//! (version 0.0.4), written by hand: a few dozen lines need no registry.
+//!
+//! Per-topic series are bounded by `--metrics-topic-limit`: the busiest
+//! topics by messages get their own label, the rest are summed under
+//! `topic="(other)"` (parentheses cannot occur in topic names). HTTP
+//! requests are counted by route template, never by raw path, so neither a
+//! million topics nor a scanner can explode the label count.
+
+use crate::broker::tally::LATENCY_BOUNDS;
+use crate::broker::TopicCounts;
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// HTTP requests answered, by (route, method, status).
+#[derive(Default)]
+pub struct HttpRequests {
+    counts: DashMap<(&'static str, String, u16), AtomicU64>,
+}
+
+impl HttpRequests {
+    pub fn count(&self, route: &'static str, method: &str, status: u16) {
+        if let Some(n) = self.counts.get(&(route, method.to_owned(), status)) {
+            n.fetch_add(1, Relaxed);
+            return;
+        }
+        self.counts
+            .entry((route, method.to_owned(), status))
+            .or_default()
+            .fetch_add(1, Relaxed);
+    }
+
+    fn snapshot(&self) -> Vec<((&'static str, String, u16), u64)> {
+        let mut rows: Vec<_> = self
+            .counts
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Relaxed)))
+            .collect();
+        rows.sort();
+        rows
+    }
+}
+
+/// The route template of a path: a bounded set of label values.
+pub fn route_of(path: &str) -> &'static str {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [""] => "/",
+        ["api", "health"] => "/api/health",
+        ["api", "stats"] => "/api/stats",
+        ["api", "stats", "history"] => "/api/stats/history",
+        ["api", "topics"] => "/api/topics",
+        ["api", "topics", _] => "/api/topics/:name",
+        ["api", "topics", _, "messages"] => "/api/topics/:name/messages",
+        ["api", ..] => "/api/(unknown)",
+        ["ws"] => "/ws",
+        ["metrics"] => "/metrics",
+        ["pkg", ..] => "/pkg/:file",
+        ["topics"] => "/topics",
+        ["topics", _] => "/topics/:name",
+        _ => "(other)",
+    }
+}
+
+/// Middleware counting every HTTP request by route, method and status.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = route_of(request.uri().path());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    state
+        .http_requests
+        .count(route, &method, response.status().as_u16());
+    response
+}
+
+pub async fn scrape(State(state): State<AppState>) -> Response {
+    let text = render(&state);
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+/// A metric family drawn from `T`: name, type, help, and the value.
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The whole exposition.
+pub fn render(state: &AppState) -> String {
+    let b = &state.broker;
+    let t = b.totals();
+    let mut out = String::with_capacity(4096);
+    let simple: [(&str, &str, &str, u64); 10] = [
+        ("pubsub_uptime_seconds", "gauge", "Seconds since the server started.", b.uptime_sec()),
+        ("pubsub_connections", "gauge", "Open WebSocket connections.", t.connections.load(Relaxed)),
+        ("pubsub_subscriptions", "gauge", "Subscriptions over all topics and connections.", t.subscriptions.load(Relaxed)),
+        ("pubsub_topics", "gauge", "Topics that exist.", b.topic_count()),
+        ("pubsub_published_total", "counter", "Messages published.", t.published.load(Relaxed)),
+        ("pubsub_delivered_total", "counter", "Events written to subscriber connections.", t.delivered.load(Relaxed)),
+        ("pubsub_dropped_total", "counter", "Events discarded for slow consumers or closed connections.", t.dropped.load(Relaxed)),
+        (
+            "pubsub_queued_events",
+            "gauge",
+            "Live events in connection queues or being written (queue depth, summed over connections).",
+            t.enqueued.load(Relaxed).saturating_sub(t.delivered.load(Relaxed) + t.dropped.load(Relaxed)),
+        ),
+        (
+            "pubsub_slow_consumer_events_total",
+            "counter",
+            "SLOW_CONSUMER signals: notices sent and connections closed by the disconnect policy.",
+            t.slow_consumer_events.load(Relaxed),
+        ),
+        (
+            "pubsub_metrics_topic_limit",
+            "gauge",
+            "Topics that get their own per-topic series (--metrics-topic-limit).",
+            state.config.metrics_topic_limit as u64,
+        ),
+    ];
+    for (name, kind, help, value) in simple {
+        family(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+
+    // Per topic, bounded.
+    let mut topics = b.all_topic_counts();
+    topics.sort_by(|a, b| b.1.messages.cmp(&a.1.messages).then_with(|| a.0.cmp(&b.0)));
+    let limit = state.config.metrics_topic_limit;
+    let mut other = TopicCounts::default();
+    let rest = topics.split_off(limit.min(topics.len()));
+    for (_, c) in &rest {
+        other.messages += c.messages;
+        other.subscribers += c.subscribers;
+        other.delivered += c.delivered;
+        other.dropped += c.dropped;
+    }
+    let mut rows: Vec<(String, TopicCounts)> = topics;
+    if !rest.is_empty() {
+        rows.push(("(other)".to_owned(), other));
+    }
+    let per_topic: [Family<TopicCounts>; 4] = [
+        (
+            "pubsub_topic_messages_total",
+            "counter",
+            "Messages published to the topic.",
+            |c| c.messages,
+        ),
+        (
+            "pubsub_topic_delivered_total",
+            "counter",
+            "Events of the topic written to subscribers.",
+            |c| c.delivered,
+        ),
+        (
+            "pubsub_topic_dropped_total",
+            "counter",
+            "Events of the topic dropped for slow consumers.",
+            |c| c.dropped,
+        ),
+        (
+            "pubsub_topic_subscribers",
+            "gauge",
+            "Subscribers of the topic.",
+            |c| c.subscribers,
+        ),
+    ];
+    for (name, kind, help, pick) in per_topic {
+        family(&mut out, name, kind, help);
+        for (topic, c) in &rows {
+            let _ = writeln!(out, "{name}{{topic=\"{}\"}} {}", escape(topic), pick(c));
+        }
+    }
+
+    // Delivery latency.
+    let h = &t.delivery_latency;
+    let name = "pubsub_delivery_latency_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "Time from publish to the event's write to a subscriber connection.",
+    );
+    let mut cumulative = 0;
+    for (i, bound) in LATENCY_BOUNDS.iter().enumerate() {
+        cumulative += h.buckets[i].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += h.buckets[LATENCY_BOUNDS.len()].load(Relaxed);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {}", h.sum_nanos.load(Relaxed) as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count {}", h.count.load(Relaxed));
+
+    // HTTP.
+    let name = "pubsub_http_requests_total";
+    family(
+        &mut out,
+        name,
+        "counter",
+        "HTTP requests answered, by route template, method and status.",
+    );
+    for ((route, method, status), n) in state.http_requests.snapshot() {
+        let _ = writeln!(
+            out,
+            "{name}{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+            escape(route),
+            escape(&method)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_of;
+
+    #[test]
+    fn routes_are_templates() {
+        assert_eq!(route_of("/"), "/");
+        assert_eq!(route_of("/api/topics/orders.eu"), "/api/topics/:name");
+        assert_eq!(
+            route_of("/api/topics/x/messages"),
+            "/api/topics/:name/messages"
+        );
+        assert_eq!(route_of("/api/whatever/deep/path"), "/api/(unknown)");
+        assert_eq!(route_of("/pkg/pubsub.wasm"), "/pkg/:file");
+        assert_eq!(route_of("/topics/a"), "/topics/:name");
+        assert_eq!(route_of("/wp-admin/login.php"), "(other)");
+    }
+}
