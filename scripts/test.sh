@@ -12,16 +12,20 @@ cd "$ROOT"
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "cargo clippy (server and shared crate, then the wasm frontend)"
-cargo clippy -p app -p pubsub-server --all-targets -- -D warnings
+say "cargo clippy (server, CLI and shared crate, then the wasm frontend)"
+cargo clippy -p app -p pubsub-server -p pubsub-cli --all-targets -- -D warnings
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 say "cargo test"
-cargo test -p app -p pubsub-server
+cargo test -p app -p pubsub-server -p pubsub-cli
 
 say "release build (cargo leptos build --release)"
 cargo leptos build --release
+cargo build --release -p pubsub-cli
 ls -l target/site/pkg/
+
+say "the Docker image's runtime stage, replayed without Docker"
+./scripts/check-image-layout.sh
 
 say "browser tests (Playwright, Debian's chromium)"
 (cd end2end && npx playwright test)
