@@ -1,0 +1,561 @@
+//! pubsub-bench: drives one workload against one broker and prints the
+//! result as one JSON object; `scripts/bench.sh` runs every scenario against
+//! every broker (each pinned to the same core) and writes BENCHMARKS.md.
+//!
+//! The generator is single-threaded (one tokio thread, to be pinned to its
+//! own core) and reads with raw sockets, scanning each message only for its
+//! send time, so that it measures the broker and not itself; its own CPU
+//! use is printed beside every figure.
+
+mod floor;
+mod procstat;
+mod proto;
+mod report;
+mod ws;
+
+use clap::{Args, Parser, Subcommand};
+use hdrhistogram::Histogram;
+use proto::{Conn, Target};
+use serde::Serialize;
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Parser)]
+#[command(
+    name = "pubsub-bench",
+    about = "Load generator for pubsub-server and its peers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// (a) 1 publisher, 1 topic, N subscribers: the highest rate delivered without loss.
+    Fanout(FanoutArgs),
+    /// (c) Latency at a fixed rate.
+    Latency(LatencyArgs),
+    /// (d) Many idle connections with one subscription each, then one broadcast.
+    Idle(IdleArgs),
+    /// (e) The floor: a server that writes pre-encoded frames with no broker logic.
+    Floor {
+        #[arg(long, default_value = "127.0.0.1:4300")]
+        addr: SocketAddr,
+    },
+    /// Writes BENCHMARKS.md and the chart from a results file (JSON lines).
+    Report {
+        results: std::path::PathBuf,
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: std::path::PathBuf,
+        #[arg(long, default_value = "benchmarks.svg")]
+        chart: std::path::PathBuf,
+        /// The command that produced the results, quoted in the report.
+        #[arg(long)]
+        command: String,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    #[arg(long, value_enum)]
+    target: Target,
+    #[arg(long)]
+    addr: SocketAddr,
+    /// The broker's pid, for its CPU time and memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Source addresses 127.0.0.2 … 127.0.0.(1+N) for the connections.
+    #[arg(long, default_value_t = 4)]
+    sources: u8,
+    /// HTTP address for pubsub's REST API (topic creation).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    #[arg(long, default_value_t = 128)]
+    payload: usize,
+    /// A label for the report (e.g. the broker's version).
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+#[derive(Args)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Seconds per rate step.
+    #[arg(long, default_value_t = 2.0)]
+    step_secs: f64,
+    #[arg(long, default_value_t = 500.0)]
+    start_rate: f64,
+    #[arg(long, default_value_t = 1.4)]
+    factor: f64,
+    #[arg(long, default_value_t = 100_000.0)]
+    max_rate: f64,
+}
+
+#[derive(Args)]
+struct LatencyArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+}
+
+#[derive(Args)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, default_value_t = 19_000)]
+    connections: usize,
+}
+
+fn main() -> std::io::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        match cli.command {
+            Command::Fanout(a) => print(&fanout(a).await?),
+            Command::Latency(a) => print(&latency(a).await?),
+            Command::Idle(a) => print(&idle(a).await?),
+            Command::Floor { addr } => floor::serve(addr).await?,
+            Command::Report {
+                results,
+                out,
+                chart,
+                command,
+            } => report::write(&results, &out, &chart, &command)?,
+        }
+        Ok(())
+    })
+}
+
+fn print<T: Serialize>(result: &T) {
+    println!("{}", serde_json::to_string(result).unwrap_or_default());
+}
+
+const TOPIC: &str = "bench";
+
+fn source(common: &Common, i: usize) -> Option<IpAddr> {
+    (common.sources > 0).then(|| {
+        IpAddr::V4(Ipv4Addr::new(
+            127,
+            0,
+            0,
+            2 + (i % common.sources as usize) as u8,
+        ))
+    })
+}
+
+/// Creates the topic on pubsub through its REST API (other brokers need none).
+async fn create_topic(common: &Common, topic: &str) -> std::io::Result<()> {
+    if common.target != Target::Pubsub {
+        return Ok(());
+    }
+    let http = common.http.unwrap_or(common.addr);
+    let mut s = tokio::net::TcpStream::connect(http).await?;
+    let body = format!("{{\"name\":\"{topic}\"}}");
+    let req = format!(
+        "POST /api/topics HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer).await?;
+    if !(answer.starts_with(b"HTTP/1.1 201") || answer.starts_with(b"HTTP/1.1 409")) {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&answer).into_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// What all subscriber tasks add to.
+struct Tally {
+    received: u64,
+    latency: Histogram<u64>,
+    errors: u64,
+    base: Instant,
+}
+
+impl Tally {
+    fn new(base: Instant) -> Rc<RefCell<Tally>> {
+        Rc::new(RefCell::new(Tally {
+            received: 0,
+            latency: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)
+                .expect("histogram bounds"),
+            errors: 0,
+            base,
+        }))
+    }
+}
+
+/// Opens and subscribes `n` connections, then reads each in its own task.
+async fn subscribers(
+    common: &Common,
+    n: usize,
+    topic: &str,
+    tally: &Rc<RefCell<Tally>>,
+) -> std::io::Result<Duration> {
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    // Open in waves: a thousand handshakes at a time.
+    for chunk_start in (0..n).step_by(1000) {
+        let mut opening = Vec::new();
+        for i in chunk_start..(chunk_start + 1000).min(n) {
+            let common = common.clone();
+            let topic = topic.to_owned();
+            opening.push(tokio::task::spawn_local(async move {
+                let mut c = Conn::open(common.target, common.addr, source(&common, i)).await?;
+                c.subscribe(&topic).await?;
+                Ok::<_, std::io::Error>(c)
+            }));
+        }
+        for o in opening {
+            conns.push(o.await.map_err(std::io::Error::other)??);
+        }
+    }
+    let elapsed = started.elapsed();
+    for mut c in conns {
+        let tally = Rc::clone(tally);
+        tokio::task::spawn_local(async move {
+            loop {
+                let mut got = 0u64;
+                let mut times = [0u64; 64];
+                let mut timed = 0;
+                let result = c
+                    .read_some(|m| {
+                        if let Some(t) = proto::send_time(m) {
+                            got += 1;
+                            if timed < times.len() {
+                                times[timed] = t;
+                                timed += 1;
+                            }
+                        }
+                    })
+                    .await;
+                let mut t = tally.borrow_mut();
+                if result.is_err() {
+                    t.errors += 1;
+                    return;
+                }
+                t.received += got;
+                let now = t.base.elapsed().as_nanos() as u64;
+                for sent in &times[..timed] {
+                    let _ = t.latency.record(now.saturating_sub(*sent).max(1_000));
+                }
+            }
+        });
+    }
+    Ok(elapsed)
+}
+
+/// A publisher connection whose replies (acks, PUBLISH counts) are drained.
+async fn publisher(common: &Common) -> std::io::Result<tokio::net::tcp::OwnedWriteHalf> {
+    let conn = Conn::open(common.target, common.addr, None).await?;
+    let target = conn.target;
+    let std = conn.stream.into_std()?;
+    let stream = tokio::net::TcpStream::from_std(std)?;
+    let (mut read, write) = stream.into_split();
+    tokio::task::spawn_local(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        // NATS may PING the publisher; it is answered by nobody, which is
+        // fine for the few seconds of a step (nats waits minutes).
+        let _ = target;
+        while let Ok(n) = tokio::io::AsyncReadExt::read(&mut read, &mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    Ok(write)
+}
+
+fn publish_bytes(common: &Common, topic: &str, base: Instant, n: usize) -> Vec<u8> {
+    // A throwaway Conn-less framing: reuse the framing rules by target.
+    let mut out = Vec::with_capacity(n * (common.payload + 64));
+    for _ in 0..n {
+        let p = proto::payload(base.elapsed().as_nanos() as u64, common.payload);
+        proto::frame_publish(common.target, &mut out, topic, &p);
+    }
+    out
+}
+
+/// Publishes at `rate` messages a second for `secs`, in 1 ms ticks.
+async fn publish_at(
+    common: &Common,
+    out: &mut tokio::net::tcp::OwnedWriteHalf,
+    base: Instant,
+    rate: f64,
+    secs: f64,
+) -> std::io::Result<u64> {
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    while start.elapsed().as_secs_f64() < secs {
+        tick.tick().await;
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        if due > sent {
+            let n = (due - sent) as usize;
+            out.write_all(&publish_bytes(common, TOPIC, base, n))
+                .await?;
+            sent += n as u64;
+        }
+    }
+    Ok(sent)
+}
+
+#[derive(Serialize)]
+struct Step {
+    rate: f64,
+    published: u64,
+    expected: u64,
+    received: u64,
+    deliveries_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    server_cpu: f64,
+    generator_cpu: f64,
+    clean: bool,
+}
+
+#[derive(Serialize)]
+struct FanoutResult {
+    scenario: &'static str,
+    target: Target,
+    label: String,
+    subscribers: usize,
+    payload: usize,
+    connect_secs: f64,
+    /// The highest step delivered without loss.
+    best: Option<Step>,
+    steps: Vec<Step>,
+    server_rss_bytes: Option<u64>,
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+async fn fanout(a: FanoutArgs) -> std::io::Result<FanoutResult> {
+    let c = a.common.clone();
+    create_topic(&c, TOPIC).await?;
+    let base = Instant::now();
+    let tally = Tally::new(base);
+    let connect = subscribers(&c, a.subscribers, TOPIC, &tally).await?;
+    let mut out = publisher(&c).await?;
+    let mut steps: Vec<Step> = Vec::new();
+    let mut rate = a.start_rate;
+    while rate <= a.max_rate {
+        tally.borrow_mut().latency.reset();
+        let received_before = tally.borrow().received;
+        let server_before = c.server_pid.and_then(procstat::sample);
+        let me_before = procstat::sample(std::process::id());
+        let t0 = Instant::now();
+        let published = publish_at(&c, &mut out, base, rate, a.step_secs).await?;
+        let expected = published * a.subscribers as u64;
+        // Let the last messages arrive: up to a second, or until all are in.
+        let settle = Instant::now();
+        while tally.borrow().received - received_before < expected
+            && settle.elapsed() < Duration::from_secs(1)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let wall = t0.elapsed();
+        let t = tally.borrow();
+        let received = t.received - received_before;
+        let server_cpu = match (server_before, c.server_pid.and_then(procstat::sample)) {
+            (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
+            _ => 0.0,
+        };
+        let generator_cpu = match (me_before, procstat::sample(std::process::id())) {
+            (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
+            _ => 0.0,
+        };
+        let clean = received >= expected && t.errors == 0;
+        let step = Step {
+            rate,
+            published,
+            expected,
+            received,
+            deliveries_per_sec: received as f64 / a.step_secs,
+            p50_us: pct(&t.latency, 0.5),
+            p99_us: pct(&t.latency, 0.99),
+            p999_us: pct(&t.latency, 0.999),
+            server_cpu,
+            generator_cpu,
+            clean,
+        };
+        drop(t);
+        eprintln!(
+            "{:?} rate {rate:.0}/s: {:.0} deliveries/s, p99 {:.0} µs, server cpu {:.0}%, generator cpu {:.0}%{}",
+            c.target,
+            step.deliveries_per_sec,
+            step.p99_us,
+            server_cpu * 100.0,
+            generator_cpu * 100.0,
+            if clean { "" } else { "  ← loss" }
+        );
+        steps.push(step);
+        if !clean {
+            break;
+        }
+        rate *= a.factor;
+    }
+    let best_index = steps.iter().rposition(|s| s.clean);
+    let best = best_index.map(|i| steps.remove(i));
+    Ok(FanoutResult {
+        scenario: "fanout",
+        target: c.target,
+        label: c.label.clone(),
+        subscribers: a.subscribers,
+        payload: c.payload,
+        connect_secs: connect.as_secs_f64(),
+        best,
+        steps,
+        server_rss_bytes: c.server_pid.and_then(procstat::sample).map(|s| s.rss_bytes),
+    })
+}
+
+#[derive(Serialize)]
+struct LatencyResult {
+    scenario: &'static str,
+    target: Target,
+    label: String,
+    subscribers: usize,
+    rate: f64,
+    step: Step,
+}
+
+async fn latency(a: LatencyArgs) -> std::io::Result<LatencyResult> {
+    let c = a.common.clone();
+    create_topic(&c, TOPIC).await?;
+    let base = Instant::now();
+    let tally = Tally::new(base);
+    subscribers(&c, a.subscribers, TOPIC, &tally).await?;
+    let mut out = publisher(&c).await?;
+    // Warm up for a second, then measure.
+    publish_at(&c, &mut out, base, a.rate, 1.0).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tally.borrow_mut().latency.reset();
+    let before = tally.borrow().received;
+    let server_before = c.server_pid.and_then(procstat::sample);
+    let me_before = procstat::sample(std::process::id());
+    let t0 = Instant::now();
+    let published = publish_at(&c, &mut out, base, a.rate, a.secs).await?;
+    let expected = published * a.subscribers as u64;
+    let settle = Instant::now();
+    while tally.borrow().received - before < expected && settle.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let wall = t0.elapsed();
+    let t = tally.borrow();
+    let received = t.received - before;
+    let step = Step {
+        rate: a.rate,
+        published,
+        expected,
+        received,
+        deliveries_per_sec: received as f64 / a.secs,
+        p50_us: pct(&t.latency, 0.5),
+        p99_us: pct(&t.latency, 0.99),
+        p999_us: pct(&t.latency, 0.999),
+        server_cpu: match (server_before, c.server_pid.and_then(procstat::sample)) {
+            (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
+            _ => 0.0,
+        },
+        generator_cpu: match (me_before, procstat::sample(std::process::id())) {
+            (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
+            _ => 0.0,
+        },
+        clean: received >= expected && t.errors == 0,
+    };
+    eprintln!(
+        "{:?} latency at {:.0}/s: p50 {:.0} µs p99 {:.0} µs p99.9 {:.0} µs",
+        c.target, a.rate, step.p50_us, step.p99_us, step.p999_us
+    );
+    Ok(LatencyResult {
+        scenario: "latency",
+        target: c.target,
+        label: c.label.clone(),
+        subscribers: a.subscribers,
+        rate: a.rate,
+        step,
+    })
+}
+
+#[derive(Serialize)]
+struct IdleResult {
+    scenario: &'static str,
+    target: Target,
+    label: String,
+    connections: usize,
+    connect_secs: f64,
+    connects_per_sec: f64,
+    rss_before_bytes: Option<u64>,
+    rss_after_bytes: Option<u64>,
+    rss_per_connection_bytes: Option<f64>,
+    broadcast_ms: Option<f64>,
+    received: u64,
+}
+
+async fn idle(a: IdleArgs) -> std::io::Result<IdleResult> {
+    let c = a.common.clone();
+    create_topic(&c, TOPIC).await?;
+    let rss_before = c.server_pid.and_then(procstat::sample).map(|s| s.rss_bytes);
+    let base = Instant::now();
+    let tally = Tally::new(base);
+    let connect = subscribers(&c, a.connections, TOPIC, &tally).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = c.server_pid.and_then(procstat::sample).map(|s| s.rss_bytes);
+    let mut out = publisher(&c).await?;
+    let t0 = Instant::now();
+    out.write_all(&publish_bytes(&c, TOPIC, base, 1)).await?;
+    let mut done = None;
+    while t0.elapsed() < Duration::from_secs(10) {
+        if tally.borrow().received >= a.connections as u64 {
+            done = Some(t0.elapsed());
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let received = tally.borrow().received;
+    let per_conn = match (rss_before, rss_after) {
+        (Some(b), Some(a2)) => Some(a2.saturating_sub(b) as f64 / a.connections as f64),
+        _ => None,
+    };
+    eprintln!(
+        "{:?} idle: {} connections in {:.1} s, {:.0} B/connection, broadcast {:?}",
+        c.target,
+        a.connections,
+        connect.as_secs_f64(),
+        per_conn.unwrap_or(0.0),
+        done
+    );
+    Ok(IdleResult {
+        scenario: "idle",
+        target: c.target,
+        label: c.label.clone(),
+        connections: a.connections,
+        connect_secs: connect.as_secs_f64(),
+        connects_per_sec: a.connections as f64 / connect.as_secs_f64().max(1e-9),
+        rss_before_bytes: rss_before,
+        rss_after_bytes: rss_after,
+        rss_per_connection_bytes: per_conn,
+        broadcast_ms: done.map(|d| d.as_secs_f64() * 1000.0),
+        received,
+    })
+}

@@ -1,0 +1,262 @@
+//! BENCHMARKS.md and its chart, from the JSON lines the scenarios printed.
+
+use serde_json::Value;
+use std::fmt::Write;
+use std::path::Path;
+
+const ORDER: [&str; 5] = ["pubsub", "nats-tcp", "nats-ws", "redis", "floor"];
+
+fn name(target: &str) -> &str {
+    match target {
+        "pubsub" => "pubsub (this server, WebSocket)",
+        "nats-tcp" => "nats-server (TCP)",
+        "nats-ws" => "nats-server (WebSocket)",
+        "redis" => "redis-server (RESP)",
+        "floor" => "floor (pre-encoded frames, no broker)",
+        other => other,
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn fmt_int(x: f64) -> String {
+    let s = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ratio(ours: f64, theirs: f64) -> String {
+    if theirs > 0.0 && ours > 0.0 {
+        format!("{:.2}×", ours / theirs)
+    } else {
+        "–".into()
+    }
+}
+
+fn by_target<'a>(rows: &'a [Value], scenario: &str) -> Vec<&'a Value> {
+    let mut out: Vec<&Value> = rows.iter().filter(|r| r["scenario"] == scenario).collect();
+    out.sort_by_key(|r| ORDER.iter().position(|t| r["target"] == *t).unwrap_or(99));
+    out
+}
+
+pub fn write(results: &Path, out: &Path, chart: &Path, command: &str) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(results)?;
+    let rows: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let meta = rows
+        .iter()
+        .find(|r| r["scenario"] == "meta")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Measured side by side in one run on {} ({}), {}. Each broker ran alone, pinned to CPU {}; the generator \
+         (`pubsub-bench`, one thread, raw sockets) was pinned to CPU {}. Its own CPU use is shown beside every figure: \
+         near 100 % means the generator, not the broker, set the limit.\n",
+        meta["machine"].as_str().unwrap_or("this machine"),
+        meta["cpu"].as_str().unwrap_or("?"),
+        meta["date"].as_str().unwrap_or("?"),
+        meta["server_cpu"].as_str().unwrap_or("0"),
+        meta["generator_cpu"].as_str().unwrap_or("1"),
+    );
+    let _ = writeln!(
+        md,
+        "Versions: {}.\n",
+        meta["versions"].as_str().unwrap_or("?")
+    );
+    let _ = writeln!(md, "Reproduce with:\n\n```sh\n{command}\n```\n");
+
+    // (a) fan-out
+    let fanout = by_target(&rows, "fanout");
+    let ours = fanout
+        .iter()
+        .find(|r| r["target"] == "pubsub")
+        .map(|r| num(&r["best"]["deliveries_per_sec"]))
+        .unwrap_or(0.0);
+    let _ = writeln!(
+        md,
+        "## (a) Fan-out: 1 publisher, 1 topic, {} subscribers, {}-byte payloads\n\nThe offered rate grows by 1.4× per \
+         {}-second step until a step loses a message; the table shows the last step delivered in full.\n",
+        fanout.first().map(|r| num(&r["subscribers"])).unwrap_or(0.0),
+        fanout.first().map(|r| num(&r["payload"])).unwrap_or(0.0),
+        2
+    );
+    let _ = writeln!(md, "| broker | messages/s in | deliveries/s | p50 | p99 | broker CPU | generator CPU | pubsub ÷ this |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &fanout {
+        let b = &r["best"];
+        let d = num(&b["deliveries_per_sec"]);
+        let _ = writeln!(
+            md,
+            "| {} | {} | **{}** | {:.0} µs | {:.0} µs | {:.0} % | {:.0} % | {} |",
+            name(r["target"].as_str().unwrap_or("")),
+            fmt_int(num(&b["rate"])),
+            fmt_int(d),
+            num(&b["p50_us"]),
+            num(&b["p99_us"]),
+            num(&b["server_cpu"]) * 100.0,
+            num(&b["generator_cpu"]) * 100.0,
+            ratio(ours, d)
+        );
+    }
+
+    // (c) latency
+    let lat = by_target(&rows, "latency");
+    if !lat.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## (c) Latency at a fixed {} messages/s to {} subscribers\n\nPublish-to-receive time, measured by the \
+             generator (the send time travels in the payload).\n",
+            fmt_int(lat.first().map(|r| num(&r["rate"])).unwrap_or(0.0)),
+            lat.first().map(|r| num(&r["subscribers"])).unwrap_or(0.0)
+        );
+        let _ = writeln!(
+            md,
+            "| broker | p50 | p99 | p99.9 | delivered | broker CPU | generator CPU |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+        for r in &lat {
+            let s = &r["step"];
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} µs | **{:.0} µs** | {:.0} µs | {} / {} | {:.0} % | {:.0} % |",
+                name(r["target"].as_str().unwrap_or("")),
+                num(&s["p50_us"]),
+                num(&s["p99_us"]),
+                num(&s["p999_us"]),
+                fmt_int(num(&s["received"])),
+                fmt_int(num(&s["expected"])),
+                num(&s["server_cpu"]) * 100.0,
+                num(&s["generator_cpu"]) * 100.0
+            );
+        }
+    }
+
+    // (d) idle
+    let idle = by_target(&rows, "idle");
+    if !idle.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## (d) Idle connections with one subscription each, then one broadcast\n"
+        );
+        let _ = writeln!(
+            md,
+            "| broker | connections | connects/s | RSS per connection | broadcast to all |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+        for r in &idle {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                name(r["target"].as_str().unwrap_or("")),
+                fmt_int(num(&r["connections"])),
+                fmt_int(num(&r["connects_per_sec"])),
+                r["rss_per_connection_bytes"]
+                    .as_f64()
+                    .map(|b| format!("{:.1} KiB", b / 1024.0))
+                    .unwrap_or("–".into()),
+                r["broadcast_ms"]
+                    .as_f64()
+                    .map(|m| format!("{m:.1} ms"))
+                    .unwrap_or("not all received".into()),
+            );
+        }
+    }
+
+    let notes = rows
+        .iter()
+        .filter(|r| r["scenario"] == "note")
+        .filter_map(|r| r["text"].as_str());
+    let notes: Vec<&str> = notes.collect();
+    if !notes.is_empty() {
+        let _ = writeln!(md, "\n## Notes\n");
+        for n in notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n![throughput and latency]({})",
+        chart.file_name().and_then(|f| f.to_str()).unwrap_or("")
+    );
+    std::fs::write(out, md)?;
+    std::fs::write(chart, svg(&fanout, &lat))?;
+    Ok(())
+}
+
+/// Two bar groups: fan-out deliveries/s, and latency percentiles.
+fn svg(fanout: &[&Value], lat: &[&Value]) -> String {
+    let (w, h) = (820.0, 360.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
+    );
+    let colors = ["#2f6fde", "#12a150", "#f79009", "#d92d20", "#667085"];
+    // Left: deliveries/s.
+    let max = fanout
+        .iter()
+        .map(|r| num(&r["best"]["deliveries_per_sec"]))
+        .fold(1.0, f64::max);
+    let _ = write!(s, "<text x=\"20\" y=\"24\" font-size=\"14\" font-weight=\"bold\">(a) fan-out deliveries/s (more is better)</text>");
+    for (i, r) in fanout.iter().enumerate() {
+        let v = num(&r["best"]["deliveries_per_sec"]);
+        let y = 50.0 + i as f64 * 44.0;
+        let bw = 260.0 * v / max;
+        let _ = write!(
+            s,
+            "<text x=\"20\" y=\"{}\">{}</text><rect x=\"120\" y=\"{}\" width=\"{bw:.1}\" height=\"22\" fill=\"{}\"/>\
+             <text x=\"{:.1}\" y=\"{}\">{}</text>",
+            y + 15.0,
+            r["target"].as_str().unwrap_or(""),
+            y,
+            colors[i % colors.len()],
+            125.0 + bw,
+            y + 15.0,
+            fmt_int(v)
+        );
+    }
+    // Right: latency p50 / p99 / p99.9 (log-free: linear to the largest p99).
+    let _ = write!(s, "<text x=\"440\" y=\"24\" font-size=\"14\" font-weight=\"bold\">(c) latency µs: p50 / p99 / p99.9 (less is better)</text>");
+    let lmax = lat
+        .iter()
+        .map(|r| num(&r["step"]["p999_us"]))
+        .fold(1.0, f64::max);
+    for (i, r) in lat.iter().enumerate() {
+        let y = 50.0 + i as f64 * 60.0;
+        let _ = write!(
+            s,
+            "<text x=\"440\" y=\"{}\">{}</text>",
+            y + 15.0,
+            r["target"].as_str().unwrap_or("")
+        );
+        for (j, key) in ["p50_us", "p99_us", "p999_us"].iter().enumerate() {
+            let v = num(&r["step"][key]);
+            let bw = 240.0 * v / lmax;
+            let yy = y + j as f64 * 16.0;
+            let _ = write!(
+                s,
+                "<rect x=\"520\" y=\"{yy}\" width=\"{bw:.1}\" height=\"13\" fill=\"{}\" opacity=\"{}\"/>\
+                 <text x=\"{:.1}\" y=\"{}\" font-size=\"10\">{:.0}</text>",
+                colors[i % colors.len()],
+                1.0 - j as f64 * 0.3,
+                525.0 + bw,
+                yy + 11.0,
+                v
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
