@@ -77,7 +77,7 @@ pub struct LiveView {
     pub paused: RwSignal<bool>,
     /// Events received by this page since the subscribe.
     pub received: RwSignal<u64>,
-    /// Entries held back while paused.
+    /// Messages held back while paused (notices are not counted).
     pub held: RwSignal<usize>,
     /// Bumped to stop the running session.
     pub generation: RwSignal<u64>,
@@ -359,7 +359,8 @@ mod browser {
                             .filter(|e| e.is_event())
                             .count() as u64;
                         inbox.hidden += hidden;
-                        view.held.try_set(inbox.entries.len());
+                        view.held
+                            .try_set(inbox.entries.iter().filter(|e| e.is_event()).count());
                         continue;
                     }
                     let mut fresh: Vec<LogEntry> = Vec::with_capacity(inbox.entries.len() + 1);

@@ -1,0 +1,131 @@
+//! The broker core without I/O: one publish fanned out to N subscriber
+//! queues, and the queues drained as their writers would. Reports
+//! deliveries per second (criterion's throughput) and allocations per
+//! publish (a counting allocator).
+//!
+//! `cargo bench -p pubsub-server --bench core`
+
+use app::wire::PublishMessage;
+use criterion::{criterion_group, Criterion, Throughput};
+use pubsub_server::broker::frame::Frame;
+use pubsub_server::broker::{Broker, BrokerConfig, Connection, Replay, Settlement};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn setup(subscribers: usize) -> (Broker, Vec<Arc<Connection>>) {
+    let broker = Broker::new(BrokerConfig {
+        subscriber_queue: 4096,
+        ..BrokerConfig::default()
+    });
+    broker.create_topic("bench").unwrap();
+    let conns: Vec<_> = (0..subscribers)
+        .map(|_| {
+            let c = broker.connect();
+            broker
+                .subscribe(&c, "bench", Replay::default(), None)
+                .unwrap();
+            c
+        })
+        .collect();
+    drain(&conns);
+    (broker, conns)
+}
+
+fn message() -> PublishMessage {
+    PublishMessage {
+        id: Some("m".into()),
+        payload: serde_json::json!({"t": 1234567890, "p": "x".repeat(100)}),
+    }
+}
+
+/// Takes everything queued, as the writers would (without the socket).
+fn drain(conns: &[Arc<Connection>]) -> usize {
+    let mut out: Vec<Frame> = Vec::with_capacity(256);
+    let mut settle = Settlement::default();
+    let mut n = 0;
+    for c in conns {
+        c.outbox.drain_into(&mut out, &mut settle, 256);
+        n += out.len();
+        out.clear();
+        settle.delivered();
+    }
+    n
+}
+
+fn fanout(c: &mut Criterion) {
+    for subscribers in [1_000usize, 10_000] {
+        let (broker, conns) = setup(subscribers);
+        let msg = message();
+        let mut group = c.benchmark_group("fanout");
+        group.throughput(Throughput::Elements(subscribers as u64));
+        group.bench_function(format!("publish+drain to {subscribers}"), |b| {
+            b.iter(|| {
+                broker.publish("bench", msg.clone()).unwrap();
+                drain(&conns)
+            })
+        });
+        // Batched like a busy server: 32 publishes, then one drain round.
+        group.throughput(Throughput::Elements(32 * subscribers as u64));
+        group.bench_function(format!("32 publishes, one drain, {subscribers}"), |b| {
+            b.iter(|| {
+                for _ in 0..32 {
+                    broker.publish("bench", msg.clone()).unwrap();
+                }
+                drain(&conns)
+            })
+        });
+        group.finish();
+    }
+}
+
+fn allocations() {
+    let (broker, conns) = setup(1000);
+    let msg = message();
+    let publishes = 1000;
+    let before = ALLOCATIONS.load(Relaxed);
+    for _ in 0..publishes {
+        broker.publish("bench", msg.clone()).unwrap();
+    }
+    let publish_allocs = ALLOCATIONS.load(Relaxed) - before;
+    let before = ALLOCATIONS.load(Relaxed);
+    for _ in 0..publishes {
+        broker.publish("bench", msg.clone()).unwrap();
+        drain(&conns);
+    }
+    let with_drain = ALLOCATIONS.load(Relaxed) - before;
+    println!(
+        "allocations per publish to 1000 subscribers: {:.1} (publish only, queues filling), {:.1} (publish and drain)",
+        publish_allocs as f64 / publishes as f64,
+        with_drain as f64 / publishes as f64
+    );
+}
+
+criterion_group!(benches, fanout);
+
+fn main() {
+    allocations();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
