@@ -34,9 +34,12 @@ pub async fn upgrade(
     let span = tracing::info_span!(parent: None, "ws", request_id = %request_id);
     ws.max_message_size(max)
         .max_frame_size(max)
+        // Small initial buffers: an idle connection should cost kilobytes,
+        // not the 128 KiB default; they grow while a burst needs it.
+        .read_buffer_size(4 * 1024)
         // Frames are coalesced in this buffer and written once it fills or
         // the batch ends, so one socket write carries many events.
-        .write_buffer_size(64 * 1024)
+        .write_buffer_size(16 * 1024)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
             shutdown
