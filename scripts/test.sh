@@ -30,4 +30,7 @@ say "the Docker image's runtime stage, replayed without Docker"
 say "browser tests (Playwright, Debian's chromium)"
 (cd end2end && npx playwright test)
 
+say "benchmark harness smoke run (seconds; no timed assertions)"
+./scripts/bench.sh --smoke
+
 say "all tests passed"

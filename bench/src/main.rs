@@ -96,6 +96,9 @@ struct FanoutArgs {
     factor: f64,
     #[arg(long, default_value_t = 100_000.0)]
     max_rate: f64,
+    /// Steps spent bisecting between the last clean and the first lossy rate.
+    #[arg(long, default_value_t = 3)]
+    bisections: u32,
 }
 
 #[derive(Args)]
@@ -361,6 +364,7 @@ async fn fanout(a: FanoutArgs) -> std::io::Result<FanoutResult> {
     let mut out = publisher(&c).await?;
     let mut steps: Vec<Step> = Vec::new();
     let mut rate = a.start_rate;
+    let (mut low, mut high, mut bisections) = (0.0f64, None::<f64>, 0);
     while rate <= a.max_rate {
         tally.borrow_mut().latency.reset();
         let received_before = tally.borrow().received;
@@ -377,31 +381,33 @@ async fn fanout(a: FanoutArgs) -> std::io::Result<FanoutResult> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let wall = t0.elapsed();
-        let t = tally.borrow();
-        let received = t.received - received_before;
-        let server_cpu = match (server_before, c.server_pid.and_then(procstat::sample)) {
-            (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
-            _ => 0.0,
+        let step = {
+            let t = tally.borrow();
+            let received = t.received - received_before;
+            let server_cpu = match (server_before, c.server_pid.and_then(procstat::sample)) {
+                (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
+                _ => 0.0,
+            };
+            let generator_cpu = match (me_before, procstat::sample(std::process::id())) {
+                (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
+                _ => 0.0,
+            };
+            let clean = received >= expected && t.errors == 0;
+            Step {
+                rate,
+                published,
+                expected,
+                received,
+                deliveries_per_sec: received as f64 / a.step_secs,
+                p50_us: pct(&t.latency, 0.5),
+                p99_us: pct(&t.latency, 0.99),
+                p999_us: pct(&t.latency, 0.999),
+                server_cpu,
+                generator_cpu,
+                clean,
+            }
         };
-        let generator_cpu = match (me_before, procstat::sample(std::process::id())) {
-            (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
-            _ => 0.0,
-        };
-        let clean = received >= expected && t.errors == 0;
-        let step = Step {
-            rate,
-            published,
-            expected,
-            received,
-            deliveries_per_sec: received as f64 / a.step_secs,
-            p50_us: pct(&t.latency, 0.5),
-            p99_us: pct(&t.latency, 0.99),
-            p999_us: pct(&t.latency, 0.999),
-            server_cpu,
-            generator_cpu,
-            clean,
-        };
-        drop(t);
+        let (clean, server_cpu, generator_cpu) = (step.clean, step.server_cpu, step.generator_cpu);
         eprintln!(
             "{:?} rate {rate:.0}/s: {:.0} deliveries/s, p99 {:.0} µs, server cpu {:.0}%, generator cpu {:.0}%{}",
             c.target,
@@ -411,13 +417,34 @@ async fn fanout(a: FanoutArgs) -> std::io::Result<FanoutResult> {
             generator_cpu * 100.0,
             if clean { "" } else { "  ← loss" }
         );
+        let errors = tally.borrow().errors;
         steps.push(step);
-        if !clean {
-            break;
+        // Grow geometrically until a step loses messages, then bisect
+        // between the last clean rate and the lossy one (while no
+        // subscriber was disconnected, which would spoil later steps).
+        if clean {
+            low = rate;
+        } else {
+            high = Some(rate);
         }
-        rate *= a.factor;
+        match high {
+            None => rate *= a.factor,
+            Some(h) if errors == 0 && bisections < a.bisections && low > 0.0 => {
+                bisections += 1;
+                rate = (low + h) / 2.0;
+                // Let the backlog of the lossy step drain first.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = tally.borrow().received;
+            }
+            Some(_) => break,
+        }
     }
-    let best_index = steps.iter().rposition(|s| s.clean);
+    let best_index = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.clean)
+        .max_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
+        .map(|(i, _)| i);
     let best = best_index.map(|i| steps.remove(i));
     Ok(FanoutResult {
         scenario: "fanout",

@@ -88,7 +88,8 @@ pub fn write(results: &Path, out: &Path, chart: &Path, command: &str) -> std::io
     let _ = writeln!(
         md,
         "## (a) Fan-out: 1 publisher, 1 topic, {} subscribers, {}-byte payloads\n\nThe offered rate grows by 1.4× per \
-         {}-second step until a step loses a message; the table shows the last step delivered in full.\n",
+         {}-second step until a step loses a message, then three steps bisect between the last clean rate and the \
+         lossy one; the table shows the highest rate delivered in full (every message to every subscriber).\n",
         fanout.first().map(|r| num(&r["subscribers"])).unwrap_or(0.0),
         fanout.first().map(|r| num(&r["payload"])).unwrap_or(0.0),
         2
