@@ -49,11 +49,17 @@ wait_port() {
   echo "nothing listens on port $1" >&2; return 1
 }
 
-start() { # name, port, command...
-  local port=$2; shift 2
-  taskset -c 0 "$@" >/dev/null 2>&1 &
+BROKER=()
+PORT=""
+start() { # port, command... — remembered so that every scenario gets a fresh broker
+  PORT=$1; shift
+  BROKER=("$@")
+}
+
+launch() {
+  taskset -c 0 "${BROKER[@]}" >/dev/null 2>&1 &
   PID=$!
-  wait_port "$port"
+  wait_port "$PORT"
 }
 
 run() { # target addr [extra args]
@@ -61,8 +67,10 @@ run() { # target addr [extra args]
   for scenario in fanout latency idle; do
     local args=()
     case $scenario in fanout) args=("${FANOUT[@]}");; latency) args=("${LATENCY[@]}");; idle) args=("${IDLE[@]}");; esac
+    launch
     taskset -c 1 "$BENCH" "$scenario" --target "$target" --addr "$addr" --server-pid "$PID" "${args[@]}" "$@" >> "$RESULTS" \
       || echo "{\"scenario\":\"note\",\"text\":\"$target $scenario failed: see the run's log\"}" >> "$RESULTS"
+    stop
   done
 }
 
@@ -72,27 +80,22 @@ printf '{"scenario":"meta","machine":"%s","cpu":"%s","date":"%s","versions":"%s"
   "$(nproc) vCPU, $(free -g | awk '/Mem:/{print $2}') GiB" "$CPU_MODEL" "$(date -u +%Y-%m-%dT%H:%MZ)" "$VERSIONS" >> "$RESULTS"
 
 say "pubsub-server"
-start pubsub 4421 env RUST_LOG=warn "$ROOT/target/release/pubsub-server" --addr 127.0.0.1:4421 --heartbeat-interval 1h
+start 4421 env RUST_LOG=warn "$ROOT/target/release/pubsub-server" --addr 127.0.0.1:4421 --heartbeat-interval 1h
 run pubsub 127.0.0.1:4421
-stop
 
 say "nats-server (TCP, then WebSocket)"
-start nats 4422 nats-server -c "$ROOT/bench/config/nats.conf"
+start 4422 nats-server -c "$ROOT/bench/config/nats.conf"
 run nats-tcp 127.0.0.1:4422
-stop
-start nats 4423 nats-server -c "$ROOT/bench/config/nats.conf"
+start 4423 nats-server -c "$ROOT/bench/config/nats.conf"
 run nats-ws 127.0.0.1:4423
-stop
 
 say "redis-server"
-start redis 4424 redis-server "$ROOT/bench/config/redis.conf"
+start 4424 redis-server "$ROOT/bench/config/redis.conf"
 run redis 127.0.0.1:4424
-stop
 
 say "floor"
-start floor 4425 "$BENCH" floor --addr 127.0.0.1:4425
+start 4425 "$BENCH" floor --addr 127.0.0.1:4425
 run floor 127.0.0.1:4425
-stop
 
 COMMAND="scripts/bench.sh"
 [ "$MODE" = "--smoke" ] && COMMAND="scripts/bench.sh --smoke"

@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 struct Subscriber {
     pending: RefCell<Vec<u8>>,
     wake: Notify,
+    /// The socket failed: pruned at the next publish.
+    gone: std::cell::Cell<bool>,
 }
 
 type Subscribers = Rc<RefCell<Vec<Rc<Subscriber>>>>;
@@ -73,6 +75,7 @@ async fn connection(
                 event.extend_from_slice(b"},\"seq\":0,\"ts\":\"\"}");
                 let mut frame = Vec::with_capacity(event.len() + 4);
                 ws::encode_server(&mut frame, 1, &event);
+                subscribers.borrow_mut().retain(|s| !s.gone.get());
                 for s in subscribers.borrow().iter() {
                     let mut pending = s.pending.borrow_mut();
                     let was_empty = pending.is_empty();
@@ -101,6 +104,7 @@ fn subscribe(mut write: OwnedWriteHalf, subscribers: &Subscribers) {
     let me = Rc::new(Subscriber {
         pending: RefCell::new(Vec::new()),
         wake: Notify::new(),
+        gone: std::cell::Cell::new(false),
     });
     let mut ack = Vec::new();
     ws::encode_server(&mut ack, 1, b"{\"type\":\"ack\",\"request_id\":\"s\"}");
@@ -116,6 +120,8 @@ fn subscribe(mut write: OwnedWriteHalf, subscribers: &Subscribers) {
             }
             std::mem::swap(&mut out, &mut *me.pending.borrow_mut());
             if write.write_all(&out).await.is_err() {
+                me.gone.set(true);
+                me.pending.borrow_mut().clear();
                 return;
             }
             out.clear();

@@ -337,6 +337,52 @@ struct Step {
     clean: bool,
 }
 
+/// Publishes at `rate` for `secs`, waits up to `settle` for the last
+/// deliveries, and measures what arrived, the latency, and both CPUs.
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    c: &Common,
+    out: &mut tokio::net::tcp::OwnedWriteHalf,
+    base: Instant,
+    tally: &Rc<RefCell<Tally>>,
+    subscribers: usize,
+    rate: f64,
+    secs: f64,
+    settle: Duration,
+) -> std::io::Result<Step> {
+    tally.borrow_mut().latency.reset();
+    let before = tally.borrow().received;
+    let server_before = c.server_pid.and_then(procstat::sample);
+    let me_before = procstat::sample(std::process::id());
+    let t0 = Instant::now();
+    let published = publish_at(c, out, base, rate, secs).await?;
+    let expected = published * subscribers as u64;
+    let settling = Instant::now();
+    while tally.borrow().received - before < expected && settling.elapsed() < settle {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let wall = t0.elapsed();
+    let share = |b: Option<procstat::Sample>, a: Option<procstat::Sample>| match (b, a) {
+        (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
+        _ => 0.0,
+    };
+    let t = tally.borrow();
+    let received = t.received - before;
+    Ok(Step {
+        rate,
+        published,
+        expected,
+        received,
+        deliveries_per_sec: received as f64 / secs,
+        p50_us: pct(&t.latency, 0.5),
+        p99_us: pct(&t.latency, 0.99),
+        p999_us: pct(&t.latency, 0.999),
+        server_cpu: share(server_before, c.server_pid.and_then(procstat::sample)),
+        generator_cpu: share(me_before, procstat::sample(std::process::id())),
+        clean: received >= expected && t.errors == 0,
+    })
+}
+
 #[derive(Serialize)]
 struct FanoutResult {
     scenario: &'static str,
@@ -366,47 +412,17 @@ async fn fanout(a: FanoutArgs) -> std::io::Result<FanoutResult> {
     let mut rate = a.start_rate;
     let (mut low, mut high, mut bisections) = (0.0f64, None::<f64>, 0);
     while rate <= a.max_rate {
-        tally.borrow_mut().latency.reset();
-        let received_before = tally.borrow().received;
-        let server_before = c.server_pid.and_then(procstat::sample);
-        let me_before = procstat::sample(std::process::id());
-        let t0 = Instant::now();
-        let published = publish_at(&c, &mut out, base, rate, a.step_secs).await?;
-        let expected = published * a.subscribers as u64;
-        // Let the last messages arrive: up to a second, or until all are in.
-        let settle = Instant::now();
-        while tally.borrow().received - received_before < expected
-            && settle.elapsed() < Duration::from_secs(1)
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let wall = t0.elapsed();
-        let step = {
-            let t = tally.borrow();
-            let received = t.received - received_before;
-            let server_cpu = match (server_before, c.server_pid.and_then(procstat::sample)) {
-                (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
-                _ => 0.0,
-            };
-            let generator_cpu = match (me_before, procstat::sample(std::process::id())) {
-                (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
-                _ => 0.0,
-            };
-            let clean = received >= expected && t.errors == 0;
-            Step {
-                rate,
-                published,
-                expected,
-                received,
-                deliveries_per_sec: received as f64 / a.step_secs,
-                p50_us: pct(&t.latency, 0.5),
-                p99_us: pct(&t.latency, 0.99),
-                p999_us: pct(&t.latency, 0.999),
-                server_cpu,
-                generator_cpu,
-                clean,
-            }
-        };
+        let step = run_step(
+            &c,
+            &mut out,
+            base,
+            &tally,
+            a.subscribers,
+            rate,
+            a.step_secs,
+            Duration::from_secs(1),
+        )
+        .await?;
         let (clean, server_cpu, generator_cpu) = (step.clean, step.server_cpu, step.generator_cpu);
         eprintln!(
             "{:?} rate {rate:.0}/s: {:.0} deliveries/s, p99 {:.0} µs, server cpu {:.0}%, generator cpu {:.0}%{}",
@@ -479,39 +495,17 @@ async fn latency(a: LatencyArgs) -> std::io::Result<LatencyResult> {
     // Warm up for a second, then measure.
     publish_at(&c, &mut out, base, a.rate, 1.0).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    tally.borrow_mut().latency.reset();
-    let before = tally.borrow().received;
-    let server_before = c.server_pid.and_then(procstat::sample);
-    let me_before = procstat::sample(std::process::id());
-    let t0 = Instant::now();
-    let published = publish_at(&c, &mut out, base, a.rate, a.secs).await?;
-    let expected = published * a.subscribers as u64;
-    let settle = Instant::now();
-    while tally.borrow().received - before < expected && settle.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let wall = t0.elapsed();
-    let t = tally.borrow();
-    let received = t.received - before;
-    let step = Step {
-        rate: a.rate,
-        published,
-        expected,
-        received,
-        deliveries_per_sec: received as f64 / a.secs,
-        p50_us: pct(&t.latency, 0.5),
-        p99_us: pct(&t.latency, 0.99),
-        p999_us: pct(&t.latency, 0.999),
-        server_cpu: match (server_before, c.server_pid.and_then(procstat::sample)) {
-            (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
-            _ => 0.0,
-        },
-        generator_cpu: match (me_before, procstat::sample(std::process::id())) {
-            (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
-            _ => 0.0,
-        },
-        clean: received >= expected && t.errors == 0,
-    };
+    let step = run_step(
+        &c,
+        &mut out,
+        base,
+        &tally,
+        a.subscribers,
+        a.rate,
+        a.secs,
+        Duration::from_secs(2),
+    )
+    .await?;
     eprintln!(
         "{:?} latency at {:.0}/s: p50 {:.0} µs p99 {:.0} µs p99.9 {:.0} µs",
         c.target, a.rate, step.p50_us, step.p99_us, step.p999_us

@@ -18,6 +18,9 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use tokio_tungstenite::tungstenite::Message;
 
+type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 #[derive(Parser)]
 #[command(
     name = "pubsub",
@@ -233,14 +236,7 @@ async fn publish_one(client: &Client, topic: &str, payload: &str, id: Option<Str
 /// One payload per stdin line over one WebSocket, pipelined: requests are
 /// numbered and each ack is printed as it comes.
 async fn publish_lines(client: &Client, topic: &str) -> Outcome {
-    let (ws, _) = tokio_tungstenite::connect_async(client.ws_url())
-        .await
-        .map_err(|e| {
-            Failure::Broken(format!(
-                "cannot open the WebSocket at {}: {e}",
-                client.ws_url()
-            ))
-        })?;
+    let ws = client.websocket().await?;
     let (mut sink, mut stream) = ws.split();
     // Read stdin on a blocking thread; send as lines arrive.
     let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<String>(1024);
@@ -325,14 +321,7 @@ async fn subscribe(
         }
         (None, _) => None,
     };
-    let (mut ws, _) = tokio_tungstenite::connect_async(client.ws_url())
-        .await
-        .map_err(|e| {
-            Failure::Broken(format!(
-                "cannot open the WebSocket at {}: {e}",
-                client.ws_url()
-            ))
-        })?;
+    let mut ws = client.websocket().await?;
     let frame = ClientFrame::Subscribe {
         topic: topic.to_owned(),
         client_id: Some("pubsub-cli".into()),
@@ -446,6 +435,16 @@ impl Client {
             })
             .unwrap_or_else(|| format!("ws://{}", self.base));
         format!("{rest}/ws")
+    }
+
+    async fn websocket(&self) -> Result<WebSocket, Failure> {
+        let url = self.ws_url();
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(e) => Err(Failure::Broken(format!(
+                "cannot open the WebSocket at {url}: {e}"
+            ))),
+        }
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
