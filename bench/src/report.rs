@@ -192,6 +192,12 @@ pub fn write(results: &Path, out: &Path, chart: &Path, command: &str) -> std::io
         "\n![throughput and latency]({})",
         chart.file_name().and_then(|f| f.to_str()).unwrap_or("")
     );
+    // The hand-written part (targets, profile, what changed) lives beside
+    // the generator and is appended to every regenerated report.
+    let analysis = Path::new(env!("CARGO_MANIFEST_DIR")).join("ANALYSIS.md");
+    if let Ok(text) = std::fs::read_to_string(analysis) {
+        let _ = writeln!(md, "\n{}", text.trim_end());
+    }
     std::fs::write(out, md)?;
     std::fs::write(chart, svg(&fanout, &lat))?;
     Ok(())
