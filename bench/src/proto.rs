@@ -55,8 +55,8 @@ pub fn payload(t_nanos: u64, size: usize) -> Vec<u8> {
 
 /// The send time in a message, if it carries one.
 pub fn send_time(message: &[u8]) -> Option<u64> {
-    // `"t":`, wherever the broker put it (pubsub re-serializes payloads with
-    // sorted keys); no other key of any peer's frame is spelled `t`.
+    // `"t":`, wherever it stands in the message; no other key of any
+    // peer's frame is spelled `t`.
     let at = ws::find(message, b"\"t\":")? + 4;
     let mut t: u64 = 0;
     let mut seen = false;

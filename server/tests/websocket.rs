@@ -691,3 +691,29 @@ async fn graceful_shutdown_says_so_flushes_and_closes_1001() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn payloads_keep_their_key_order() {
+    let s = TestServer::start().await;
+    s.create_topic("t").await;
+    let mut ws = s.ws().await;
+    ws.subscribe("t", json!({})).await;
+    s.post_raw(
+        "/api/topics/t/messages",
+        r#"{"payload": {"zeta": 1, "alpha": {"y": 2, "b": 3}}}"#,
+    )
+    .await;
+    let tokio_tungstenite::tungstenite::Message::Text(text) =
+        futures_util::StreamExt::next(&mut ws.stream)
+            .await
+            .unwrap()
+            .unwrap()
+    else {
+        panic!("a text frame")
+    };
+    assert!(
+        text.as_str()
+            .contains(r#""payload":{"zeta":1,"alpha":{"y":2,"b":3}}"#),
+        "the payload as sent, compacted: {text}"
+    );
+}
