@@ -26,11 +26,13 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$MODE" = "--smoke" ]; then
   OUT="$(mktemp -d)"
   FANOUT=(--subscribers 50 --step-secs 0.3 --start-rate 200 --max-rate 600)
+  TOPICS=(--topics 10 --subscribers 50 --publishers 2 --step-secs 0.3 --start-rate 200 --max-rate 600)
   LATENCY=(--subscribers 20 --rate 500 --secs 0.5)
   IDLE=(--connections 300)
 else
   OUT="$ROOT"
   FANOUT=(--subscribers 1000 --step-secs 2)
+  TOPICS=(--topics 1000 --subscribers 10000 --publishers 10 --step-secs 2 --start-rate 5000)
   LATENCY=(--subscribers 100 --rate 5000 --secs 5)
   IDLE=(--connections 19000)
 fi
@@ -64,11 +66,16 @@ launch() {
 
 run() { # target addr [extra args]
   local target=$1 addr=$2; shift 2
-  for scenario in fanout latency idle; do
-    local args=()
-    case $scenario in fanout) args=("${FANOUT[@]}");; latency) args=("${LATENCY[@]}");; idle) args=("${IDLE[@]}");; esac
+  for scenario in fanout topics latency idle; do
+    local args=() command=$scenario
+    case $scenario in
+      fanout) args=("${FANOUT[@]}");;
+      topics) args=("${TOPICS[@]}"); command=fanout;;
+      latency) args=("${LATENCY[@]}");;
+      idle) args=("${IDLE[@]}");;
+    esac
     launch
-    taskset -c 1 "$BENCH" "$scenario" --target "$target" --addr "$addr" --server-pid "$PID" "${args[@]}" "$@" >> "$RESULTS" \
+    taskset -c 1 "$BENCH" "$command" --target "$target" --addr "$addr" --server-pid "$PID" "${args[@]}" "$@" >> "$RESULTS" \
       || echo "{\"scenario\":\"note\",\"text\":\"$target $scenario failed: see the run's log\"}" >> "$RESULTS"
     stop
   done
@@ -104,9 +111,9 @@ say "wrote $OUT/BENCHMARKS.md"
 if [ "$MODE" = "--smoke" ]; then
   # The harness worked if every broker produced a result for every scenario.
   for t in pubsub nats-tcp nats-ws redis floor; do
-    for s in fanout latency idle; do
+    for s in fanout topics latency idle; do
       grep -q "\"scenario\":\"$s\",\"target\":\"$t\"" "$RESULTS" || { echo "no $s result for $t" >&2; exit 1; }
     done
   done
-  echo "bench smoke: 15 results, report written"
+  echo "bench smoke: 20 results, report written"
 fi

@@ -20,7 +20,17 @@ struct Subscriber {
     gone: std::cell::Cell<bool>,
 }
 
-type Subscribers = Rc<RefCell<Vec<Rc<Subscriber>>>>;
+/// Subscribers by topic: the one piece of routing a topic needs.
+type Subscribers = Rc<RefCell<std::collections::HashMap<Vec<u8>, Vec<Rc<Subscriber>>>>>;
+
+/// The value of `"topic":"…"` in a client frame.
+fn topic_of(text: &[u8]) -> Vec<u8> {
+    let Some(at) = ws::find(text, b"\"topic\":\"") else {
+        return Vec::new();
+    };
+    let rest = &text[at + 9..];
+    rest[..rest.iter().position(|b| *b == b'"').unwrap_or(rest.len())].to_vec()
+}
 
 pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
@@ -65,9 +75,10 @@ async fn connection(
             let text = &buf[at + f.start..at + f.end];
             if ws::find(text, b"\"type\":\"subscribe\"").is_some() {
                 if let Some(w) = writer.take() {
-                    subscribe(w, &subscribers);
+                    subscribe(w, topic_of(text), &subscribers);
                 }
             } else if let Some(p) = ws::find(text, b"\"payload\":") {
+                let topic = topic_of(text);
                 let payload = &text[p + 10..text.len().saturating_sub(2)];
                 let mut event = Vec::with_capacity(payload.len() + 96);
                 event.extend_from_slice(b"{\"type\":\"event\",\"topic\":\"bench\",\"message\":{\"id\":\"x\",\"payload\":");
@@ -75,8 +86,13 @@ async fn connection(
                 event.extend_from_slice(b"},\"seq\":0,\"ts\":\"\"}");
                 let mut frame = Vec::with_capacity(event.len() + 4);
                 ws::encode_server(&mut frame, 1, &event);
-                subscribers.borrow_mut().retain(|s| !s.gone.get());
-                for s in subscribers.borrow().iter() {
+                let mut all = subscribers.borrow_mut();
+                let Some(list) = all.get_mut(&topic) else {
+                    at += f.end;
+                    continue;
+                };
+                list.retain(|s| !s.gone.get());
+                for s in list.iter() {
                     let mut pending = s.pending.borrow_mut();
                     let was_empty = pending.is_empty();
                     pending.extend_from_slice(&frame);
@@ -100,7 +116,7 @@ async fn connection(
     }
 }
 
-fn subscribe(mut write: OwnedWriteHalf, subscribers: &Subscribers) {
+fn subscribe(mut write: OwnedWriteHalf, topic: Vec<u8>, subscribers: &Subscribers) {
     let me = Rc::new(Subscriber {
         pending: RefCell::new(Vec::new()),
         wake: Notify::new(),
@@ -110,7 +126,11 @@ fn subscribe(mut write: OwnedWriteHalf, subscribers: &Subscribers) {
     ws::encode_server(&mut ack, 1, b"{\"type\":\"ack\",\"request_id\":\"s\"}");
     me.pending.borrow_mut().extend_from_slice(&ack);
     me.wake.notify_one();
-    subscribers.borrow_mut().push(Rc::clone(&me));
+    subscribers
+        .borrow_mut()
+        .entry(topic)
+        .or_default()
+        .push(Rc::clone(&me));
     tokio::task::spawn_local(async move {
         let mut out = Vec::new();
         loop {

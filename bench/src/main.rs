@@ -35,7 +35,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// (a) 1 publisher, 1 topic, N subscribers: the highest rate delivered without loss.
+    /// (a) 1 publisher, 1 topic, N subscribers: the highest rate delivered without loss;
+    /// with --topics and --publishers, (b) many topics.
     Fanout(FanoutArgs),
     /// (c) Latency at a fixed rate.
     Latency(LatencyArgs),
@@ -96,6 +97,13 @@ struct FanoutArgs {
     factor: f64,
     #[arg(long, default_value_t = 100_000.0)]
     max_rate: f64,
+    /// Topics; the subscribers are spread evenly over them ((b): 1,000 topics
+    /// × 10 subscribers).
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+    /// Publisher connections; each owns every P-th topic.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
     /// Steps spent bisecting between the last clean and the first lossy rate.
     #[arg(long, default_value_t = 3)]
     bisections: u32,
@@ -150,6 +158,15 @@ fn print<T: Serialize>(result: &T) {
 
 const TOPIC: &str = "bench";
 const WAVE: usize = 100;
+
+/// `bench` alone, or `bench-0` … `bench-(n-1)`.
+fn topic_names(n: usize) -> Vec<String> {
+    if n <= 1 {
+        vec![TOPIC.to_owned()]
+    } else {
+        (0..n).map(|i| format!("{TOPIC}-{i}")).collect()
+    }
+}
 
 fn source(common: &Common, i: usize) -> Option<IpAddr> {
     (common.sources > 0).then(|| {
@@ -209,7 +226,7 @@ impl Tally {
 async fn subscribers(
     common: &Common,
     n: usize,
-    topic: &str,
+    topics: &[String],
     tally: &Rc<RefCell<Tally>>,
 ) -> std::io::Result<Duration> {
     let started = Instant::now();
@@ -220,7 +237,7 @@ async fn subscribers(
         let mut opening = Vec::new();
         for i in chunk_start..(chunk_start + WAVE).min(n) {
             let common = common.clone();
-            let topic = topic.to_owned();
+            let topic = topics[i % topics.len()].clone();
             opening.push(tokio::task::spawn_local(async move {
                 let mut c = Conn::open(common.target, common.addr, source(&common, i)).await?;
                 c.subscribe(&topic).await?;
@@ -297,10 +314,14 @@ fn publish_bytes(common: &Common, topic: &str, base: Instant, n: usize) -> Vec<u
     out
 }
 
-/// Publishes at `rate` messages a second for `secs`, in 1 ms ticks.
+/// Publishes at `rate` messages a second in total for `secs`, in 1 ms
+/// ticks: message k goes to topic k mod T, sent by the publisher that owns
+/// that topic (topic j belongs to publisher j mod P), so each topic has one
+/// publisher and keeps its order.
 async fn publish_at(
     common: &Common,
-    out: &mut tokio::net::tcp::OwnedWriteHalf,
+    outs: &mut [tokio::net::tcp::OwnedWriteHalf],
+    topics: &[String],
     base: Instant,
     rate: f64,
     secs: f64,
@@ -309,14 +330,26 @@ async fn publish_at(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let start = Instant::now();
     let mut sent: u64 = 0;
+    let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); outs.len()];
     while start.elapsed().as_secs_f64() < secs {
         tick.tick().await;
         let due = (start.elapsed().as_secs_f64() * rate) as u64;
-        if due > sent {
-            let n = (due - sent) as usize;
-            out.write_all(&publish_bytes(common, TOPIC, base, n))
-                .await?;
-            sent += n as u64;
+        while sent < due {
+            let topic = (sent % topics.len() as u64) as usize;
+            let p = proto::payload(base.elapsed().as_nanos() as u64, common.payload);
+            proto::frame_publish(
+                common.target,
+                &mut buffers[topic % outs.len()],
+                &topics[topic],
+                &p,
+            );
+            sent += 1;
+        }
+        for (out, buf) in outs.iter_mut().zip(buffers.iter_mut()) {
+            if !buf.is_empty() {
+                out.write_all(buf).await?;
+                buf.clear();
+            }
         }
     }
     Ok(sent)
@@ -342,7 +375,8 @@ struct Step {
 #[allow(clippy::too_many_arguments)]
 async fn run_step(
     c: &Common,
-    out: &mut tokio::net::tcp::OwnedWriteHalf,
+    outs: &mut [tokio::net::tcp::OwnedWriteHalf],
+    topics: &[String],
     base: Instant,
     tally: &Rc<RefCell<Tally>>,
     subscribers: usize,
@@ -355,7 +389,8 @@ async fn run_step(
     let server_before = c.server_pid.and_then(procstat::sample);
     let me_before = procstat::sample(std::process::id());
     let t0 = Instant::now();
-    let published = publish_at(c, out, base, rate, secs).await?;
+    let published = publish_at(c, outs, topics, base, rate, secs).await?;
+    // `subscribers` is the fan-out of one message: subscribers per topic.
     let expected = published * subscribers as u64;
     let settling = Instant::now();
     while tally.borrow().received - before < expected && settling.elapsed() < settle {
@@ -387,6 +422,8 @@ async fn run_step(
 struct FanoutResult {
     scenario: &'static str,
     target: Target,
+    topics: usize,
+    publishers: usize,
     label: String,
     subscribers: usize,
     payload: usize,
@@ -403,21 +440,29 @@ fn pct(h: &Histogram<u64>, q: f64) -> f64 {
 
 async fn fanout(a: FanoutArgs) -> std::io::Result<FanoutResult> {
     let c = a.common.clone();
-    create_topic(&c, TOPIC).await?;
+    let topics = topic_names(a.topics);
+    for t in &topics {
+        create_topic(&c, t).await?;
+    }
     let base = Instant::now();
     let tally = Tally::new(base);
-    let connect = subscribers(&c, a.subscribers, TOPIC, &tally).await?;
-    let mut out = publisher(&c).await?;
+    let connect = subscribers(&c, a.subscribers, &topics, &tally).await?;
+    let mut outs = Vec::with_capacity(a.publishers);
+    for _ in 0..a.publishers.max(1) {
+        outs.push(publisher(&c).await?);
+    }
+    let per_topic = a.subscribers / topics.len();
     let mut steps: Vec<Step> = Vec::new();
     let mut rate = a.start_rate;
     let (mut low, mut high, mut bisections) = (0.0f64, None::<f64>, 0);
     while rate <= a.max_rate {
         let step = run_step(
             &c,
-            &mut out,
+            &mut outs,
+            &topics,
             base,
             &tally,
-            a.subscribers,
+            per_topic,
             rate,
             a.step_secs,
             Duration::from_secs(1),
@@ -463,8 +508,10 @@ async fn fanout(a: FanoutArgs) -> std::io::Result<FanoutResult> {
         .map(|(i, _)| i);
     let best = best_index.map(|i| steps.remove(i));
     Ok(FanoutResult {
-        scenario: "fanout",
+        scenario: if topics.len() > 1 { "topics" } else { "fanout" },
         target: c.target,
+        topics: topics.len(),
+        publishers: outs.len(),
         label: c.label.clone(),
         subscribers: a.subscribers,
         payload: c.payload,
@@ -487,17 +534,19 @@ struct LatencyResult {
 
 async fn latency(a: LatencyArgs) -> std::io::Result<LatencyResult> {
     let c = a.common.clone();
+    let topics = topic_names(1);
     create_topic(&c, TOPIC).await?;
     let base = Instant::now();
     let tally = Tally::new(base);
-    subscribers(&c, a.subscribers, TOPIC, &tally).await?;
-    let mut out = publisher(&c).await?;
+    subscribers(&c, a.subscribers, &topics, &tally).await?;
+    let mut outs = [publisher(&c).await?];
     // Warm up for a second, then measure.
-    publish_at(&c, &mut out, base, a.rate, 1.0).await?;
+    publish_at(&c, &mut outs, &topics, base, a.rate, 1.0).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let step = run_step(
         &c,
-        &mut out,
+        &mut outs,
+        &topics,
         base,
         &tally,
         a.subscribers,
@@ -541,7 +590,7 @@ async fn idle(a: IdleArgs) -> std::io::Result<IdleResult> {
     let rss_before = c.server_pid.and_then(procstat::sample).map(|s| s.rss_bytes);
     let base = Instant::now();
     let tally = Tally::new(base);
-    let connect = subscribers(&c, a.connections, TOPIC, &tally).await?;
+    let connect = subscribers(&c, a.connections, &topic_names(1), &tally).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = c.server_pid.and_then(procstat::sample).map(|s| s.rss_bytes);
     let mut out = publisher(&c).await?;

@@ -41,6 +41,37 @@ fn ratio(ours: f64, theirs: f64) -> String {
     }
 }
 
+const SEARCH: &str = "The offered rate grows by 1.4× per 2-second step until a step loses a message, then three steps \
+     bisect between the last clean rate and the lossy one; the table shows the highest rate delivered in full (every \
+     message to every subscriber).";
+
+/// Deliveries per second at the best clean step, with pubsub's ratio to each.
+fn throughput_table(md: &mut String, rows: &[&Value]) {
+    let ours = rows
+        .iter()
+        .find(|r| r["target"] == "pubsub")
+        .map(|r| num(&r["best"]["deliveries_per_sec"]))
+        .unwrap_or(0.0);
+    let _ = writeln!(md, "| broker | messages/s in | deliveries/s | p50 | p99 | broker CPU | generator CPU | pubsub ÷ this |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let b = &r["best"];
+        let d = num(&b["deliveries_per_sec"]);
+        let _ = writeln!(
+            md,
+            "| {} | {} | **{}** | {:.0} µs | {:.0} µs | {:.0} % | {:.0} % | {} |",
+            name(r["target"].as_str().unwrap_or("")),
+            fmt_int(num(&b["rate"])),
+            fmt_int(d),
+            num(&b["p50_us"]),
+            num(&b["p99_us"]),
+            num(&b["server_cpu"]) * 100.0,
+            num(&b["generator_cpu"]) * 100.0,
+            ratio(ours, d)
+        );
+    }
+}
+
 fn by_target<'a>(rows: &'a [Value], scenario: &str) -> Vec<&'a Value> {
     let mut out: Vec<&Value> = rows.iter().filter(|r| r["scenario"] == scenario).collect();
     out.sort_by_key(|r| ORDER.iter().position(|t| r["target"] == *t).unwrap_or(99));
@@ -78,39 +109,31 @@ pub fn write(results: &Path, out: &Path, chart: &Path, command: &str) -> std::io
     );
     let _ = writeln!(md, "Reproduce with:\n\n```sh\n{command}\n```\n");
 
-    // (a) fan-out
+    // (a) fan-out and (b) many topics: the same search, the same table.
     let fanout = by_target(&rows, "fanout");
-    let ours = fanout
-        .iter()
-        .find(|r| r["target"] == "pubsub")
-        .map(|r| num(&r["best"]["deliveries_per_sec"]))
-        .unwrap_or(0.0);
     let _ = writeln!(
         md,
-        "## (a) Fan-out: 1 publisher, 1 topic, {} subscribers, {}-byte payloads\n\nThe offered rate grows by 1.4× per \
-         {}-second step until a step loses a message, then three steps bisect between the last clean rate and the \
-         lossy one; the table shows the highest rate delivered in full (every message to every subscriber).\n",
-        fanout.first().map(|r| num(&r["subscribers"])).unwrap_or(0.0),
+        "## (a) Fan-out: 1 publisher, 1 topic, {} subscribers, {}-byte payloads\n\n{SEARCH}\n",
+        fanout
+            .first()
+            .map(|r| num(&r["subscribers"]))
+            .unwrap_or(0.0),
         fanout.first().map(|r| num(&r["payload"])).unwrap_or(0.0),
-        2
     );
-    let _ = writeln!(md, "| broker | messages/s in | deliveries/s | p50 | p99 | broker CPU | generator CPU | pubsub ÷ this |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &fanout {
-        let b = &r["best"];
-        let d = num(&b["deliveries_per_sec"]);
+    throughput_table(&mut md, &fanout);
+    let topics = by_target(&rows, "topics");
+    if !topics.is_empty() {
+        let first = topics[0];
         let _ = writeln!(
             md,
-            "| {} | {} | **{}** | {:.0} µs | {:.0} µs | {:.0} % | {:.0} % | {} |",
-            name(r["target"].as_str().unwrap_or("")),
-            fmt_int(num(&b["rate"])),
-            fmt_int(d),
-            num(&b["p50_us"]),
-            num(&b["p99_us"]),
-            num(&b["server_cpu"]) * 100.0,
-            num(&b["generator_cpu"]) * 100.0,
-            ratio(ours, d)
+            "\n## (b) Many topics: {} topics × {} subscribers, {} publishers\n\nEach subscriber connection holds one \
+             subscription; each publisher owns every {}th topic. {SEARCH}\n",
+            fmt_int(num(&first["topics"])),
+            num(&first["subscribers"]) / num(&first["topics"]).max(1.0),
+            num(&first["publishers"]),
+            num(&first["publishers"]),
         );
+        throughput_table(&mut md, &topics);
     }
 
     // (c) latency
