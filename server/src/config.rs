@@ -46,7 +46,8 @@ pub struct Config {
     )]
     pub slow_consumer_policy: PolicyArg,
 
-    /// Interval of the `info ping` heartbeat on every WebSocket (e.g. 30s, 500ms).
+    /// Interval of the `info ping` heartbeat and WebSocket ping on every idle
+    /// WebSocket (e.g. 30s, 500ms); a peer silent for two intervals is closed.
     #[arg(long, env = "PUBSUB_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
 

@@ -717,3 +717,46 @@ async fn payloads_keep_their_key_order() {
         "the payload as sent, compacted: {text}"
     );
 }
+
+/// A peer that stops answering (here: never reads, so never pongs) is
+/// closed after two unanswered heartbeats; one that reads stays.
+#[tokio::test]
+async fn dead_peers_are_closed_live_ones_are_kept() {
+    let s = TestServer::start_with(|c| c.heartbeat_interval = Duration::from_millis(100)).await;
+    s.create_topic("t").await;
+    let mut silent = s.ws().await;
+    silent.subscribe("t", json!({})).await;
+    let url = format!("ws://{}/ws", s.addr);
+    let alive = tokio::spawn(async move {
+        let mut ws = Ws::connect(&url).await;
+        // Reading answers the server's pings (tokio-tungstenite pongs).
+        let mut heartbeats = 0;
+        while heartbeats < 15 {
+            if ws.recv_json().await["msg"] == "ping" {
+                heartbeats += 1;
+            }
+        }
+        heartbeats
+    });
+    s.eventually("the silent connection is closed", || async {
+        s.stats().await["totals"]["subscribers"] == 0
+    })
+    .await;
+    assert_eq!(
+        s.stats().await["totals"]["connections"],
+        1,
+        "the answering one is still there"
+    );
+    assert_eq!(
+        alive.await.unwrap(),
+        15,
+        "the answering connection saw 15 heartbeats, open throughout"
+    );
+    // The silent client finds a close (1001) or a closed socket when it reads.
+    match silent.recv_or_close().await {
+        Err(Closed::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1001),
+        Err(_) => {}
+        Ok(v) if v["type"] == "info" => {}
+        Ok(v) => panic!("unexpected {v}"),
+    }
+}

@@ -11,7 +11,9 @@ use crate::broker::{Broker, Connection, Drained, End, Replay, Settlement};
 use crate::shutdown::Shutdown;
 use app::wire::{Ack, ClientFrame, ErrorCode, InfoKind, ServerFrame};
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
@@ -50,11 +52,38 @@ pub async fn serve<W, R>(
     };
     tracing::debug!(connection = conn.id, "websocket connected");
     let over = CancellationToken::new();
+    let heard = Heard::new();
     tokio::join!(
-        write_loop(sink, &conn, settings, &shutdown, &over),
-        read_loop(stream, &broker, &conn, &shutdown, &over),
+        write_loop(sink, &conn, settings, &shutdown, &over, &heard),
+        read_loop(stream, &broker, &conn, &shutdown, &over, &heard),
     );
     tracing::debug!(connection = conn.id, "websocket closed");
+}
+
+/// When the peer last sent anything (a pong counts), for the dead-peer check.
+struct Heard {
+    since: Instant,
+    at_ms: AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Self {
+        Heard {
+            since: Instant::now(),
+            at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        self.at_ms
+            .store(self.since.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.since
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.at_ms.load(Relaxed)))
+    }
 }
 
 struct ForgetOnDrop {
@@ -74,6 +103,7 @@ async fn read_loop<R>(
     conn: &Arc<Connection>,
     shutdown: &Shutdown,
     over: &CancellationToken,
+    heard: &Heard,
 ) where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
@@ -88,6 +118,9 @@ async fn read_loop<R>(
                 stream.next().await
             } => next,
         };
+        if matches!(next, Some(Ok(_))) {
+            heard.now();
+        }
         match next {
             Some(Ok(Message::Text(text))) => handle_text(broker, conn, text.as_str()),
             Some(Ok(Message::Binary(_))) => conn.outbox.push_reply(Frame::error(
@@ -204,6 +237,7 @@ async fn write_loop<W>(
     settings: Settings,
     shutdown: &Shutdown,
     over: &CancellationToken,
+    heard: &Heard,
 ) where
     W: Sink<Message> + Unpin,
 {
@@ -238,7 +272,21 @@ async fn write_loop<W>(
             Drained::Empty => {
                 tokio::select! {
                     _ = conn.outbox.writable() => {}
-                    _ = heartbeat.tick() => conn.outbox.push_reply(Frame::info(InfoKind::Ping, None)),
+                    _ = heartbeat.tick() => {
+                        // Dead peers: a WebSocket ping each heartbeat; a peer
+                        // that sent nothing, not even a pong, for two
+                        // heartbeats is gone (or a half-open socket) and is closed.
+                        if heard.silent_for() > 2 * settings.heartbeat {
+                            tracing::debug!(connection = conn.id, "no answer to ping: closing");
+                            conn.outbox.close(End::Close {
+                                code: close_code::AWAY,
+                                reason: "no answer to ping within two heartbeats".into(),
+                            });
+                        } else {
+                            conn.outbox.push_reply(Frame::info(InfoKind::Ping, None));
+                            let _ = sink.send(Message::Ping(Bytes::new())).await;
+                        }
+                    }
                     _ = shutdown.triggered() => {
                         stopping = true;
                         conn.outbox.push_reply(Frame::info(InfoKind::ShuttingDown, None));
