@@ -537,3 +537,22 @@ fn subscribe_is_atomic_with_concurrent_publishing() {
     }
     assert_invariant(&b, "t", 0);
 }
+
+/// Replies are never dropped: a connection that leaves `reply_limit`
+/// replies unread is not read any further (its reader waits) until it drains.
+#[tokio::test]
+async fn unread_replies_backpressure_the_reader() {
+    let b = broker_with(16, 10, SlowConsumerPolicy::DropOldest);
+    let c = b.connect();
+    for _ in 0..1024 {
+        c.outbox.push_reply(Frame::pong(None));
+    }
+    let waiting =
+        tokio::time::timeout(std::time::Duration::from_millis(50), c.outbox.reply_room()).await;
+    assert!(waiting.is_err(), "no room while 1,024 replies are unread");
+    let frames = read_all(&c);
+    assert_eq!(frames.len(), 1024, "every reply is kept");
+    tokio::time::timeout(std::time::Duration::from_secs(5), c.outbox.reply_room())
+        .await
+        .expect("room again once drained");
+}
