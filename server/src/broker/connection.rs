@@ -38,6 +38,15 @@ impl Connection {
         names
     }
 
+    /// Drops the subscription entry for `topic`, unless the name now stands
+    /// for a newer topic of the same name.
+    pub(super) fn forget(&self, topic: &Arc<Topic>) {
+        let mut subs = self.subscriptions.lock();
+        if subs.get(&topic.name).is_some_and(|t| Arc::ptr_eq(t, topic)) {
+            subs.remove(&topic.name);
+        }
+    }
+
     pub fn is_disconnected(&self) -> bool {
         self.disconnected.load(Ordering::Acquire)
     }

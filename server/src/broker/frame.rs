@@ -5,7 +5,7 @@
 //! subscriber queue and by the history ring; replies (`ack`, `error`, `pong`,
 //! `info`) are encoded once for the one connection they go to.
 
-use app::wire::{ErrorBody, ErrorCode, ErrorFrame, Info, InfoKind, Pong, ServerFrame};
+use app::wire::{Ack, ErrorBody, ErrorCode, ErrorFrame, Info, InfoKind, Pong, ServerFrame};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
@@ -23,14 +23,6 @@ impl Frame {
         &self.0
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     fn from_string(text: String) -> Self {
         Frame(Bytes::from(text))
     }
@@ -40,6 +32,27 @@ impl Frame {
         // Serializing these plain structs cannot fail: no maps with
         // non-string keys, no user-provided `Serialize` impls.
         Frame::from_string(serde_json::to_string(frame).unwrap_or_default())
+    }
+
+    /// An `ack` frame.
+    pub fn ack(ack: Ack) -> Self {
+        Frame::encode(&ServerFrame::Ack(ack))
+    }
+
+    /// The fields every `ack` has (`status: "ok"`, `ts` now); the caller adds
+    /// what its request acknowledges with struct-update syntax.
+    pub fn ack_of(request_id: Option<String>, topic: &str) -> Ack {
+        Ack {
+            request_id,
+            topic: topic.to_owned(),
+            status: "ok".into(),
+            seq: None,
+            epoch: None,
+            replayed: None,
+            recovered: None,
+            id: None,
+            ts: super::clock::now_rfc3339(),
+        }
     }
 
     pub fn error(request_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {

@@ -17,7 +17,7 @@ pub mod sampler;
 pub mod tally;
 pub mod topic;
 
-use app::wire::{self, Ack, InfoKind, PublishMessage, ServerFrame, Since};
+use app::wire::{self, Ack, InfoKind, PublishMessage, Since};
 pub use connection::Connection;
 use dashmap::DashMap;
 pub use error::BrokerError;
@@ -168,10 +168,7 @@ impl Broker {
         let notice = Frame::info(InfoKind::TopicDeleted, Some(name.to_owned()));
         for (_, conn) in st.subscribers.drain(..) {
             conn.outbox.push_reply(notice.clone());
-            let mut subs = conn.subscriptions.lock();
-            if subs.get(name).is_some_and(|t| Arc::ptr_eq(t, &topic)) {
-                subs.remove(name);
-            }
+            conn.forget(&topic);
             self.totals.subscriptions.fetch_sub(1, Relaxed);
         }
         Ok(())
@@ -202,15 +199,7 @@ impl Broker {
     }
 
     pub fn topic_counts(&self, name: &str) -> Result<TopicCounts, BrokerError> {
-        let topic = self.topic(name)?;
-        let (seq, subscribers) = topic.snapshot();
-        Ok(TopicCounts {
-            messages: seq,
-            subscribers,
-            enqueued: topic.tally.enqueued.load(Relaxed),
-            delivered: topic.tally.delivered.load(Relaxed),
-            dropped: topic.tally.dropped.load(Relaxed),
-        })
+        Ok(counts_of(&*self.topic(name)?))
     }
 
     /// Per-topic counters, sorted by name.
@@ -218,17 +207,7 @@ impl Broker {
         let topics: Vec<Arc<Topic>> = self.topics.iter().map(|e| Arc::clone(e.value())).collect();
         let mut out: Vec<(String, TopicCounts)> = topics
             .iter()
-            .map(|t| {
-                let (seq, subscribers) = t.snapshot();
-                let counts = TopicCounts {
-                    messages: seq,
-                    subscribers,
-                    enqueued: t.tally.enqueued.load(Relaxed),
-                    delivered: t.tally.delivered.load(Relaxed),
-                    dropped: t.tally.dropped.load(Relaxed),
-                };
-                (t.name.to_string(), counts)
-            })
+            .map(|t| (t.name.to_string(), counts_of(t)))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -395,17 +374,13 @@ impl Broker {
             },
         };
         let events = if repeat { Vec::new() } else { events };
-        let ack = Frame::encode(&ServerFrame::Ack(Ack {
-            request_id,
-            topic: name.to_owned(),
-            status: "ok".into(),
+        let ack = Frame::ack(Ack {
             seq: Some(seq),
             epoch: Some(topic.epoch.clone()),
             replayed: Some(events.len() as u64),
             recovered,
-            id: None,
-            ts: clock::now_rfc3339(),
-        }));
+            ..Frame::ack_of(request_id, name)
+        });
         conn.outbox.push_reply(ack);
         if repeat {
             return Ok(());
@@ -441,22 +416,10 @@ impl Broker {
             if st.subscribers.swap_remove(&conn.id).is_some() {
                 self.totals.subscriptions.fetch_sub(1, Relaxed);
             }
-            let mut subs = conn.subscriptions.lock();
-            if subs.get(name).is_some_and(|t| Arc::ptr_eq(t, &topic)) {
-                subs.remove(name);
-            }
+            conn.forget(&topic);
         }
-        conn.outbox.push_reply(Frame::encode(&ServerFrame::Ack(Ack {
-            request_id,
-            topic: name.to_owned(),
-            status: "ok".into(),
-            seq: None,
-            epoch: None,
-            replayed: None,
-            recovered: None,
-            id: None,
-            ts: clock::now_rfc3339(),
-        })));
+        conn.outbox
+            .push_reply(Frame::ack(Frame::ack_of(request_id, name)));
         Ok(())
     }
 }
@@ -464,6 +427,17 @@ impl Broker {
 /// `u64` counts from clients, as an in-memory length.
 fn clamp(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn counts_of(topic: &Topic) -> TopicCounts {
+    let (seq, subscribers) = topic.snapshot();
+    TopicCounts {
+        messages: seq,
+        subscribers,
+        enqueued: topic.tally.enqueued.load(Relaxed),
+        delivered: topic.tally.delivered.load(Relaxed),
+        dropped: topic.tally.dropped.load(Relaxed),
+    }
 }
 
 fn info_of(topic: &Topic) -> TopicInfo {

@@ -263,15 +263,6 @@ impl Outbox {
             drained.await;
         }
     }
-
-    /// Events and replies waiting to be written.
-    pub fn depth(&self) -> usize {
-        self.state.lock().queue.len()
-    }
-
-    pub fn is_ended(&self) -> bool {
-        self.state.lock().end.is_some()
-    }
 }
 
 /// A `SLOW_CONSUMER` notice, counted.

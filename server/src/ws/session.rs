@@ -9,7 +9,7 @@
 use crate::broker::frame::Frame;
 use crate::broker::{Broker, Connection, Drained, End, Replay, Settlement};
 use crate::shutdown::Shutdown;
-use app::wire::{Ack, ClientFrame, ErrorCode, InfoKind, ServerFrame};
+use app::wire::{Ack, ClientFrame, ErrorCode, InfoKind};
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -206,17 +206,11 @@ fn handle_text(broker: &Broker, conn: &Arc<Connection>, text: &str) {
             message,
             request_id,
         } => match broker.publish(&topic, message) {
-            Ok(receipt) => conn.outbox.push_reply(Frame::encode(&ServerFrame::Ack(Ack {
-                request_id,
-                topic,
-                status: "ok".into(),
+            Ok(receipt) => conn.outbox.push_reply(Frame::ack(Ack {
                 seq: Some(receipt.seq),
-                epoch: None,
-                replayed: None,
-                recovered: None,
                 id: Some(receipt.id),
-                ts: crate::broker::clock::now_rfc3339(),
-            }))),
+                ..Frame::ack_of(request_id, &topic)
+            })),
             Err(e) => conn
                 .outbox
                 .push_reply(Frame::error(request_id, e.code, e.message)),
