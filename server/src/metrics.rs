@@ -21,26 +21,24 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// HTTP requests answered, by (route, method, status).
 #[derive(Default)]
 pub struct HttpRequests {
-    counts: DashMap<(&'static str, String, u16), AtomicU64>,
+    counts: DashMap<(&'static str, &'static str, u16), AtomicU64>,
 }
 
 impl HttpRequests {
-    pub fn count(&self, route: &'static str, method: &str, status: u16) {
-        if let Some(n) = self.counts.get(&(route, method.to_owned(), status)) {
+    pub fn count(&self, route: &'static str, method: &'static str, status: u16) {
+        let key = (route, method, status);
+        if let Some(n) = self.counts.get(&key) {
             n.fetch_add(1, Relaxed);
             return;
         }
-        self.counts
-            .entry((route, method.to_owned(), status))
-            .or_default()
-            .fetch_add(1, Relaxed);
+        self.counts.entry(key).or_default().fetch_add(1, Relaxed);
     }
 
-    fn snapshot(&self) -> Vec<((&'static str, String, u16), u64)> {
+    fn snapshot(&self) -> Vec<((&'static str, &'static str, u16), u64)> {
         let mut rows: Vec<_> = self
             .counts
             .iter()
-            .map(|e| (e.key().clone(), e.value().load(Relaxed)))
+            .map(|e| (*e.key(), e.value().load(Relaxed)))
             .collect();
         rows.sort();
         rows
@@ -68,14 +66,32 @@ pub fn route_of(path: &str) -> &'static str {
     }
 }
 
+/// The method as a label value: the standard ones, anything else `OTHER`
+/// (clients may send any token as a method).
+pub fn method_of(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 /// Middleware counting every HTTP request by route, method and status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = route_of(request.uri().path());
-    let method = request.method().as_str().to_owned();
+    let method = method_of(request.method());
     let response = next.run(request).await;
     state
         .http_requests
-        .count(route, &method, response.status().as_u16());
+        .count(route, method, response.status().as_u16());
     response
 }
 
@@ -221,7 +237,7 @@ pub fn render(state: &AppState) -> String {
             out,
             "{name}{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
             escape(route),
-            escape(&method)
+            escape(method)
         );
     }
     out

@@ -159,6 +159,12 @@ async fn unknown_paths_do_not_add_label_values() {
     for i in 0..20 {
         s.get(&format!("/api/nope/{i}")).await;
         s.get(&format!("/random-{i}")).await;
+        let method = reqwest::Method::from_bytes(format!("SCAN{i}").as_bytes()).unwrap();
+        s.http
+            .request(method, s.url("/api/health"))
+            .send()
+            .await
+            .unwrap();
     }
     let m = scrape(&s).await;
     let routes: std::collections::BTreeSet<&str> = m
@@ -169,7 +175,18 @@ async fn unknown_paths_do_not_add_label_values() {
         .collect();
     assert_eq!(
         routes.into_iter().collect::<Vec<_>>(),
-        ["(other)", "/api/(unknown)"]
+        ["(other)", "/api/(unknown)", "/api/health"]
+    );
+    let methods: std::collections::BTreeSet<&str> = m
+        .samples
+        .iter()
+        .filter(|x| x.metric == "pubsub_http_requests_total")
+        .filter_map(|x| x.labels.get("method"))
+        .collect();
+    assert_eq!(
+        methods.into_iter().collect::<Vec<_>>(),
+        ["GET", "OTHER"],
+        "twenty invented methods are one label value"
     );
     assert_eq!(
         get(
