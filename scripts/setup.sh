@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, skipping whatever is already
 # there, so it is safe to run again. Sourced by scripts/run.sh and
-# scripts/test.sh; `scripts/setup.sh browser` also installs Chromium.
+# scripts/test.sh; `scripts/setup.sh browser` also installs Chromium,
+# `scripts/setup.sh schemathesis` the API fuzzer (schemathesis, pinned, in
+# .venv-schemathesis/).
 #
 # Versions are those of shared TOOLCHAIN.md: cargo-leptos 0.3.10 (0.3.11
 # needs a newer rustc), wasm-bindgen-cli equal to the pinned crate, and
@@ -11,6 +13,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CARGO_LEPTOS_VERSION=0.3.10
 WASM_BINDGEN_VERSION=0.2.130
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="$ROOT/.venv-schemathesis"
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
@@ -56,6 +60,23 @@ ensure_chromium() {
   fi
 }
 
+# schemathesis (PyPI) in a venv under the repository, for scripts/schemathesis.sh.
+# Debian's python3 needs python3-venv for `python3 -m venv` to bring pip.
+ensure_schemathesis() {
+  if "$SCHEMATHESIS_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    return
+  fi
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    say "installing Debian's python3-venv and python3-pip"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv python3-pip
+  fi
+  say "installing schemathesis $SCHEMATHESIS_VERSION into .venv-schemathesis/"
+  rm -rf "$SCHEMATHESIS_VENV"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 ensure_build_tools() {
   ensure_wasm_target
   ensure_cargo_leptos
@@ -66,4 +87,5 @@ ensure_build_tools() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   ensure_build_tools
   if [ "${1:-}" = "browser" ]; then ensure_chromium; fi
+  if [ "${1:-}" = "schemathesis" ]; then ensure_schemathesis; fi
 fi

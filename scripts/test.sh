@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test from a fresh machine: installs what is missing, checks
 # formatting and lints, runs the Rust tests (unit and over real sockets),
-# builds the release site and runs the browser tests against it.
+# builds the release site and runs the browser tests against it, and
+# fuzzes the REST API against its OpenAPI document (schemathesis).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -29,6 +30,9 @@ say "the Docker image's runtime stage, replayed without Docker"
 
 say "browser tests (Playwright, Debian's chromium)"
 (cd end2end && npx playwright test)
+
+say "the REST API against its OpenAPI document (schemathesis, 1-2 minutes)"
+./scripts/schemathesis.sh
 
 say "benchmark harness smoke run (seconds; no timed assertions)"
 ./scripts/bench.sh --smoke

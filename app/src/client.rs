@@ -4,6 +4,7 @@
 //! functions are never awaited (pages call them from effects and event
 //! handlers, which do not run there) and would answer with an error.
 //! Errors come back as sentences for people, with the contract's code.
+//! The API key of [`crate::auth`] goes with every call; a `401` asks for one.
 
 use crate::wire::{
     CreateTopic, HistoryPage, PublishMessage, Published, Stats, StatsHistory, TopicChanged,
@@ -58,6 +59,11 @@ pub async fn stats_history(last_n: Option<usize>) -> Result<StatsHistory, String
     get(&format!("/api/stats/history{query}")).await
 }
 
+/// The server's OpenAPI document, as JSON (the `/api-docs` page reads it).
+pub async fn openapi() -> Result<serde_json::Value, String> {
+    get("/api/openapi.json").await
+}
+
 async fn get<T: DeserializeOwned>(path: &str) -> Result<T, String> {
     send::<(), T>("GET", path, None).await
 }
@@ -75,7 +81,10 @@ async fn send<B: Serialize, T: DeserializeOwned>(
         "DELETE" => Method::DELETE,
         _ => Method::GET,
     };
-    let builder = RequestBuilder::new(path).method(method);
+    let mut builder = RequestBuilder::new(path).method(method);
+    if let Some(key) = crate::auth::key() {
+        builder = builder.header("Authorization", &format!("Bearer {key}"));
+    }
     let request = match body {
         Some(body) => builder
             .json(body)
@@ -89,10 +98,15 @@ async fn send<B: Serialize, T: DeserializeOwned>(
         .await
         .map_err(|e| format!("the server cannot be reached ({e})"))?;
     if !response.ok() {
-        return Err(match response.json::<RestError>().await {
+        let status = response.status();
+        let message = match response.json::<RestError>().await {
             Ok(body) => format!("{}: {}", body.error.code, body.error.message),
-            Err(_) => format!("the server answered HTTP {}", response.status()),
-        });
+            Err(_) => format!("the server answered HTTP {status}"),
+        };
+        if status == 401 {
+            crate::auth::ask(message.clone());
+        }
+        return Err(message);
     }
     response
         .json::<T>()

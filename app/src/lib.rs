@@ -3,13 +3,19 @@
 //!
 //! - [`wire`]: every REST body and WebSocket frame of `PROTOCOL.md`.
 //! - [`client`]: the browser's calls to the REST API (hydrate only).
+//! - [`auth`]: the API key, asked for when the server requires one.
 //! - [`live`]: a live WebSocket subscription with reconnect and resume.
 //! - [`pages`]: one module per page; [`components`]: pieces they share.
+//! - `schema` (server only): the JSON Schema details of [`wire`] for the
+//!   server's OpenAPI document.
 
+pub mod auth;
 pub mod client;
 pub mod components;
 pub mod live;
 pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod schema;
 pub mod wire;
 
 use leptos::prelude::*;
@@ -56,13 +62,16 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/" exact=true>"Dashboard"</A>
                     <A href="/topics">"Topics"</A>
+                    <A href="/api-docs">"API"</A>
                 </nav>
+                <auth::KeyPrompt/>
             </header>
             <main>
                 <Routes fallback=pages::not_found::NotFound>
                     <Route path=path!("/") view=pages::dashboard::Dashboard/>
                     <Route path=path!("/topics") view=pages::topics::Topics/>
                     <Route path=path!("/topics/:name") view=pages::topic::Topic/>
+                    <Route path=path!("/api-docs") view=pages::api_docs::ApiDocs/>
                 </Routes>
             </main>
         </Router>

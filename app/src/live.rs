@@ -325,7 +325,11 @@ mod browser {
         } else {
             "ws"
         };
-        format!("{scheme}://{}/ws", location.host().unwrap_or_default())
+        format!(
+            "{scheme}://{}/ws{}",
+            location.host().unwrap_or_default(),
+            crate::auth::token_query()
+        )
     }
 
     /// Starts a session for `topic`; a previous one of this view stops.

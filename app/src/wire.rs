@@ -52,7 +52,11 @@ pub fn message_id_problem(id: &str) -> Option<String> {
     None
 }
 
-/// The error codes of the contract.
+/// The error codes of the contract. Over REST: BAD_REQUEST 400,
+/// UNAUTHORIZED 401, FORBIDDEN 403, TOPIC_NOT_FOUND and NOT_FOUND 404,
+/// TOPIC_EXISTS 409, PAYLOAD_TOO_LARGE 413, RATE_LIMITED 429, UNAVAILABLE
+/// 503, INTERNAL 500; SLOW_CONSUMER is sent on WebSockets only.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -110,13 +114,16 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// `{"code": CODE, "message": text}`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: ErrorCode,
+    /// What went wrong, in a sentence for people.
     pub message: String,
 }
 
-/// The body of every REST error: `{"error": {...}}`.
+/// The body of every REST error: `{"error": {"code", "message"}}`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestError {
     pub error: ErrorBody,
@@ -125,10 +132,15 @@ pub struct RestError {
 // ---------------------------------------------------------------- messages
 
 /// A message as a publisher sends it: `{"id"?, "payload"}`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishMessage {
+    /// 1 to 128 characters; absent or null: the server assigns a UUID v4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<crate::schema::MessageId>))]
     pub id: Option<String>,
+    /// Any JSON value; serialized compactly it may be at most
+    /// `max_message_bytes` (default 65,536) long.
     pub payload: Value,
 }
 
@@ -140,11 +152,18 @@ pub struct Message {
 }
 
 /// A message read back from history over REST.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryMessage {
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::MessageId))]
     pub id: String,
+    /// The payload as published.
     pub payload: Value,
+    /// The message's place in its topic: 1 for the first message.
+    #[cfg_attr(feature = "ssr", schema(minimum = 1))]
     pub seq: u64,
+    /// When the server accepted the message.
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::Timestamp))]
     pub ts: String,
 }
 
@@ -157,125 +176,205 @@ pub struct Since {
 
 // -------------------------------------------------------------------- REST
 
+/// `GET /api/health`. `topics` counts every topic of the service;
+/// `subscribers` and `connections` count the WebSockets of the instance
+/// that answers.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
+    /// Always `ok` when the server answers.
+    #[cfg_attr(feature = "ssr", schema(schema_with = crate::schema::status_ok))]
     pub status: String,
+    /// Seconds since this instance started.
     pub uptime_sec: u64,
+    /// Topics that exist.
     pub topics: u64,
+    /// Subscriptions of this instance's WebSocket connections.
     pub subscribers: u64,
+    /// Open WebSocket connections of this instance.
     pub connections: u64,
 }
 
+/// The counters of `GET /api/stats`. `topics` and `published` are about
+/// the topics of the service; `subscribers`, `connections`, `delivered`
+/// and `dropped` about this instance's connections.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsTotals {
+    /// Topics that exist.
     pub topics: u64,
+    /// Subscriptions of open connections.
     pub subscribers: u64,
+    /// Open WebSocket connections.
     pub connections: u64,
+    /// Messages published since start.
     pub published: u64,
+    /// Events written to subscriber connections since start.
     pub delivered: u64,
+    /// Events discarded for slow consumers since start.
     pub dropped: u64,
 }
 
+/// One topic's counters in `GET /api/stats`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TopicStats {
+    /// Messages published to the topic (its current `seq`).
     pub messages: u64,
+    /// Subscriptions to the topic.
     pub subscribers: u64,
+    /// Events of the topic written to subscriber connections.
     pub delivered: u64,
+    /// Events of the topic discarded for slow consumers.
     pub dropped: u64,
 }
 
+/// `GET /api/stats`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Seconds since this instance started.
     pub uptime_sec: u64,
     pub totals: StatsTotals,
+    /// Every topic's counters, keyed by topic name.
     pub topics: BTreeMap<String, TopicStats>,
 }
 
 /// One second of the server's life, as kept for the dashboard's charts.
 /// Counters are cumulative since start (a chart shows their differences);
 /// gauges are their value at `t`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsSample {
     /// Unix time of the sample, in milliseconds.
     pub t: u64,
+    /// Counter: messages published.
     pub published: u64,
+    /// Counter: events delivered.
     pub delivered: u64,
+    /// Counter: events dropped.
     pub dropped: u64,
+    /// Gauge: open WebSocket connections.
     pub connections: u64,
+    /// Gauge: subscriptions.
     pub subscribers: u64,
+    /// Gauge: topics.
     pub topics: u64,
     /// The topics with the most messages published since the previous
     /// sample, busiest first (at most 10; topics with none are left out).
+    #[cfg_attr(feature = "ssr", schema(max_items = 10))]
     pub busiest: Vec<TopicRate>,
 }
 
 /// Messages a topic received during one sampling interval.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRate {
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
     pub name: String,
+    /// Messages published to the topic during the interval.
+    #[cfg_attr(feature = "ssr", schema(minimum = 1))]
     pub messages: u64,
 }
 
 /// `GET /api/stats/history`: the last minutes of samples, oldest first.
 /// An addition to the contract for the dashboard.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsHistory {
+    /// Time between two samples, in milliseconds.
     pub interval_ms: u64,
+    /// Oldest first.
     pub samples: Vec<StatsSample>,
 }
 
 /// One row of `GET /api/topics`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicSummary {
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
     pub name: String,
+    /// Subscriptions to the topic.
     pub subscribers: u64,
+    /// Messages published to the topic.
     pub messages: u64,
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::Timestamp))]
     pub created_at: String,
 }
 
+/// `GET /api/topics`: every topic, sorted by name.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TopicList {
     pub topics: Vec<TopicSummary>,
 }
 
 /// `GET /api/topics/{name}`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicDetail {
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
     pub name: String,
+    /// Subscriptions to the topic.
     pub subscribers: u64,
+    /// Messages published to the topic.
     pub messages: u64,
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::Timestamp))]
     pub created_at: String,
+    /// The seq of the newest message: 0 at creation, then 1 more per message.
     pub seq: u64,
+    /// Opaque; a topic deleted and created again gets a new one, so a stale
+    /// resume position is detectable.
+    #[cfg_attr(feature = "ssr", schema(min_length = 1))]
     pub epoch: String,
 }
 
 /// Body of `POST /api/topics`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateTopic {
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
     pub name: String,
 }
 
 /// `{"status": "created"|"deleted", "topic"}`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicChanged {
+    /// `created` (POST /api/topics) or `deleted` (DELETE /api/topics/{name}).
+    #[cfg_attr(feature = "ssr", schema(schema_with = crate::schema::status_created_or_deleted))]
     pub status: String,
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
     pub topic: String,
 }
 
 /// Answer to `POST /api/topics/{name}/messages`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Published {
+    /// Always `published`.
+    #[cfg_attr(feature = "ssr", schema(schema_with = crate::schema::status_published))]
     pub status: String,
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
     pub topic: String,
+    /// The id given, or the one the server assigned.
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::MessageId))]
     pub id: String,
+    /// The message's seq in its topic.
+    #[cfg_attr(feature = "ssr", schema(minimum = 1))]
     pub seq: u64,
 }
 
 /// Answer to `GET /api/topics/{name}/messages`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryPage {
+    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
     pub topic: String,
+    /// The topic's current epoch.
+    #[cfg_attr(feature = "ssr", schema(min_length = 1))]
     pub epoch: String,
+    /// From history, oldest first, in increasing seq.
     pub messages: Vec<HistoryMessage>,
 }
 

@@ -37,6 +37,10 @@ struct Cli {
         global = true
     )]
     server: String,
+    /// API key, when the server requires one (sent as `Authorization:
+    /// Bearer`, on the WebSocket upgrade too).
+    #[arg(long, env = "PUBSUB_API_KEY", global = true, hide_env_values = true)]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,7 +121,7 @@ type Outcome = Result<(), Failure>;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = Client::new(&cli.server);
+    let client = Client::new(&cli.server, cli.api_key.clone());
     let outcome = match cli.command {
         Command::Topics { action } => topics(&client, action).await,
         Command::Pub { topic, payload, id } if payload == "-" => {
@@ -413,13 +417,15 @@ async fn history(client: &Client, topic: &str, last_n: Option<u64>) -> Outcome {
 struct Client {
     base: String,
     http: reqwest::Client,
+    api_key: Option<String>,
 }
 
 impl Client {
-    fn new(base: &str) -> Self {
+    fn new(base: &str, api_key: Option<String>) -> Self {
         Client {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            api_key,
         }
     }
 
@@ -438,8 +444,19 @@ impl Client {
     }
 
     async fn websocket(&self) -> Result<WebSocket, Failure> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = self.ws_url();
-        match tokio_tungstenite::connect_async(&url).await {
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| Failure::Broken(format!("invalid server URL {url}: {e}")))?;
+        if let Some(key) = &self.api_key {
+            let value = format!("Bearer {key}")
+                .parse()
+                .map_err(|_| Failure::Broken("the API key is not a valid header value".into()))?;
+            request.headers_mut().insert("authorization", value);
+        }
+        match tokio_tungstenite::connect_async(request).await {
             Ok((ws, _)) => Ok(ws),
             Err(e) => Err(Failure::Broken(format!(
                 "cannot open the WebSocket at {url}: {e}"
@@ -465,6 +482,9 @@ impl Client {
         };
         if let Some(body) = body {
             request = request.json(body);
+        }
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
         }
         let response = request
             .send()

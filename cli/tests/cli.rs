@@ -11,13 +11,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_pubsub");
 
 /// A server on its own runtime thread, for the test's lifetime.
 fn server() -> SocketAddr {
+    server_with(Config::default_for_tests())
+}
+
+fn server_with(config: Config) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            let state = AppState::new(Config::default_for_tests(), Shutdown::new());
+            let state = AppState::new(config, Shutdown::new());
             let _ = pubsub_server::serve(listener, state).await;
         });
     });
@@ -212,4 +216,29 @@ fn stats_and_health() {
         .output()
         .unwrap();
     assert_eq!(down.status.code(), Some(2), "unreachable is exit 2");
+}
+
+#[test]
+fn the_api_key_goes_with_rest_and_websocket_calls() {
+    let mut config = Config::default_for_tests();
+    config.api_keys = vec!["k=admin,publish,subscribe".parse().unwrap()];
+    let addr = server_with(config);
+    let refused = pubsub(addr, &["topics", "create", "t"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("UNAUTHORIZED"),
+        "{}",
+        stderr(&refused)
+    );
+    let with_key = |args: &[&str]| {
+        let mut all = vec!["--api-key", "k"];
+        all.extend_from_slice(args);
+        pubsub(addr, &all)
+    };
+    assert!(with_key(&["topics", "create", "t"]).status.success());
+    let published = with_key(&["pub", "t", "{\"n\":1}"]);
+    assert!(published.status.success(), "{}", stderr(&published));
+    let got = with_key(&["sub", "t", "--last-n", "1", "--count", "1"]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert!(stdout(&got).contains("\"n\":1"), "{}", stdout(&got));
 }

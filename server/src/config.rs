@@ -2,6 +2,7 @@
 //! the optional TOML file, with the precedence flag > env > file > default.
 //! `pubsub-server --help` shows them; the README tables them.
 
+use crate::auth::{self, ApiKey};
 use crate::broker::{BrokerConfig, SlowConsumerPolicy};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -55,7 +56,8 @@ pub struct Config {
     #[arg(long, env = "PUBSUB_MAX_MESSAGE_BYTES", default_value_t = 65_536)]
     pub max_message_bytes: usize,
 
-    /// Largest WebSocket frame or REST body, in bytes (WebSocket: close 1009; REST: 413).
+    /// Largest WebSocket frame (or message of several frames), in bytes:
+    /// a bigger one closes the connection with 1009.
     #[arg(long, env = "PUBSUB_MAX_FRAME_BYTES", default_value_t = 1_048_576)]
     pub max_frame_bytes: usize,
 
@@ -72,6 +74,59 @@ pub struct Config {
     /// the others are summed under `topic="_other"`.
     #[arg(long, env = "PUBSUB_METRICS_TOPIC_LIMIT", default_value_t = 100)]
     pub metrics_topic_limit: usize,
+
+    /// An API key and its roles (admin, publish, subscribe); repeatable.
+    /// Authentication is on as soon as one key is configured. The variable
+    /// holds several separated by `;`: `KEY=admin;KEY2=publish,subscribe`.
+    #[arg(
+        long = "api-key",
+        env = "PUBSUB_API_KEYS",
+        value_name = "KEY=ROLE[,ROLE...]",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<ApiKey>,
+
+    /// A file of API keys, one `KEY=ROLE[,ROLE...]` per line (`#` comments);
+    /// its keys are accepted besides those of --api-key.
+    #[arg(long, env = "PUBSUB_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// A browser origin (`https://app.example.com`) allowed to open
+    /// WebSockets and send state-changing REST requests; repeatable, `*` for
+    /// any. The server's own origin is always allowed.
+    #[arg(
+        long = "allowed-origin",
+        env = "PUBSUB_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Open WebSocket connections; one more is refused with 429 RATE_LIMITED.
+    #[arg(long, env = "PUBSUB_MAX_CONNECTIONS", default_value_t = 65_536)]
+    pub max_connections: usize,
+
+    /// Subscriptions per WebSocket connection (RATE_LIMITED above).
+    #[arg(long, env = "PUBSUB_MAX_SUBSCRIPTIONS", default_value_t = 1_024)]
+    pub max_subscriptions: usize,
+
+    /// Topics on this server (RATE_LIMITED above).
+    #[arg(long, env = "PUBSUB_MAX_TOPICS", default_value_t = 10_000)]
+    pub max_topics: usize,
+
+    /// Publishes per second per WebSocket connection, a token bucket
+    /// (RATE_LIMITED when empty); 0 turns the limit off.
+    #[arg(long, env = "PUBSUB_PUBLISH_RATE", default_value_t = 10_000)]
+    pub publish_rate: u32,
+
+    /// Publishes a connection may burst above the rate; 0 means one
+    /// second's worth (the rate).
+    #[arg(long, env = "PUBSUB_PUBLISH_BURST", default_value_t = 0)]
+    pub publish_burst: u32,
+
+    /// Largest REST request body, in bytes (413 PAYLOAD_TOO_LARGE above).
+    #[arg(long, env = "PUBSUB_MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
 }
 
 /// `--slow-consumer-policy` values, spelled as in the contract.
@@ -128,6 +183,25 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_topic_limit: Option<usize>,
+    /// Never printed by --print-config (secrets); read from a file.
+    #[serde(skip_serializing)]
+    pub api_keys: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_keys_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_subscriptions: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_topics: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
 }
 
 /// A configuration that cannot be used, with the key or flag at fault.
@@ -163,6 +237,15 @@ impl Config {
                 source,
             })?;
             config.apply_file(&path, &text, &matches)?;
+        }
+        if let Some(path) = config.api_keys_file.clone() {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let keys = auth::parse_keys_file(&text)
+                .map_err(|message| ConfigError::File { path, message })?;
+            config.api_keys.extend(keys);
         }
         Ok(config)
     }
@@ -203,6 +286,26 @@ impl Config {
         take!(max_frame_bytes);
         take!(log_format);
         take!(metrics_topic_limit);
+        if file.api_keys_file.is_some() && defaulted("api_keys_file") {
+            self.api_keys_file = file.api_keys_file;
+        }
+        take!(allowed_origins);
+        take!(max_connections);
+        take!(max_subscriptions);
+        take!(max_topics);
+        take!(publish_rate);
+        take!(publish_burst);
+        take!(max_body_bytes);
+        if let Some(specs) = file.api_keys {
+            let keys = specs
+                .iter()
+                .map(|spec| spec.parse())
+                .collect::<Result<Vec<ApiKey>, String>>()
+                .map_err(|e| bad(format!("api_keys: {e}")))?;
+            if defaulted("api_keys") {
+                self.api_keys = keys;
+            }
+        }
         if let Some(q) = file.subscriber_queue {
             if q == 0 {
                 return Err(bad("subscriber_queue: must be at least 1".into()));
@@ -248,8 +351,25 @@ impl Config {
             shutdown_timeout: Some(humantime::format_duration(self.shutdown_timeout).to_string()),
             log_format: Some(self.log_format),
             metrics_topic_limit: Some(self.metrics_topic_limit),
+            api_keys: None,
+            api_keys_file: self.api_keys_file.clone(),
+            allowed_origins: Some(self.allowed_origins.clone()),
+            max_connections: Some(self.max_connections),
+            max_subscriptions: Some(self.max_subscriptions),
+            max_topics: Some(self.max_topics),
+            publish_rate: Some(self.publish_rate),
+            publish_burst: Some(self.publish_burst),
+            max_body_bytes: Some(self.max_body_bytes),
         };
-        toml::to_string(&file).unwrap_or_default()
+        let text = toml::to_string(&file).unwrap_or_default();
+        if self.api_keys.is_empty() {
+            text
+        } else {
+            format!(
+                "# {} API key(s) configured; keys are never printed.\n{text}",
+                self.api_keys.len()
+            )
+        }
     }
 
     /// Defaults, as if no flag or variable were given (for tests).
@@ -266,6 +386,14 @@ impl Config {
                 PolicyArg::Disconnect => SlowConsumerPolicy::Disconnect,
             },
             max_message_bytes: self.max_message_bytes,
+            max_topics: self.max_topics,
+            max_subscriptions: self.max_subscriptions,
+            publish_rate: self.publish_rate,
+            publish_burst: if self.publish_burst == 0 {
+                self.publish_rate
+            } else {
+                self.publish_burst
+            },
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`broker`]: the core (topics, subscriptions, publishing, history,
 //!   stats), plain Rust with its own tests. Everything else adapts it.
 //! - [`api`]: the REST API under `/api`.
+//! - [`auth`]: API keys and roles, and the browser origins allowed.
 //! - [`ws`]: the WebSocket endpoint at `/ws`.
 //! - [`ui`]: the server-rendered, hydrated web UI at `/`.
 //! - [`metrics`]: `GET /metrics` for Prometheus.
@@ -12,6 +13,7 @@
 //! - [`shutdown`]: graceful shutdown, passed down as a value.
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod metrics;
@@ -49,6 +51,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub shutdown: Shutdown,
     pub leptos_options: LeptosOptions,
+    pub keys: Arc<auth::Keys>,
+    pub origins: Arc<auth::Origins>,
+    /// One permit per open WebSocket (`max_connections`).
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -59,6 +65,13 @@ impl AppState {
             broker,
             sampler: Arc::new(Sampler::new(STATS_HISTORY_SAMPLES)),
             http_requests: Arc::default(),
+            keys: Arc::new(auth::Keys::new(config.api_keys.clone())),
+            origins: Arc::new(auth::Origins::new(&config.allowed_origins)),
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .max_connections
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             config: Arc::new(config),
             shutdown,
             leptos_options,
@@ -68,7 +81,7 @@ impl AppState {
 
 /// The whole HTTP surface: `/api`, `/ws` and the UI.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.max_frame_bytes;
+    let body_limit = state.config.max_body_bytes;
     let routes = Router::new()
         .nest("/api", api::router())
         .route("/ws", any(ws::upgrade))
@@ -76,6 +89,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(body_limit));
     let request_id = HeaderName::from_static("x-request-id");
     ui::routes(routes, &state)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

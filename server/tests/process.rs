@@ -79,6 +79,15 @@ fn help_lists_every_flag_with_its_variable() {
         ("--max-message-bytes", "PUBSUB_MAX_MESSAGE_BYTES"),
         ("--max-frame-bytes", "PUBSUB_MAX_FRAME_BYTES"),
         ("--shutdown-timeout", "PUBSUB_SHUTDOWN_TIMEOUT"),
+        ("--api-key", "PUBSUB_API_KEYS"),
+        ("--api-keys-file", "PUBSUB_API_KEYS_FILE"),
+        ("--allowed-origin", "PUBSUB_ALLOWED_ORIGINS"),
+        ("--max-connections", "PUBSUB_MAX_CONNECTIONS"),
+        ("--max-subscriptions", "PUBSUB_MAX_SUBSCRIPTIONS"),
+        ("--max-topics", "PUBSUB_MAX_TOPICS"),
+        ("--publish-rate", "PUBSUB_PUBLISH_RATE"),
+        ("--publish-burst", "PUBSUB_PUBLISH_BURST"),
+        ("--max-body-bytes", "PUBSUB_MAX_BODY_BYTES"),
     ] {
         assert!(
             help.contains(flag) && help.contains(var),
@@ -260,4 +269,63 @@ async fn json_logs_are_one_object_per_line() {
                 && l["message"].as_str().unwrap_or("").contains("listening")),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn api_keys_come_from_the_environment_and_a_keys_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# operators\nfile-key=admin\n").unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .env("PUBSUB_API_KEYS", "env-a=subscribe;env-b=publish,subscribe")
+        .env("PUBSUB_API_KEYS_FILE", &keys)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_listening(port).await;
+    let http = reqwest::Client::new();
+    let status = |key: &'static str| {
+        let request = http
+            .get(format!("http://127.0.0.1:{port}/api/topics"))
+            .header("x-api-key", key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("env-a").await, 200);
+    assert_eq!(status("env-b").await, 200);
+    assert_eq!(status("file-key").await, 200);
+    assert_eq!(status("other").await, 401);
+    signal(&child, "TERM");
+    let exit = tokio::task::spawn_blocking(move || wait_for_exit(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+
+    // Keys are never printed; a bad key spec or file stops the start, saying why.
+    let out = Command::new(BIN)
+        .args(["--print-config", "--api-key", "s3cret=admin"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !printed.contains("s3cret"),
+        "{printed}"
+    );
+    assert!(printed.contains("1 API key"), "{printed}");
+    let out = Command::new(BIN)
+        .args(["--api-key", "k=root"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"));
+    std::fs::write(&keys, "ok=admin\nbroken\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--api-keys-file", keys.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
 }

@@ -165,7 +165,7 @@ async fn publishing_assigns_ids_and_contiguous_seqs() {
 async fn oversized_payloads_and_bodies_are_refused_whole() {
     let s = TestServer::start_with(|c| {
         c.max_message_bytes = 1000;
-        c.max_frame_bytes = 10_000;
+        c.max_body_bytes = 10_000;
     })
     .await;
     s.create_topic("t").await;

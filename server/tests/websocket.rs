@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Closed, TestServer, Ws};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -176,6 +177,17 @@ async fn every_kind_of_bad_frame_is_a_bad_request() {
             Some("r12"),
         ),
         (r#"{"type":"ping","request_id":5}"#, None),
+        // serde alone would read these arrays as structs.
+        (r#"["ping"]"#, None),
+        (r#"["subscribe","t"]"#, None),
+        (
+            r#"{"type":"publish","topic":"t","message":["id",1],"request_id":"r14"}"#,
+            Some("r14"),
+        ),
+        (
+            r#"{"type":"subscribe","topic":"t","since":[1,"e"],"request_id":"r15"}"#,
+            Some("r15"),
+        ),
         (
             r#"{"type":"publish","topic":"t","message":{"payload":1},"request_id":"r13"#,
             None,
@@ -759,4 +771,203 @@ async fn dead_peers_are_closed_live_ones_are_kept() {
         Ok(v) if v["type"] == "info" => {}
         Ok(v) => panic!("unexpected {v}"),
     }
+}
+
+#[tokio::test]
+async fn peers_that_stop_reading_are_closed_by_the_write_deadline() {
+    let s = TestServer::start_with(|c| {
+        c.heartbeat_interval = Duration::from_millis(200);
+        c.max_message_bytes = 1 << 20;
+        c.max_body_bytes = 2 << 20;
+    })
+    .await;
+    s.create_topic("t").await;
+    // Subscribes, then never reads again: the socket's buffers fill and the
+    // server's write to it cannot finish. It keeps sending pings, so it is
+    // not silent: only the write deadline can close it.
+    let mut stalled = s.ws().await;
+    stalled.subscribe("t", json!({})).await;
+    let (mut to_server, _unread) = stalled.stream.split();
+    let pinger = tokio::spawn(async move {
+        let ping = Message::Ping(Default::default());
+        while to_server.send(ping.clone()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    // 20 MiB: more than the loopback socket buffers hold, so the writer
+    // blocks (the idle-time ping cannot be what closes it).
+    let big = "x".repeat(1 << 19);
+    let published = 40;
+    for _ in 0..published {
+        s.publish("t", json!(big)).await;
+    }
+    s.eventually("the stalled connection is gone", || async {
+        s.stats().await["totals"]["connections"] == 0
+    })
+    .await;
+    // What it was owed is accounted for: the blocked batch and the queue
+    // behind it were dropped, not lost from the counters.
+    let t = &s.stats().await["topics"]["t"];
+    let delivered = t["delivered"].as_u64().unwrap_or(0);
+    let dropped = t["dropped"].as_u64().unwrap_or(0);
+    assert!(dropped > 0, "{t}");
+    assert!(delivered + dropped <= published, "{t}");
+    pinger.abort();
+    // Others are unaffected.
+    let mut fresh = s.ws().await;
+    fresh.send(json!({"type": "ping"})).await;
+    assert_eq!(fresh.recv_json().await["type"], "pong");
+}
+
+/// A masked client frame, for the raw-socket tests.
+fn masked(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [7u8, 1, 2, 3];
+    let mut out = vec![first_byte];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    out
+}
+
+/// Upgrades a raw TCP connection, sending `early` in the same write as the
+/// request; returns the socket and what followed the 101 response.
+async fn raw_upgrade(addr: std::net::SocketAddr, early: &[u8]) -> (tokio::net::TcpStream, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(early);
+    tcp.write_all(&request).await.expect("write");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        let n = tokio::time::timeout(common::PATIENCE, tcp.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "closed during the handshake");
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    (tcp, got[end..].to_vec())
+}
+
+/// Reads until `want` bytes arrived (or the peer closed).
+async fn read_at_least(tcp: &mut tokio::net::TcpStream, mut got: Vec<u8>, want: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    while got.len() < want {
+        let n = tokio::time::timeout(common::PATIENCE, tcp.read(&mut chunk))
+            .await
+            .expect("bytes in time")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+    got
+}
+
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_and_split_anywhere_are_read() {
+    let s = TestServer::start().await;
+    // A ping frame in the same packet as the upgrade request, then one
+    // frame fragmented in three, one byte at a time.
+    let ping = br#"{"type":"ping","request_id":"early"}"#;
+    let (mut tcp, rest) = raw_upgrade(s.addr, &masked(0x81, ping)).await;
+    let mut stream = masked(0x01, br#"{"type":"ping","#);
+    stream.extend(masked(0x89, b"hb")); // a control frame between fragments
+    stream.extend(masked(0x00, br#""request_id""#));
+    stream.extend(masked(0x80, br#":"split"}"#));
+    use tokio::io::AsyncWriteExt;
+    for b in stream {
+        tcp.write_all(&[b]).await.expect("write");
+    }
+    let got = read_at_least(&mut tcp, rest, 120).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains(r#""request_id":"early""#), "{text}");
+    assert!(text.contains(r#""request_id":"split""#), "{text}");
+    // The client's ping got its pong with the same payload.
+    assert!(
+        got.windows(4).any(|w| w == [0x8A, 2, b'h', b'b']),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn protocol_errors_close_with_their_codes() {
+    let s = TestServer::start().await;
+    for (frame, code) in [
+        (masked(0x81, &[0xC3, 0x28]), 1007u16), // not UTF-8
+        (vec![0x81, 0x01, b'x'], 1002),         // not masked
+        (masked(0x83, b"x"), 1002),             // unknown opcode
+        (masked(0x80, b"x"), 1002),             // continuation of nothing
+    ] {
+        let (mut tcp, rest) = raw_upgrade(s.addr, &frame).await;
+        let got = read_at_least(&mut tcp, rest, 4).await;
+        assert_eq!(
+            got.first(),
+            Some(&0x88),
+            "a close frame for {frame:?}: {got:?}"
+        );
+        assert_eq!(
+            got.get(2..4),
+            Some(&code.to_be_bytes()[..]),
+            "close {code} for {frame:?}"
+        );
+    }
+    s.eventually("every refused connection is gone", || async {
+        s.stats().await["totals"]["connections"] == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_that_are_not_websocket_upgrades_get_contract_errors() {
+    let s = TestServer::start().await;
+    let (status, body) = s.get("/ws").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("BAD_REQUEST"))
+    );
+    let (status, body) = s.post("/ws", json!({})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (405, &json!("BAD_REQUEST"))
+    );
+    let old = s
+        .http
+        .get(s.url("/ws"))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "8")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(old.status().as_u16(), 400);
+    assert_eq!(
+        old.headers()
+            .get("sec-websocket-version")
+            .map(|v| v.as_bytes()),
+        Some(&b"13"[..])
+    );
 }

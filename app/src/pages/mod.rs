@@ -1,5 +1,6 @@
 //! One module per page.
 
+pub mod api_docs;
 pub mod dashboard;
 pub mod not_found;
 pub mod topic;

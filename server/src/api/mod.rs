@@ -1,186 +1,63 @@
 //! The REST API under `/api`: a thin adapter from HTTP to the broker.
 //!
+//! - [`topics`]: create, list, read and delete topics.
+//! - [`messages`]: publish, and read a topic's history.
+//! - [`server`]: health, stats and the stats history.
+//! - [`openapi`]: the OpenAPI document of all of the above, served at
+//!   `GET /api/openapi.json`.
+//! - [`error`]: [`ApiError`], the one place errors become responses.
+//!
+//! Each handler carries its `#[utoipa::path]` description, and the router
+//! and the document are built from the same list ([`routes`]), so a route
+//! cannot be served without being documented, nor documented without
+//! being served.
+//!
 //! Bodies are read as bytes and parsed here, so that every malformed body,
 //! whatever its content type, is a contract `BAD_REQUEST` with a message
 //! saying what is wrong, and an oversized one is `PAYLOAD_TOO_LARGE`.
 
 mod error;
+mod messages;
+pub mod openapi;
+mod server;
+mod topics;
 
 pub use error::ApiError;
 
-use crate::broker::{HistoryRange, TopicInfo};
+use crate::broker::HistoryRange;
 use crate::AppState;
-use app::wire::StatsHistory;
-use app::wire::{
-    CreateTopic, ErrorCode, Health, HistoryPage, PublishMessage, Published, Stats, StatsTotals,
-    TopicChanged, TopicDetail, TopicList, TopicStats, TopicSummary,
-};
+use app::wire::ErrorCode;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::OriginalUri;
 use axum::http::{Method, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use std::sync::atomic::Ordering::Relaxed;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+/// The routes under `/api` (paths relative to it), each with its OpenAPI
+/// operation.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(server::health))
+        .routes(routes!(server::stats))
+        .routes(routes!(server::stats_history))
+        .routes(routes!(topics::list_topics, topics::create_topic))
+        .routes(routes!(topics::get_topic, topics::delete_topic))
+        .routes(routes!(messages::history, messages::publish))
+        .routes(routes!(openapi::document))
+}
+
+/// The router nested at `/api`.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/stats", get(stats))
-        .route("/stats/history", get(stats_history))
-        .route("/topics", get(list_topics).post(create_topic))
-        .route("/topics/{name}", get(get_topic).delete(delete_topic))
-        .route("/topics/{name}/messages", get(history).post(publish))
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 
 type ApiResult<T> = Result<T, ApiError>;
-
-async fn health(State(state): State<AppState>) -> Json<Health> {
-    let b = &state.broker;
-    Json(Health {
-        status: "ok".into(),
-        uptime_sec: b.uptime_sec(),
-        topics: b.topic_count(),
-        subscribers: b.totals().subscriptions.load(Relaxed),
-        connections: b.totals().connections.load(Relaxed),
-    })
-}
-
-async fn stats(State(state): State<AppState>) -> Json<Stats> {
-    let b = &state.broker;
-    let t = b.totals();
-    let topics = b
-        .all_topic_counts()
-        .into_iter()
-        .map(|(name, c)| {
-            let stats = TopicStats {
-                messages: c.messages,
-                subscribers: c.subscribers,
-                delivered: c.delivered,
-                dropped: c.dropped,
-            };
-            (name, stats)
-        })
-        .collect();
-    Json(Stats {
-        uptime_sec: b.uptime_sec(),
-        totals: StatsTotals {
-            topics: b.topic_count(),
-            subscribers: t.subscriptions.load(Relaxed),
-            connections: t.connections.load(Relaxed),
-            published: t.published.load(Relaxed),
-            delivered: t.delivered.load(Relaxed),
-            dropped: t.dropped.load(Relaxed),
-        },
-        topics,
-    })
-}
-
-/// `GET /api/stats/history[?last_n=N]`: per-second samples of the counters
-/// for the last minutes, oldest first (an addition to the contract).
-async fn stats_history(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<StatsHistory>> {
-    let last_n = match history_range(query.as_deref().unwrap_or(""))? {
-        HistoryRange::All => None,
-        HistoryRange::LastN(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-        HistoryRange::SinceSeq(_) => {
-            return Err(ApiError::bad_request("stats history takes last_n only"))
-        }
-    };
-    Ok(Json(StatsHistory {
-        interval_ms: crate::STATS_INTERVAL.as_millis() as u64,
-        samples: state.sampler.last(last_n),
-    }))
-}
-
-async fn list_topics(State(state): State<AppState>) -> Json<TopicList> {
-    let topics = state
-        .broker
-        .list_topics()
-        .into_iter()
-        .map(summary)
-        .collect();
-    Json(TopicList { topics })
-}
-
-async fn create_topic(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<TopicChanged>)> {
-    let CreateTopic { name } = json_body(body)?;
-    state.broker.create_topic(&name)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TopicChanged {
-            status: "created".into(),
-            topic: name,
-        }),
-    ))
-}
-
-async fn get_topic(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<TopicDetail>> {
-    let t = state.broker.topic_info(&name)?;
-    Ok(Json(TopicDetail {
-        name: t.name,
-        subscribers: t.subscribers,
-        messages: t.messages,
-        created_at: t.created_at,
-        seq: t.seq,
-        epoch: t.epoch,
-    }))
-}
-
-async fn delete_topic(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<TopicChanged>> {
-    state.broker.delete_topic(&name)?;
-    Ok(Json(TopicChanged {
-        status: "deleted".into(),
-        topic: name,
-    }))
-}
-
-async fn publish(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Published>)> {
-    let message: PublishMessage = json_body(body)?;
-    let receipt = state.broker.publish(&name, message)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Published {
-            status: "published".into(),
-            topic: name,
-            id: receipt.id,
-            seq: receipt.seq,
-        }),
-    ))
-}
-
-async fn history(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<HistoryPage>> {
-    let range = history_range(query.as_deref().unwrap_or(""))?;
-    let (epoch, events) = state.broker.history(&name, range)?;
-    let messages = events.iter().filter_map(|e| e.history_message()).collect();
-    Ok(Json(HistoryPage {
-        topic: name,
-        epoch,
-        messages,
-    }))
-}
 
 /// `?last_n=N` or `?since_seq=S` (not both); neither means the whole history.
 fn history_range(query: &str) -> ApiResult<HistoryRange> {
@@ -219,17 +96,14 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiRes
             ApiError::bad_request(rejection.body_text())
         }
     })?;
+    // serde reads a struct from an array too (`[null, 1]` as `{id, payload}`):
+    // the contract's bodies are objects, so anything else is refused here.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some() && first != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-}
-
-fn summary(t: TopicInfo) -> TopicSummary {
-    TopicSummary {
-        name: t.name,
-        subscribers: t.subscribers,
-        messages: t.messages,
-        created_at: t.created_at,
-    }
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
@@ -264,5 +138,18 @@ mod tests {
         assert!(history_range("last_n=1&since_seq=2").is_err());
         assert!(history_range("last_n=-1").is_err());
         assert!(history_range("last_n=").is_err());
+    }
+
+    #[test]
+    fn bodies_are_json_objects() {
+        use app::wire::{CreateTopic, PublishMessage};
+        let body = |text: &'static str| Ok(Bytes::from_static(text.as_bytes()));
+        let created: CreateTopic = json_body(body(" {\"name\": \"a\"}")).unwrap();
+        assert_eq!(created.name, "a");
+        // serde alone would read these arrays as the structs' fields.
+        let refused = json_body::<CreateTopic>(body("[\"a\"]")).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadRequest);
+        assert!(json_body::<PublishMessage>(body("\n[null, 1]")).is_err());
+        assert!(json_body::<PublishMessage>(body("")).is_err());
     }
 }

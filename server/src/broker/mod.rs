@@ -18,12 +18,12 @@ pub mod tally;
 pub mod topic;
 
 use app::wire::{self, Ack, InfoKind, PublishMessage, Since};
-pub use connection::Connection;
+pub use connection::{Connection, Permits};
 use dashmap::DashMap;
 pub use error::BrokerError;
 use frame::{EventDraft, Frame};
 pub use outbox::{Drained, End, SlowConsumerPolicy};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 use tally::TopicTally;
@@ -42,6 +42,14 @@ pub struct BrokerConfig {
     pub slow_consumer_policy: SlowConsumerPolicy,
     /// Largest serialized payload accepted.
     pub max_message_bytes: usize,
+    /// Topics that may exist at once.
+    pub max_topics: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// Publishes per second per connection through [`Broker::publish_from`]
+    /// (0: unlimited), with `publish_burst` tokens of headroom.
+    pub publish_rate: u32,
+    pub publish_burst: u32,
 }
 
 impl Default for BrokerConfig {
@@ -51,6 +59,10 @@ impl Default for BrokerConfig {
             subscriber_queue: 1024,
             slow_consumer_policy: SlowConsumerPolicy::DropOldest,
             max_message_bytes: 65_536,
+            max_topics: 10_000,
+            max_subscriptions: 1_024,
+            publish_rate: 0,
+            publish_burst: 0,
         }
     }
 }
@@ -104,6 +116,9 @@ pub struct Broker {
     /// A sharded map: looking a topic up on the publish path takes one
     /// shard's read lock, never a lock common to all topics.
     topics: DashMap<Arc<str>, Arc<Topic>>,
+    /// Topics created and not deleted, counted before insertion so that
+    /// concurrent creates cannot pass `max_topics` together.
+    topic_slots: AtomicUsize,
     totals: Arc<Totals>,
     next_connection: AtomicU64,
     started: Instant,
@@ -114,6 +129,7 @@ impl Broker {
         Broker {
             config,
             topics: DashMap::new(),
+            topic_slots: AtomicUsize::new(0),
             totals: Arc::new(Totals::default()),
             next_connection: AtomicU64::new(1),
             started: Instant::now(),
@@ -139,6 +155,13 @@ impl Broker {
         let key: Arc<str> = Arc::from(name);
         match self.topics.entry(Arc::clone(&key)) {
             dashmap::Entry::Occupied(_) => Err(BrokerError::topic_exists(name)),
+            dashmap::Entry::Vacant(_) if !self.reserve_topic_slot() => Err(BrokerError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "this server holds its limit of {} topics (max_topics); delete one first",
+                    self.config.max_topics
+                ),
+            )),
             dashmap::Entry::Vacant(slot) => {
                 let tally = Arc::new(TopicTally::new(Arc::clone(&key), Arc::clone(&self.totals)));
                 let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
@@ -156,6 +179,15 @@ impl Broker {
         }
     }
 
+    /// Counts one more topic unless `max_topics` are there. Atomic, so
+    /// creates racing on different shards cannot pass the limit together.
+    fn reserve_topic_slot(&self) -> bool {
+        let max = self.config.max_topics;
+        self.topic_slots
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+
     /// Deletes a topic; every subscriber gets `info topic_deleted` (after the
     /// events already queued for it) and loses the subscription.
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
@@ -163,6 +195,7 @@ impl Broker {
         let Some((_, topic)) = self.topics.remove(name) else {
             return Err(BrokerError::topic_not_found(name));
         };
+        self.topic_slots.fetch_sub(1, Relaxed);
         let mut st = topic.state.lock();
         st.deleted = true;
         let notice = Frame::info(InfoKind::TopicDeleted, Some(name.to_owned()));
@@ -248,6 +281,32 @@ impl Broker {
 
     // ------------------------------------------------------ publishing
 
+    /// Publishes for a connection: checks that it may publish and that its
+    /// rate allows one more, then [`Broker::publish`].
+    pub fn publish_from(
+        &self,
+        conn: &Connection,
+        name: &str,
+        message: PublishMessage,
+    ) -> Result<Receipt, BrokerError> {
+        if !conn.permits.publish {
+            return Err(BrokerError::new(
+                ErrorCode::Forbidden,
+                "this connection's key lacks the \"publish\" role needed to publish",
+            ));
+        }
+        if !conn.take_publish_token() {
+            return Err(BrokerError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} publishes a second on this connection (publish_rate); slow down",
+                    self.config.publish_rate
+                ),
+            ));
+        }
+        self.publish(name, message)
+    }
+
     /// Publishes one message: assigns the next `seq`, appends it to history
     /// and queues it to every subscriber, all under the topic's lock.
     pub fn publish(&self, name: &str, message: PublishMessage) -> Result<Receipt, BrokerError> {
@@ -304,14 +363,25 @@ impl Broker {
 
     // --------------------------------------------------- subscriptions
 
-    /// Opens a connection: its queue and (empty) subscription set.
+    /// Opens a connection that may publish and subscribe.
     pub fn connect(&self) -> Arc<Connection> {
+        self.connect_with(Permits::ALL)
+    }
+
+    /// Opens a connection: its queue, (empty) subscription set, what it may
+    /// do and its publish rate.
+    pub fn connect_with(&self, permits: Permits) -> Arc<Connection> {
         let id = self.next_connection.fetch_add(1, Relaxed);
         self.totals.connections.fetch_add(1, Relaxed);
         Arc::new(Connection::new(
             id,
             self.config.subscriber_queue,
             self.config.slow_consumer_policy,
+            permits,
+            connection::Rate {
+                per_sec: self.config.publish_rate,
+                burst: self.config.publish_burst,
+            },
         ))
     }
 
@@ -351,12 +421,29 @@ impl Broker {
         replay: Replay,
         request_id: Option<String>,
     ) -> Result<(), BrokerError> {
+        if !conn.permits.subscribe {
+            return Err(BrokerError::new(
+                ErrorCode::Forbidden,
+                "this connection's key lacks the \"subscribe\" role needed to subscribe",
+            ));
+        }
         let topic = self.topic(name)?;
         let mut st = topic.state.lock();
         if st.deleted {
             return Err(BrokerError::topic_not_found(name));
         }
         let repeat = st.subscribers.contains_key(&conn.id);
+        // Only this connection's reader subscribes it, so the count cannot
+        // grow between this check and the insertion below.
+        if !repeat && conn.subscriptions.lock().len() >= self.config.max_subscriptions {
+            return Err(BrokerError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "this connection holds its limit of {} subscriptions (max_subscriptions)",
+                    self.config.max_subscriptions
+                ),
+            ));
+        }
         let seq = st.seq;
         let (events, recovered): (Vec<Arc<PublishedEvent>>, Option<bool>) = match &replay.since {
             Some(since) => {

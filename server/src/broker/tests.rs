@@ -11,6 +11,7 @@ fn broker_with(queue: usize, history: usize, policy: SlowConsumerPolicy) -> Brok
         subscriber_queue: queue,
         slow_consumer_policy: policy,
         max_message_bytes: 1024,
+        ..BrokerConfig::default()
     })
 }
 

@@ -1,49 +1,156 @@
-//! The WebSocket endpoint at `/ws`: the upgrade and its limits. The session
-//! itself (one reader, one writer per connection) is in [`session`].
+//! The WebSocket endpoint at `/ws`: the upgrade with its checks (origin,
+//! key, connection limit), done here by hand so the session gets the raw
+//! TCP stream back. The framing is in [`codec`]; the session itself (one
+//! reader, one writer per connection) in [`session`].
 
+pub mod codec;
 pub mod session;
 
+use crate::api::ApiError;
+use crate::auth::{self, Need, Refusal, Role};
+use crate::broker::Permits;
 use crate::AppState;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use app::wire::ErrorCode;
+use axum::body::Body;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tracing::Instrument;
 
 pub async fn upgrade(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    RawQuery(query): RawQuery,
+    mut request: Request,
 ) -> Response {
+    let headers = request.headers();
     if state.shutdown.is_triggered() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+        return ApiError::new(ErrorCode::Unavailable, "the server is shutting down")
+            .into_response();
     }
-    let max = state.config.max_frame_bytes;
-    let settings = session::Settings {
-        heartbeat: state.config.heartbeat_interval,
+    // Cross-site WebSocket hijacking: a page of another origin must not
+    // open a socket in its visitor's name.
+    if !state.origins.permits(headers) {
+        return Refusal::Origin.into_response();
+    }
+    let key = auth::presented(headers, query.as_deref());
+    let grants = match state.keys.authorize(key.as_deref(), Need::AnyKey) {
+        Ok(grants) => grants,
+        Err(refusal) => return refusal.into_response(),
     };
-    let broker = state.broker.clone();
-    let shutdown = state.shutdown.clone();
-    // The session outlives the upgrade request: it gets its own span, with
-    // the upgrade's request id so the two can be joined in the logs.
+    let accept = match handshake(request.method(), headers) {
+        Ok(accept) => accept,
+        Err(refusal) => return refusal,
+    };
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    // Held by the session until it ends (or dropped if the upgrade fails).
+    let Ok(slot) = state.connection_slots.clone().try_acquire_owned() else {
+        return ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "this server holds its limit of {} connections (max_connections)",
+                state.config.max_connections
+            ),
+        )
+        .into_response();
+    };
+    let settings = session::Settings {
+        heartbeat: state.config.heartbeat_interval,
+        permits: Permits {
+            publish: grants.allows(Role::Publish),
+            subscribe: grants.allows(Role::Subscribe),
+        },
+        max_message: state.config.max_frame_bytes,
+    };
+    let broker = state.broker.clone();
+    let shutdown = state.shutdown.clone();
+    // The session outlives the upgrade request: it gets its own span, with
+    // the upgrade's request id so the two can be joined in the logs.
     let span = tracing::info_span!(parent: None, "ws", request_id = %request_id);
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        // Small initial buffers: an idle connection should cost kilobytes,
-        // not the 128 KiB default; they grow while a burst needs it.
-        .read_buffer_size(4 * 1024)
-        // Frames are coalesced in this buffer and written once it fills or
-        // the batch ends, so one socket write carries many events.
-        .write_buffer_size(16 * 1024)
-        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |socket| {
-            shutdown
-                .clone()
-                .track(session::run(socket, broker, settings, shutdown).instrument(span))
+    let session = async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        // axum serves TCP streams: take ours back for lock-free halves.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (input, output) = parts.io.into_inner().into_split();
+                session::run(input, output, parts.read_buf, broker, settings, shutdown).await;
+            }
+            Err(upgraded) => {
+                let (input, output) = tokio::io::split(TokioIo::new(upgraded));
+                session::run(
+                    input,
+                    output,
+                    Default::default(),
+                    broker,
+                    settings,
+                    shutdown,
+                )
+                .await;
+            }
+        }
+        drop(slot);
+    };
+    tokio::spawn(state.shutdown.track(session.instrument(span)));
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Checks an upgrade request (RFC 6455 §4.2.1) and computes its
+/// `Sec-WebSocket-Accept`; anything else gets a contract error.
+#[allow(clippy::result_large_err)]
+fn handshake(method: &Method, headers: &HeaderMap) -> Result<String, Response> {
+    let bad = |message: &str| ApiError::bad_request(message).into_response();
+    if method != Method::GET {
+        let mut refusal = ApiError::bad_request("the WebSocket upgrade is a GET").into_response();
+        *refusal.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        refusal
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return Err(refusal);
+    }
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return Err(bad(
+            "this endpoint speaks WebSocket: send Connection: Upgrade and Upgrade: websocket",
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut refusal = bad("only WebSocket version 13 is supported");
+        refusal.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(refusal);
+    }
+    match headers.get(header::SEC_WEBSOCKET_KEY) {
+        Some(key) if !key.is_empty() => {
+            Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
+        }
+        _ => Err(bad("Sec-WebSocket-Key is missing")),
+    }
 }

@@ -1,51 +1,68 @@
-//! One WebSocket connection: a reader that turns client frames into broker
-//! calls, and a writer that drains the connection's outbox onto the socket.
+//! One WebSocket connection: a reader that decodes client frames and turns
+//! them into broker calls, and a writer that drains the connection's outbox
+//! onto the socket.
 //!
+//! The socket is the raw TCP stream taken back from the HTTP upgrade (see
+//! [`super::codec`] for the framing): the writer sends a batch of events
+//! as one `writev` of small headers and the shared, once-encoded payloads.
 //! Both halves run in the connection's one task (joined, not spawned), so a
-//! connection costs one task. Either half ending ends the other, and the
-//! broker forgets the connection when the session ends, however it ends
-//! (a drop guard also covers a panic or a cancelled task).
+//! connection costs one task, and an idle one holds no buffer. Either half
+//! ending ends the other, and the broker forgets the connection when the
+//! session ends, however it ends (a drop guard also covers a panic or a
+//! cancelled task).
 
+use super::codec::{self, DecodeError, Decoder, Incoming};
 use crate::broker::frame::Frame;
-use crate::broker::{Broker, Connection, Drained, End, Replay, Settlement};
+use crate::broker::{Broker, Connection, Drained, End, Permits, Replay, Settlement};
 use crate::shutdown::Shutdown;
 use app::wire::{Ack, ClientFrame, ErrorCode, InfoKind};
-use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
-use bytes::Bytes;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-/// Frames taken from the outbox per socket flush.
+/// Frames taken from the outbox per round.
 const BATCH: usize = 256;
+/// Frames per `writev` (two slices each, header and payload).
+const FRAMES_PER_WRITE: usize = 64;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
 /// Close code for the `disconnect` slow-consumer policy.
 const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code of a graceful shutdown or a dead peer.
+const CLOSE_AWAY: u16 = 1001;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub heartbeat: Duration,
+    /// What the connection's key allows.
+    pub permits: Permits,
+    /// Largest message a client may send (close 1009 above).
+    pub max_message: usize,
 }
 
-pub async fn run(socket: WebSocket, broker: Arc<Broker>, settings: Settings, shutdown: Shutdown) {
-    let (sink, stream) = socket.split();
-    serve(sink, stream, broker, settings, shutdown).await
-}
-
-/// The session over any sink and stream of WebSocket messages.
-pub async fn serve<W, R>(
-    sink: W,
-    stream: R,
+/// Serves one upgraded connection: `input`/`output` are the socket's two
+/// halves, `early` what the client sent right behind its upgrade request.
+pub async fn run<R, W>(
+    input: R,
+    output: W,
+    early: Bytes,
     broker: Arc<Broker>,
     settings: Settings,
     shutdown: Shutdown,
 ) where
-    W: Sink<Message> + Unpin,
-    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    let conn = broker.connect();
+    let conn = broker.connect_with(settings.permits);
     let _forget = ForgetOnDrop {
         broker: Arc::clone(&broker),
         conn: Arc::clone(&conn),
@@ -53,9 +70,20 @@ pub async fn serve<W, R>(
     tracing::debug!(connection = conn.id, "websocket connected");
     let over = CancellationToken::new();
     let heard = Heard::new();
+    let pong = PendingPong::default();
     tokio::join!(
-        write_loop(sink, &conn, settings, &shutdown, &over, &heard),
-        read_loop(stream, &broker, &conn, &shutdown, &over, &heard),
+        write_loop(output, &conn, settings, &shutdown, &over, &heard, &pong),
+        read_loop(
+            input,
+            BytesMut::from(&early[..]),
+            Decoder::new(settings.max_message),
+            &broker,
+            &conn,
+            &shutdown,
+            &over,
+            &heard,
+            &pong,
+        ),
     );
     tracing::debug!(connection = conn.id, "websocket closed");
 }
@@ -86,6 +114,25 @@ impl Heard {
     }
 }
 
+/// The answer owed to the client's latest ping (RFC 6455: a pong with its
+/// payload; only the latest needs one), handed from reader to writer.
+#[derive(Default)]
+struct PendingPong {
+    payload: Mutex<Option<Bytes>>,
+    wake: Notify,
+}
+
+impl PendingPong {
+    fn owe(&self, payload: Bytes) {
+        *self.payload.lock() = Some(payload);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Option<Vec<u8>> {
+        self.payload.lock().take().map(|p| codec::pong_frame(&p))
+    }
+}
+
 struct ForgetOnDrop {
     broker: Arc<Broker>,
     conn: Arc<Connection>,
@@ -97,80 +144,101 @@ impl Drop for ForgetOnDrop {
     }
 }
 
-async fn read_loop<R>(
-    mut stream: R,
+#[allow(clippy::too_many_arguments)]
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut input: R,
+    mut buf: BytesMut,
+    mut decoder: Decoder,
     broker: &Broker,
     conn: &Arc<Connection>,
     shutdown: &Shutdown,
     over: &CancellationToken,
     heard: &Heard,
-) where
-    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
-{
+    pong: &PendingPong,
+) {
     loop {
+        // Everything already received, then read more.
+        loop {
+            let message = match decoder.decode(&mut buf) {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(e) => {
+                    refuse(conn, &e);
+                    return;
+                }
+            };
+            heard.now();
+            match message {
+                Incoming::Text(text) => handle_text(broker, conn, &text),
+                Incoming::Binary => conn.outbox.push_reply(Frame::error(
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary frames are not supported: send one JSON object per text frame",
+                )),
+                Incoming::Ping(payload) => pong.owe(payload),
+                Incoming::Pong => {}
+                Incoming::Close(_) => {
+                    conn.outbox.close(End::Gone);
+                    return;
+                }
+            }
+        }
+        if buf.is_empty() && buf.capacity() > 0 {
+            // Idle connections hold no read buffer.
+            buf = BytesMut::new();
+        }
         // Backpressure: while the client leaves `reply_limit` replies
         // unread, read none of its requests.
-        let next = tokio::select! {
+        let read = tokio::select! {
             _ = over.cancelled() => return,
             _ = shutdown.triggered() => return,
-            next = async {
+            read = async {
                 conn.outbox.reply_room().await;
-                stream.next().await
-            } => next,
+                buf.reserve(READ_CHUNK);
+                input.read_buf(&mut buf).await
+            } => read,
         };
-        if matches!(next, Some(Ok(_))) {
-            heard.now();
-        }
-        match next {
-            Some(Ok(Message::Text(text))) => handle_text(broker, conn, text.as_str()),
-            Some(Ok(Message::Binary(_))) => conn.outbox.push_reply(Frame::error(
-                None,
-                ErrorCode::BadRequest,
-                "binary frames are not supported: send one JSON object per text frame",
-            )),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_))) | None => {
+        match read {
+            Ok(0) => {
                 conn.outbox.close(End::Gone);
                 return;
             }
-            Some(Err(e)) => {
-                if is_too_long(&e) {
-                    conn.outbox.close(End::Close {
-                        code: close_code::SIZE,
-                        reason: "frame is over max_frame_bytes".into(),
-                    });
-                } else {
-                    tracing::debug!(connection = conn.id, error = %e, "websocket read failed");
-                    conn.outbox.close(End::Gone);
-                }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(connection = conn.id, error = %e, "websocket read failed");
+                conn.outbox.close(End::Gone);
                 return;
             }
         }
     }
 }
 
-fn is_too_long(e: &axum::Error) -> bool {
-    use tungstenite::error::CapacityError;
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
-        .is_some_and(|t| {
-            matches!(
-                t,
-                tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. })
-            )
-        })
+/// Closes the connection over a frame that breaks the protocol or a limit.
+fn refuse(conn: &Connection, e: &DecodeError) {
+    let reason = match e {
+        DecodeError::TooBig(_) => "frame is over max_frame_bytes".to_owned(),
+        other => other.to_string(),
+    };
+    tracing::debug!(connection = conn.id, error = %e, "closing on a bad frame");
+    conn.outbox.close(End::Close {
+        code: e.close_code(),
+        reason,
+    });
 }
 
 /// Answers one client frame. Every reply goes through the outbox, so it is
 /// ordered with the events of this connection.
-fn handle_text(broker: &Broker, conn: &Arc<Connection>, text: &str) {
-    let frame: ClientFrame = match serde_json::from_str(text) {
+///
+/// Public for the `ws_frames` fuzz target and its corpus replay test
+/// (`server/tests/fuzz_corpus.rs`), which call it without a socket.
+pub fn handle_text(broker: &Broker, conn: &Arc<Connection>, text: &str) {
+    let frame = match parse_frame(text) {
         Ok(frame) => frame,
-        Err(e) => {
+        Err(problem) => {
             let reply = Frame::error(
                 readable_request_id(text),
                 ErrorCode::BadRequest,
-                format!("invalid frame: {e}"),
+                format!("invalid frame: {problem}"),
             );
             conn.outbox.push_reply(reply);
             return;
@@ -205,7 +273,7 @@ fn handle_text(broker: &Broker, conn: &Arc<Connection>, text: &str) {
             topic,
             message,
             request_id,
-        } => match broker.publish(&topic, message) {
+        } => match broker.publish_from(conn, &topic, message) {
             Ok(receipt) => conn.outbox.push_reply(Frame::ack(Ack {
                 seq: Some(receipt.seq),
                 id: Some(receipt.id),
@@ -219,33 +287,64 @@ fn handle_text(broker: &Broker, conn: &Arc<Connection>, text: &str) {
     }
 }
 
+/// A client frame. serde would also read a struct from a JSON array
+/// (`["ping"]`), which the contract does not allow: the frame, its
+/// `message` and its `since` must be objects.
+fn parse_frame(text: &str) -> Result<ClientFrame, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let Some(fields) = value.as_object() else {
+        return Err("a frame is one JSON object".into());
+    };
+    for key in ["message", "since"] {
+        if fields
+            .get(key)
+            .is_some_and(|v| !v.is_object() && !v.is_null())
+        {
+            return Err(format!("`{key}` must be an object"));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
 /// The `request_id` of a frame that did not parse, when it can be read.
 fn readable_request_id(text: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     value.get("request_id")?.as_str().map(str::to_owned)
 }
 
-async fn write_loop<W>(
-    mut sink: W,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut out: W,
     conn: &Connection,
     settings: Settings,
     shutdown: &Shutdown,
     over: &CancellationToken,
     heard: &Heard,
-) where
-    W: Sink<Message> + Unpin,
-{
+    pong: &PendingPong,
+) {
     let mut heartbeat = interval_at(Instant::now() + settings.heartbeat, settings.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A peer that takes no bytes for two heartbeats (gone without a FIN, or
+    // stopped reading) would hold a write forever: the write deadline
+    // closes it, as the ping closes an idle one.
+    let deadline = 2 * settings.heartbeat;
     let mut stopping = false;
-    let mut batch: Vec<Frame> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Frame> = Vec::new();
     let mut settle = Settlement::default();
     loop {
+        if let Some(frame) = pong.take() {
+            if !write_raw(&mut out, &frame, deadline).await {
+                conn.outbox.close(End::Gone);
+                break;
+            }
+        }
         let status = conn.outbox.drain_into(&mut batch, &mut settle, BATCH);
         if !batch.is_empty() {
-            if write_all(&mut sink, &mut batch).await {
+            let written = timeout(deadline, write_frames(&mut out, &batch)).await;
+            batch.clear();
+            if matches!(written, Ok(Ok(()))) {
                 settle.delivered();
             } else {
+                tracing::debug!(connection = conn.id, "write failed or stalled: closing");
                 settle.dropped();
                 conn.outbox.close(End::Gone);
                 break;
@@ -254,18 +353,22 @@ async fn write_loop<W>(
         match status {
             Drained::More => continue,
             Drained::End(end) => {
-                finish(&mut sink, end).await;
+                finish(&mut out, end, deadline).await;
                 break;
             }
             Drained::Empty if stopping => {
-                let _ = sink
-                    .send(close(close_code::AWAY, "server shutting down"))
-                    .await;
+                let close = codec::close_frame(CLOSE_AWAY, "server shutting down");
+                write_raw(&mut out, &close, deadline).await;
                 break;
             }
             Drained::Empty => {
+                if batch.capacity() > 16 {
+                    // Idle connections give their batch memory back.
+                    batch = Vec::new();
+                }
                 tokio::select! {
                     _ = conn.outbox.writable() => {}
+                    _ = pong.wake.notified() => {}
                     _ = heartbeat.tick() => {
                         // Dead peers: a WebSocket ping each heartbeat; a peer
                         // that sent nothing, not even a pong, for two
@@ -273,12 +376,14 @@ async fn write_loop<W>(
                         if heard.silent_for() > 2 * settings.heartbeat {
                             tracing::debug!(connection = conn.id, "no answer to ping: closing");
                             conn.outbox.close(End::Close {
-                                code: close_code::AWAY,
+                                code: CLOSE_AWAY,
                                 reason: "no answer to ping within two heartbeats".into(),
                             });
                         } else {
                             conn.outbox.push_reply(Frame::info(InfoKind::Ping, None));
-                            let _ = sink.send(Message::Ping(Bytes::new())).await;
+                            if !write_raw(&mut out, &codec::PING, deadline).await {
+                                conn.outbox.close(End::Gone);
+                            }
                         }
                     }
                     _ = shutdown.triggered() => {
@@ -289,40 +394,94 @@ async fn write_loop<W>(
             }
         }
     }
+    let _ = timeout(deadline, out.shutdown()).await;
     over.cancel();
 }
 
-/// Feeds the batch into the socket's write buffer and flushes once.
-async fn write_all<W: Sink<Message> + Unpin>(sink: &mut W, batch: &mut Vec<Frame>) -> bool {
-    for frame in batch.drain(..) {
-        let text = Utf8Bytes::try_from(frame.bytes().clone()).unwrap_or_default();
-        if sink.feed(Message::Text(text)).await.is_err() {
-            return false;
-        }
-    }
-    sink.flush().await.is_ok()
+/// Writes whole control frames; false if the socket failed or stalled.
+async fn write_raw<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8], deadline: Duration) -> bool {
+    matches!(timeout(deadline, out.write_all(bytes)).await, Ok(Ok(())))
 }
 
-async fn finish<W: Sink<Message> + Unpin>(sink: &mut W, end: End) {
+/// Writes `frames` as text frames: per `writev`, up to
+/// [`FRAMES_PER_WRITE`] headers and payloads. The slices live on the stack
+/// of each poll, so the connection's task holds only a position between
+/// polls.
+async fn write_frames<W: AsyncWrite + Unpin>(out: &mut W, frames: &[Frame]) -> io::Result<()> {
+    let mut at = Position::default();
+    std::future::poll_fn(|cx| poll_write_frames(Pin::new(&mut *out), cx, frames, &mut at)).await
+}
+
+/// How far a batch has been written: whole frames, then bytes into the next.
+#[derive(Default)]
+struct Position {
+    frame: usize,
+    offset: usize,
+}
+
+fn poll_write_frames<W: AsyncWrite>(
+    mut out: Pin<&mut W>,
+    cx: &mut Context<'_>,
+    frames: &[Frame],
+    at: &mut Position,
+) -> Poll<io::Result<()>> {
+    while at.frame < frames.len() {
+        let chunk = &frames[at.frame..frames.len().min(at.frame + FRAMES_PER_WRITE)];
+        let mut headers = [([0u8; 10], 0usize); FRAMES_PER_WRITE];
+        for (h, f) in headers.iter_mut().zip(chunk) {
+            *h = codec::header(codec::TEXT, f.bytes().len());
+        }
+        let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+        let mut n = 0;
+        for (i, f) in chunk.iter().enumerate() {
+            let (h, len) = &headers[i];
+            let (header, payload) = (&h[..*len], &f.bytes()[..]);
+            let skip = if i == 0 { at.offset } else { 0 };
+            if skip < header.len() {
+                slices[n] = IoSlice::new(&header[skip..]);
+                slices[n + 1] = IoSlice::new(payload);
+                n += 2;
+            } else {
+                slices[n] = IoSlice::new(&payload[skip - header.len()..]);
+                n += 1;
+            }
+        }
+        let mut written = ready!(out.as_mut().poll_write_vectored(cx, &slices[..n]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        // Advance over whole frames, then into the next one.
+        for (h, f) in headers.iter().zip(chunk) {
+            let left = h.1 + f.bytes().len() - at.offset;
+            if written >= left {
+                written -= left;
+                at.frame += 1;
+                at.offset = 0;
+            } else {
+                at.offset += written;
+                break;
+            }
+        }
+    }
+    Poll::Ready(Ok(()))
+}
+
+async fn finish<W: AsyncWrite + Unpin>(out: &mut W, end: End, deadline: Duration) {
     match end {
         End::Kicked { topic, dropped } => {
             let notice = Frame::slow_consumer(&topic, dropped);
-            let text = Utf8Bytes::try_from(notice.bytes().clone()).unwrap_or_default();
-            let _ = sink.feed(Message::Text(text)).await;
-            let _ = sink.send(close(CLOSE_SLOW_CONSUMER, "slow consumer")).await;
+            let written = timeout(deadline, write_frames(out, std::slice::from_ref(&notice)));
+            if matches!(written.await, Ok(Ok(()))) {
+                let close = codec::close_frame(CLOSE_SLOW_CONSUMER, "slow consumer");
+                write_raw(out, &close, deadline).await;
+            }
         }
         End::Close { code, reason } => {
-            let _ = sink.send(close(code, &reason)).await;
+            write_raw(out, &codec::close_frame(code, &reason), deadline).await;
         }
         End::Gone => {
-            let _ = sink.close().await;
+            // An empty close frame; the peer may be gone already.
+            write_raw(out, &[0x88, 0x00], deadline).await;
         }
     }
-}
-
-fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from(reason.to_owned()),
-    }))
 }

@@ -1,0 +1,97 @@
+//! A topic's messages: publish (`POST /api/topics/{name}/messages`) and
+//! read the history back (`GET`, the same path).
+
+use super::openapi::{BadRequest, Forbidden, PayloadTooLarge, TopicNotFound, Unauthorized};
+use super::{history_range, json_body, ApiResult};
+use crate::AppState;
+use app::wire::{HistoryPage, PublishMessage, Published};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use bytes::Bytes;
+
+/// Publish a message
+///
+/// The message gets the topic's next `seq` and goes to every subscriber
+/// and into the history. Needs the `publish` role when authentication is
+/// on.
+#[utoipa::path(
+    post,
+    path = "/topics/{name}/messages",
+    operation_id = "publish_message",
+    tag = "messages",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("name" = app::schema::TopicName, Path, description = "The topic to publish to.")),
+    request_body(content = PublishMessage, content_type = "application/json",
+        description = "The message. The body is read as JSON whatever its Content-Type.",
+        example = json!({"id": "order-1042", "payload": {"item": "book", "qty": 1}})),
+    responses(
+        (status = 201, description = "The message was published.", body = Published),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = TopicNotFound),
+        (status = 413, response = PayloadTooLarge),
+    ),
+)]
+pub(super) async fn publish(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Published>)> {
+    let message: PublishMessage = json_body(body)?;
+    let receipt = state.broker.publish(&name, message)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Published {
+            status: "published".into(),
+            topic: name,
+            id: receipt.id,
+            seq: receipt.seq,
+        }),
+    ))
+}
+
+/// A topic's recent messages, oldest first
+///
+/// From the history the topic keeps (the last `history_size` messages,
+/// default 100). With neither parameter: the whole history; with both:
+/// 400. After `since_seq` it returns what history still holds, so the
+/// first `seq` returned shows whether anything was lost. Needs the
+/// `subscribe` role when authentication is on.
+#[utoipa::path(
+    get,
+    path = "/topics/{name}/messages",
+    operation_id = "read_history",
+    tag = "messages",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(
+        ("name" = app::schema::TopicName, Path, description = "The topic to read."),
+        ("last_n" = Option<u64>, Query, format = "uint64", minimum = 0, maximum = 18446744073709551615_u64,
+         description = "Only the newest N messages (not with since_seq)."),
+        ("since_seq" = Option<u64>, Query, format = "uint64", minimum = 0, maximum = 18446744073709551615_u64,
+         description = "Only the messages after this seq (not with last_n)."),
+    ),
+    responses(
+        (status = 200, description = "The messages, oldest first.", body = HistoryPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = TopicNotFound),
+    ),
+)]
+pub(super) async fn history(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<HistoryPage>> {
+    let range = history_range(query.as_deref().unwrap_or(""))?;
+    let (epoch, events) = state.broker.history(&name, range)?;
+    let messages = events.iter().filter_map(|e| e.history_message()).collect();
+    Ok(Json(HistoryPage {
+        topic: name,
+        epoch,
+        messages,
+    }))
+}

@@ -1,0 +1,202 @@
+//! The OpenAPI 3.1 document of the REST API, served at
+//! `GET /api/openapi.json`.
+//!
+//! The operations come from the handlers' `#[utoipa::path]` attributes via
+//! [`super::routes`], the schemas from the wire types of `app::wire` (which
+//! derive `ToSchema` on the server only). This module adds what belongs to
+//! the API as a whole: the description (`openapi.md`), the security
+//! schemes and the error responses, one per contract code, each narrowing
+//! `code` to what that status can carry so a fuzzer can hold the server to it.
+
+use app::wire::{ErrorCode, RestError};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use std::sync::OnceLock;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi as _, ToResponse};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "pubsub", description = include_str!("openapi.md")),
+    modifiers(&SecuritySchemes),
+    components(
+        schemas(RestError),
+        responses(
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            TopicNotFound,
+            TopicExists,
+            PayloadTooLarge,
+            RateLimited
+        ),
+    ),
+    tags(
+        (name = "topics", description = "Create, list, read and delete topics."),
+        (name = "messages", description = "Publish to a topic and read its history."),
+        (name = "server", description = "Health, counters and this document."),
+    ),
+)]
+struct ApiDoc;
+
+/// The whole document: the routes of [`super::routes`] under `/api`.
+pub fn openapi() -> OpenApi {
+    let (_, operations) = super::routes().split_for_parts();
+    ApiDoc::openapi().nest("/api", operations)
+}
+
+/// The document as JSON, built once.
+pub fn json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes")
+    })
+}
+
+/// This document
+///
+/// The OpenAPI 3.1 description of the REST API, generated from the
+/// server's code. Always open, even when authentication is on. The web UI
+/// renders it at `/api-docs`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi_document",
+    tag = "server",
+    responses((status = 200, description = "The OpenAPI document.",
+               content_type = "application/json", body = Object)),
+)]
+pub(super) async fn document() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], json())
+}
+
+/// `bearer` (`Authorization: Bearer KEY`) and `apiKey` (`X-API-Key: KEY`):
+/// the same keys either way.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key in `Authorization: Bearer KEY` (needed only when \
+                         the server is started with keys).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "The same API key in `X-API-Key: KEY`.",
+            ))),
+        );
+    }
+}
+
+/// An error response whose body is a [`RestError`] with one of `codes`.
+fn error_response(description: &str, codes: &[ErrorCode], message: &str) -> ResponseBuilder {
+    let code = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(codes.iter().map(|c| c.as_str())));
+    let narrowed =
+        ObjectBuilder::new().property("error", ObjectBuilder::new().property("code", code));
+    let schema = AllOfBuilder::new()
+        .item(Ref::from_schema_name("RestError"))
+        .item(narrowed);
+    let example = serde_json::json!({"error": {"code": codes[0], "message": message}});
+    ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(schema))
+            .example(Some(example))
+            .build(),
+    )
+}
+
+/// Declares an error response of the document: a name for
+/// `#/components/responses/NAME`, what it means, its codes, an example
+/// message and, optionally, a function adding what else it carries.
+macro_rules! error_response {
+    ($name:ident, $description:literal, [$($code:ident),+], $example:literal $(, with = $with:path)?) => {
+        #[doc = $description]
+        pub(super) struct $name;
+
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                let response =
+                    error_response($description, &[$(ErrorCode::$code),+], $example);
+                $(let response = $with(response);)?
+                (stringify!($name), response.build().into())
+            }
+        }
+    };
+}
+
+error_response!(
+    BadRequest,
+    "BAD_REQUEST: malformed JSON, a missing or mistyped field, an invalid topic name or message id, or a bad query parameter.",
+    [BadRequest],
+    "topic name contains ' '; only A-Z a-z 0-9 . _ - are allowed"
+);
+error_response!(
+    Unauthorized,
+    "UNAUTHORIZED: authentication is on and no valid API key was given.",
+    [Unauthorized],
+    "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY",
+    with = www_authenticate
+);
+error_response!(
+    Forbidden,
+    "FORBIDDEN: the API key lacks the role this operation needs, or a browser page from an origin that is not allowed tried to change state.",
+    [Forbidden],
+    "this key lacks the \"admin\" role needed to create or delete topics"
+);
+error_response!(
+    TopicNotFound,
+    "TOPIC_NOT_FOUND: the topic does not exist.",
+    [TopicNotFound],
+    "topic \"orders\" does not exist"
+);
+error_response!(
+    TopicExists,
+    "TOPIC_EXISTS: a topic of that name exists already.",
+    [TopicExists],
+    "topic \"orders\" already exists"
+);
+error_response!(
+    PayloadTooLarge,
+    "PAYLOAD_TOO_LARGE: the request body is over max_body_bytes (default 1,048,576), or the message's payload, serialized, over max_message_bytes (default 65,536). Nothing was published.",
+    [PayloadTooLarge],
+    "payload is 70000 bytes serialized; at most 65536 are allowed"
+);
+error_response!(
+    RateLimited,
+    "RATE_LIMITED: the server holds max_topics topics already (default 10,000).",
+    [RateLimited],
+    "this server holds its limit of 10000 topics (max_topics); delete one first"
+);
+
+/// A 401 names the scheme to use, as HTTP wants.
+fn www_authenticate(response: ResponseBuilder) -> ResponseBuilder {
+    let bearer = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["Bearer"]));
+    response.header(
+        "WWW-Authenticate",
+        HeaderBuilder::new()
+            .schema(bearer)
+            .description(Some("Always `Bearer`."))
+            .build(),
+    )
+}

@@ -1,0 +1,145 @@
+//! Topics: `GET` and `POST /api/topics`, `GET` and `DELETE
+//! /api/topics/{name}`.
+
+use super::openapi::{
+    BadRequest, Forbidden, PayloadTooLarge, RateLimited, TopicExists, TopicNotFound, Unauthorized,
+};
+use super::{json_body, ApiResult};
+use crate::broker::TopicInfo;
+use crate::AppState;
+use app::wire::{CreateTopic, TopicChanged, TopicDetail, TopicList, TopicSummary};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use bytes::Bytes;
+
+/// Every topic, sorted by name
+///
+/// The topics of the service with their counts; `subscribers` counts the
+/// subscriptions held on this instance.
+#[utoipa::path(
+    get,
+    path = "/topics",
+    tag = "topics",
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The topics, sorted by name.", body = TopicList),
+        (status = 401, response = Unauthorized),
+    ),
+)]
+pub(super) async fn list_topics(State(state): State<AppState>) -> Json<TopicList> {
+    let topics = state
+        .broker
+        .list_topics()
+        .into_iter()
+        .map(summary)
+        .collect();
+    Json(TopicList { topics })
+}
+
+/// Create a topic
+///
+/// Its `seq` starts at 0 and it gets a new `epoch`. Needs the `admin` role
+/// when authentication is on.
+#[utoipa::path(
+    post,
+    path = "/topics",
+    tag = "topics",
+    security(("bearer" = []), ("apiKey" = [])),
+    request_body(content = CreateTopic, content_type = "application/json",
+        description = "The new topic's name. The body is read as JSON whatever its Content-Type."),
+    responses(
+        (status = 201, description = "The topic was created.", body = TopicChanged,
+         example = json!({"status": "created", "topic": "orders"})),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = TopicExists),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = RateLimited),
+    ),
+)]
+pub(super) async fn create_topic(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<TopicChanged>)> {
+    let CreateTopic { name } = json_body(body)?;
+    state.broker.create_topic(&name)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TopicChanged {
+            status: "created".into(),
+            topic: name,
+        }),
+    ))
+}
+
+/// One topic, with its `seq` and `epoch`
+#[utoipa::path(
+    get,
+    path = "/topics/{name}",
+    tag = "topics",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("name" = app::schema::TopicName, Path, description = "The topic's name.")),
+    responses(
+        (status = 200, description = "The topic.", body = TopicDetail),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = TopicNotFound),
+    ),
+)]
+pub(super) async fn get_topic(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TopicDetail>> {
+    let t = state.broker.topic_info(&name)?;
+    Ok(Json(TopicDetail {
+        name: t.name,
+        subscribers: t.subscribers,
+        messages: t.messages,
+        created_at: t.created_at,
+        seq: t.seq,
+        epoch: t.epoch,
+    }))
+}
+
+/// Delete a topic
+///
+/// Every subscriber gets `info topic_deleted` over its WebSocket and loses
+/// the subscription; the history is gone. Needs the `admin` role when
+/// authentication is on.
+#[utoipa::path(
+    delete,
+    path = "/topics/{name}",
+    tag = "topics",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("name" = app::schema::TopicName, Path, description = "The topic's name.")),
+    responses(
+        (status = 200, description = "The topic was deleted.", body = TopicChanged,
+         example = json!({"status": "deleted", "topic": "orders"})),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = TopicNotFound),
+    ),
+)]
+pub(super) async fn delete_topic(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TopicChanged>> {
+    state.broker.delete_topic(&name)?;
+    Ok(Json(TopicChanged {
+        status: "deleted".into(),
+        topic: name,
+    }))
+}
+
+fn summary(t: TopicInfo) -> TopicSummary {
+    TopicSummary {
+        name: t.name,
+        subscribers: t.subscribers,
+        messages: t.messages,
+        created_at: t.created_at,
+    }
+}

@@ -1,0 +1,487 @@
+//! Who may do what: API keys with roles, and which browser origins may open
+//! WebSockets or change state.
+//!
+//! Authentication is off until a key is configured. Then every request under
+//! `/api` (except `/api/health` and `/api/openapi.json`), `/metrics` and the
+//! WebSocket upgrade need a key: REST in `Authorization: Bearer KEY` or
+//! `X-API-Key: KEY`, the WebSocket also as `?token=KEY`. Roles:
+//! `admin` creates and deletes topics, `publish` publishes, `subscribe`
+//! subscribes and reads history; any valid key reads the rest.
+//!
+//! Keys are kept only as SHA-256 digests and a presented key is compared
+//! with every configured one in constant time, so neither timing nor a
+//! memory dump gives a key away.
+
+use crate::api::ApiError;
+use crate::AppState;
+use app::wire::ErrorCode;
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+/// A role a key can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Create and delete topics.
+    Admin,
+    /// Publish messages.
+    Publish,
+    /// Subscribe and read history.
+    Subscribe,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Publish, Role::Subscribe];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Publish => "publish",
+            Role::Subscribe => "subscribe",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Role::Admin => 1,
+            Role::Publish => 2,
+            Role::Subscribe => 4,
+        }
+    }
+
+    /// What the role is needed for, to explain a 403.
+    fn purpose(self) -> &'static str {
+        match self {
+            Role::Admin => "create or delete topics",
+            Role::Publish => "publish",
+            Role::Subscribe => "subscribe or read history",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.trim())
+            .ok_or_else(|| format!("unknown role {s:?} (roles: admin, publish, subscribe)"))
+    }
+}
+
+/// The roles held by a key (or by everyone, when auth is off).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Grants(u8);
+
+impl Grants {
+    /// Every role: what a connection gets when authentication is off.
+    pub const ALL: Grants = Grants(7);
+
+    pub fn with(self, role: Role) -> Grants {
+        Grants(self.0 | role.bit())
+    }
+
+    pub fn allows(self, role: Role) -> bool {
+        self.0 & role.bit() != 0
+    }
+}
+
+impl fmt::Debug for Grants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let roles: Vec<&str> = Role::ALL
+            .into_iter()
+            .filter(|r| self.allows(*r))
+            .map(Role::as_str)
+            .collect();
+        write!(f, "[{}]", roles.join(","))
+    }
+}
+
+/// One configured key, `KEY=ROLE[,ROLE...]`, kept as its digest only.
+#[derive(Clone)]
+pub struct ApiKey {
+    digest: [u8; 32],
+    grants: Grants,
+}
+
+impl ApiKey {
+    pub fn grants(&self) -> Grants {
+        self.grants
+    }
+}
+
+/// Never prints the key itself (configs are logged and printed).
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey(***={:?})", self.grants)
+    }
+}
+
+impl FromStr for ApiKey {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (key, roles) = spec
+            .rsplit_once('=')
+            .ok_or("expected KEY=ROLE[,ROLE...], e.g. s3cret=publish,subscribe")?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err("the key before '=' is empty".into());
+        }
+        if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("a key cannot contain spaces or control characters".into());
+        }
+        let mut grants = Grants::default();
+        for role in roles.split(',').filter(|r| !r.trim().is_empty()) {
+            grants = grants.with(role.parse()?);
+        }
+        if grants == Grants::default() {
+            return Err("a key needs at least one role (admin, publish, subscribe)".into());
+        }
+        Ok(ApiKey {
+            digest: Sha256::digest(key.as_bytes()).into(),
+            grants,
+        })
+    }
+}
+
+/// Reads a keys file: one `KEY=ROLE[,ROLE...]` per line, `#` comments and
+/// blank lines ignored. Errors name the line.
+pub fn parse_keys_file(text: &str) -> Result<Vec<ApiKey>, String> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(n, line)| line.parse().map_err(|e| format!("line {n}: {e}")))
+        .collect()
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No key, or one that is not configured: 401.
+    Unauthorized(&'static str),
+    /// A valid key without the role: 403.
+    Forbidden(Role),
+    /// A browser page from another origin: 403.
+    Origin,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthorized(message) => {
+                let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+            Refusal::Forbidden(role) => ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "this key lacks the {:?} role needed to {}",
+                    role.as_str(),
+                    role.purpose()
+                ),
+            )
+            .into_response(),
+            Refusal::Origin => ApiError::new(
+                ErrorCode::Forbidden,
+                "requests from this Origin are not allowed (see --allowed-origin)",
+            )
+            .into_response(),
+        }
+    }
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: health, the OpenAPI document, the UI and its assets.
+    Open,
+    /// Any valid key.
+    AnyKey,
+    /// A key with this role.
+    Role(Role),
+}
+
+/// The configured keys; empty means authentication is off.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    keys: Vec<ApiKey>,
+}
+
+impl Keys {
+    pub fn new(keys: Vec<ApiKey>) -> Self {
+        Keys { keys }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// The roles of a presented key (the union, if configured twice), or
+    /// `None`. Looks at every configured key whatever matches, comparing
+    /// digests in constant time.
+    pub fn lookup(&self, presented: &str) -> Option<Grants> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = subtle::Choice::from(0);
+        let mut bits = 0u8;
+        for key in &self.keys {
+            let same = key.digest.ct_eq(&digest);
+            found |= same;
+            bits |= u8::conditional_select(&0, &key.grants.0, same);
+        }
+        bool::from(found).then_some(Grants(bits))
+    }
+
+    /// Decides a request: the roles of its key (every role when auth is
+    /// off), or why it is refused.
+    pub fn authorize(&self, presented: Option<&str>, need: Need) -> Result<Grants, Refusal> {
+        if !self.enabled() {
+            return Ok(Grants::ALL);
+        }
+        let grants = match presented {
+            None if need == Need::Open => return Ok(Grants::default()),
+            None => {
+                return Err(Refusal::Unauthorized(
+                    "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY",
+                ))
+            }
+            Some(key) => self.lookup(key),
+        };
+        match (grants, need) {
+            (_, Need::Open) => Ok(grants.unwrap_or_default()),
+            (None, _) => Err(Refusal::Unauthorized("the API key is not valid")),
+            (Some(g), Need::AnyKey) => Ok(g),
+            (Some(g), Need::Role(role)) if g.allows(role) => Ok(g),
+            (Some(_), Need::Role(role)) => Err(Refusal::Forbidden(role)),
+        }
+    }
+}
+
+/// The key a request presents: `Authorization: Bearer KEY`, `X-API-Key: KEY`
+/// or, when `query` is given (the WebSocket upgrade), `?token=KEY`.
+pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<Cow<'a, str>> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let header = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    if let Some(key) = header {
+        return Some(Cow::Borrowed(key));
+    }
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value)
+}
+
+/// Which browser origins may open WebSockets and send state-changing REST
+/// requests. The server's own origin (the UI) always may; requests without
+/// an `Origin` header (programs, not browsers) are not restricted here.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    any: bool,
+    listed: Vec<String>,
+}
+
+impl Origins {
+    /// From `--allowed-origin` values; `*` allows every origin.
+    pub fn new(allowed: &[String]) -> Self {
+        Origins {
+            any: allowed.iter().any(|o| o.trim() == "*"),
+            listed: allowed.iter().map(|o| normalize(o)).collect(),
+        }
+    }
+
+    pub fn permits(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(ORIGIN) else {
+            return true;
+        };
+        if self.any {
+            return true;
+        }
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let origin = normalize(origin);
+        let same_origin = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .zip(origin.split_once("://"))
+            .is_some_and(|(host, (_, origin_host))| origin_host == host.to_ascii_lowercase());
+        same_origin || self.listed.contains(&origin)
+    }
+}
+
+fn normalize(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// What a REST request or scrape needs; the WebSocket upgrade is checked in
+/// [`crate::ws::upgrade`] (it also takes `?token=`).
+pub fn need_of(method: &Method, path: &str) -> Need {
+    if path == "/metrics" {
+        return Need::AnyKey;
+    }
+    let Some(rest) = path.strip_prefix("/api") else {
+        return Need::Open;
+    };
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match (segments.as_slice(), method) {
+        (["health"] | ["openapi.json"], _) => Need::Open,
+        (["topics"], &Method::POST) | (["topics", _], &Method::DELETE) => Need::Role(Role::Admin),
+        (["topics", _, "messages"], &Method::POST) => Need::Role(Role::Publish),
+        (["topics", _, "messages"], &Method::GET) => Need::Role(Role::Subscribe),
+        _ => Need::AnyKey,
+    }
+}
+
+/// The REST guard: the origin policy for requests that change state, then
+/// the key and role the route needs.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let changes_state = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if changes_state && !state.origins.permits(headers) {
+        return Refusal::Origin.into_response();
+    }
+    let need = need_of(request.method(), request.uri().path());
+    if need != Need::Open {
+        let key = presented(headers, None);
+        if let Err(refusal) = state.keys.authorize(key.as_deref(), need) {
+            return refusal.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(specs: &[&str]) -> Keys {
+        Keys::new(specs.iter().map(|s| s.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn key_specs_parse_and_refuse_nonsense() {
+        let k: ApiKey = "abc=publish, subscribe".parse().unwrap();
+        assert!(k.grants().allows(Role::Publish) && k.grants().allows(Role::Subscribe));
+        assert!(!k.grants().allows(Role::Admin));
+        // The last '=' splits, so a key may contain '=' (base64).
+        let k: ApiKey = "YWJj==admin".parse().unwrap();
+        assert!(Keys::new(vec![k]).lookup("YWJj=").is_some());
+        for bad in ["abc", "=admin", "abc=", "abc=root", "a b=admin"] {
+            assert!(bad.parse::<ApiKey>().is_err(), "{bad}");
+        }
+        assert!(!format!("{:?}", "s3cret=admin".parse::<ApiKey>().unwrap()).contains("s3cret"));
+    }
+
+    #[test]
+    fn keys_file_names_the_bad_line() {
+        let ok = parse_keys_file("# ops\na=admin\n\n b=subscribe \n").unwrap();
+        assert_eq!(ok.len(), 2);
+        let err = parse_keys_file("a=admin\nb=nope\n").unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+    }
+
+    #[test]
+    fn authorize_by_role() {
+        let off = Keys::default();
+        assert_eq!(
+            off.authorize(None, Need::Role(Role::Admin)),
+            Ok(Grants::ALL)
+        );
+        let k = keys(&["a=admin", "p=publish", "p=subscribe"]);
+        assert!(matches!(
+            k.authorize(None, Need::AnyKey),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert!(matches!(
+            k.authorize(Some("nope"), Need::AnyKey),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert!(k.authorize(Some("a"), Need::Role(Role::Admin)).is_ok());
+        assert_eq!(
+            k.authorize(Some("a"), Need::Role(Role::Publish)),
+            Err(Refusal::Forbidden(Role::Publish))
+        );
+        // Roles of a key configured twice add up.
+        let g = k.authorize(Some("p"), Need::Role(Role::Subscribe)).unwrap();
+        assert!(g.allows(Role::Publish) && !g.allows(Role::Admin));
+        assert!(k.authorize(None, Need::Open).is_ok());
+    }
+
+    #[test]
+    fn credentials_come_from_headers_or_the_token_parameter() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            presented(&h, Some("a=1&token=k%2B1")).as_deref(),
+            Some("k+1")
+        );
+        assert_eq!(presented(&h, None), None);
+        h.insert("x-api-key", HeaderValue::from_static("x"));
+        assert_eq!(presented(&h, None).as_deref(), Some("x"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("bearer  b "));
+        assert_eq!(presented(&h, Some("token=t")).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn origins() {
+        let mut h = HeaderMap::new();
+        let default = Origins::new(&[]);
+        assert!(default.permits(&h), "no Origin: not a browser");
+        h.insert(HOST, HeaderValue::from_static("localhost:4000"));
+        h.insert(ORIGIN, HeaderValue::from_static("http://localhost:4000"));
+        assert!(default.permits(&h), "same origin");
+        h.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(!default.permits(&h));
+        assert!(Origins::new(&["https://Evil.example/".into()]).permits(&h));
+        assert!(Origins::new(&["*".into()]).permits(&h));
+        h.insert(ORIGIN, HeaderValue::from_static("null"));
+        assert!(!default.permits(&h));
+    }
+
+    #[test]
+    fn routes_need_roles() {
+        use Need::*;
+        assert_eq!(need_of(&Method::GET, "/api/health"), Open);
+        assert_eq!(need_of(&Method::GET, "/api/openapi.json"), Open);
+        assert_eq!(need_of(&Method::GET, "/"), Open);
+        assert_eq!(need_of(&Method::GET, "/pkg/pubsub.wasm"), Open);
+        assert_eq!(need_of(&Method::GET, "/metrics"), AnyKey);
+        assert_eq!(need_of(&Method::GET, "/api/topics"), AnyKey);
+        assert_eq!(
+            need_of(&Method::POST, "/api/topics"),
+            Role(super::Role::Admin)
+        );
+        assert_eq!(
+            need_of(&Method::DELETE, "/api/topics/a"),
+            Role(super::Role::Admin)
+        );
+        assert_eq!(
+            need_of(&Method::POST, "/api/topics/a/messages"),
+            Role(super::Role::Publish)
+        );
+        assert_eq!(
+            need_of(&Method::GET, "/api/topics/a/messages"),
+            Role(super::Role::Subscribe)
+        );
+        assert_eq!(need_of(&Method::GET, "/api/nope"), AnyKey);
+    }
+}
