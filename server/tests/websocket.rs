@@ -971,3 +971,69 @@ async fn requests_that_are_not_websocket_upgrades_get_contract_errors() {
         Some(&b"13"[..])
     );
 }
+
+#[tokio::test]
+async fn a_slow_reader_that_keeps_reading_is_signalled_not_disconnected() {
+    let s = TestServer::start_with(|c| {
+        c.subscriber_queue = 16;
+        c.max_message_bytes = 128 * 1024;
+    })
+    .await;
+    s.create_topic("t").await;
+    // A client with a small receive buffer, so its backlog waits in the
+    // server's bounded queue (the server keeps its own socket buffer small)
+    // rather than in megabytes of kernel buffer.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
+    socket.connect(&s.addr.into()).expect("connect");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let tcp = tokio::net::TcpStream::from_std(socket.into()).expect("tokio stream");
+    let (stream, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", s.addr), tcp)
+        .await
+        .expect("upgrade");
+    let mut slow = Ws {
+        stream: tokio_tungstenite::WebSocketStream::from_raw_socket(
+            tokio_tungstenite::MaybeTlsStream::Plain(stream.into_inner()),
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await,
+    };
+    slow.subscribe("t", json!({})).await;
+    // The reader takes a frame every 20 ms: always making progress, far
+    // behind a publisher of 64 KiB messages.
+    let reader = tokio::spawn(async move {
+        let (mut notices, mut last_seq, mut closed) = (0, 0, None);
+        while last_seq < 300 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match slow.recv_or_close().await {
+                Ok(v) if v["type"] == "event" => last_seq = v["seq"].as_u64().unwrap_or(0),
+                Ok(v) if v["error"]["code"] == "SLOW_CONSUMER" => notices += 1,
+                Ok(_) => {}
+                Err(c) => {
+                    closed = Some(format!("{c:?} after seq {last_seq}"));
+                    break;
+                }
+            }
+        }
+        (notices, last_seq, closed)
+    });
+    // Publishes pipelined on one connection, acks read after.
+    let big = "x".repeat(64 * 1024);
+    let mut publisher = s.ws().await;
+    for _ in 0..300 {
+        publisher
+            .send(json!({"type": "publish", "topic": "t", "message": {"payload": big}}))
+            .await;
+    }
+    for _ in 0..300 {
+        assert_eq!(publisher.recv_skipping_pings().await["type"], "ack");
+    }
+    let (notices, last_seq, closed) = reader.await.expect("reader");
+    assert_eq!(closed, None, "a reader that keeps reading stays connected");
+    assert_eq!(last_seq, 300, "drop_oldest keeps the newest");
+    assert!(notices > 0, "the dropped events were signalled");
+    let t = &s.stats().await["topics"]["t"];
+    assert!(t["dropped"].as_u64().unwrap_or(0) > 0, "{t}");
+}

@@ -19,6 +19,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+/// `SO_SNDBUF` of a WebSocket, as given to the kernel.
+const SEND_BUFFER: usize = 64 * 1024;
+
 pub async fn upgrade(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -84,7 +87,13 @@ pub async fn upgrade(
         // axum serves TCP streams: take ours back for lock-free halves.
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                let (input, output) = parts.io.into_inner().into_split();
+                let tcp = parts.io.into_inner();
+                // A small kernel send buffer: a slow reader's backlog then
+                // waits in its bounded outbox, where drop_oldest signals
+                // it, instead of megabytes of socket buffer (the kernel
+                // doubles the value: 128 KiB).
+                let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER);
+                let (input, output) = tcp.into_split();
                 session::run(input, output, parts.read_buf, broker, settings, shutdown).await;
             }
             Err(upgraded) => {

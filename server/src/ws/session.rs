@@ -159,6 +159,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
     loop {
         // Everything already received, then read more.
         loop {
+            if shutdown.is_triggered() {
+                return;
+            }
             let message = match decoder.decode(&mut buf) {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
@@ -190,8 +193,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
         // Backpressure: while the client leaves `reply_limit` replies
         // unread, read none of its requests.
         let read = tokio::select! {
-            _ = over.cancelled() => return,
+            // Once shutdown is triggered, no more requests are taken.
+            biased;
             _ = shutdown.triggered() => return,
+            _ = over.cancelled() => return,
             read = async {
                 conn.outbox.reply_room().await;
                 buf.reserve(READ_CHUNK);
@@ -339,9 +344,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         let status = conn.outbox.drain_into(&mut batch, &mut settle, BATCH);
         if !batch.is_empty() {
-            let written = timeout(deadline, write_frames(&mut out, &batch)).await;
+            let written = write_frames(&mut out, &batch, deadline).await;
             batch.clear();
-            if matches!(written, Ok(Ok(()))) {
+            if let Ok(drained_by_peer) = written {
+                if drained_by_peer {
+                    heard.now();
+                }
                 settle.delivered();
             } else {
                 tracing::debug!(connection = conn.id, "write failed or stalled: closing");
@@ -407,9 +415,32 @@ async fn write_raw<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8], deadline: D
 /// [`FRAMES_PER_WRITE`] headers and payloads. The slices live on the stack
 /// of each poll, so the connection's task holds only a position between
 /// polls.
-async fn write_frames<W: AsyncWrite + Unpin>(out: &mut W, frames: &[Frame]) -> io::Result<()> {
+///
+/// The deadline is on progress, per `writev`: a slow reader that keeps
+/// taking bytes keeps its connection (its queue drops and signals what it
+/// cannot hold), one that takes nothing for `deadline` is gone.
+///
+/// Returns whether the socket was full and then took bytes again: the peer
+/// read them, a sign of life as good as a pong (a busy slow reader is not
+/// pinged: its writer is never idle).
+async fn write_frames<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    frames: &[Frame],
+    deadline: Duration,
+) -> io::Result<bool> {
     let mut at = Position::default();
-    std::future::poll_fn(|cx| poll_write_frames(Pin::new(&mut *out), cx, frames, &mut at)).await
+    let mut waited = false;
+    while at.frame < frames.len() {
+        let once = std::future::poll_fn(|cx| {
+            let polled = poll_write_once(Pin::new(&mut *out), cx, frames, &mut at);
+            waited |= polled.is_pending();
+            polled
+        });
+        timeout(deadline, once)
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    }
+    Ok(waited)
 }
 
 /// How far a batch has been written: whole frames, then bytes into the next.
@@ -419,13 +450,14 @@ struct Position {
     offset: usize,
 }
 
-fn poll_write_frames<W: AsyncWrite>(
-    mut out: Pin<&mut W>,
+/// One `writev` of what is left of `frames` from `at`, advancing `at`.
+fn poll_write_once<W: AsyncWrite>(
+    out: Pin<&mut W>,
     cx: &mut Context<'_>,
     frames: &[Frame],
     at: &mut Position,
 ) -> Poll<io::Result<()>> {
-    while at.frame < frames.len() {
+    {
         let chunk = &frames[at.frame..frames.len().min(at.frame + FRAMES_PER_WRITE)];
         let mut headers = [([0u8; 10], 0usize); FRAMES_PER_WRITE];
         for (h, f) in headers.iter_mut().zip(chunk) {
@@ -446,7 +478,7 @@ fn poll_write_frames<W: AsyncWrite>(
                 n += 1;
             }
         }
-        let mut written = ready!(out.as_mut().poll_write_vectored(cx, &slices[..n]))?;
+        let mut written = ready!(out.poll_write_vectored(cx, &slices[..n]))?;
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
@@ -470,8 +502,8 @@ async fn finish<W: AsyncWrite + Unpin>(out: &mut W, end: End, deadline: Duration
     match end {
         End::Kicked { topic, dropped } => {
             let notice = Frame::slow_consumer(&topic, dropped);
-            let written = timeout(deadline, write_frames(out, std::slice::from_ref(&notice)));
-            if matches!(written.await, Ok(Ok(()))) {
+            let written = write_frames(out, std::slice::from_ref(&notice), deadline);
+            if written.await.is_ok() {
                 let close = codec::close_frame(CLOSE_SLOW_CONSUMER, "slow consumer");
                 write_raw(out, &close, deadline).await;
             }
