@@ -101,6 +101,11 @@ pub struct Settlement {
 }
 
 impl Settlement {
+    /// Whether live events are waiting to be settled.
+    pub fn has_live(&self) -> bool {
+        !self.runs.is_empty()
+    }
+
     pub fn add(&mut self, tally: &Arc<TopicTally>, published_at: Instant) {
         match self.runs.last_mut() {
             Some((last, n)) if Arc::ptr_eq(last, tally) => *n += 1,

@@ -92,7 +92,11 @@ pub async fn upgrade(
                 // waits in its bounded outbox, where drop_oldest signals
                 // it, instead of megabytes of socket buffer (the kernel
                 // doubles the value: 128 KiB).
-                let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER);
+                let socket = socket2::SockRef::from(&tcp);
+                let _ = socket.set_send_buffer_size(SEND_BUFFER);
+                // Half-open sockets: data (events, pings) the peer's kernel
+                // has not acknowledged for two heartbeats fails the socket.
+                let _ = socket.set_tcp_user_timeout(Some(2 * settings.heartbeat));
                 let (input, output) = tcp.into_split();
                 session::run(input, output, parts.read_buf, broker, settings, shutdown).await;
             }

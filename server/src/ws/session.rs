@@ -344,10 +344,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         let status = conn.outbox.drain_into(&mut batch, &mut settle, BATCH);
         if !batch.is_empty() {
+            let live = settle.has_live();
             let written = write_frames(&mut out, &batch, deadline).await;
             batch.clear();
             if let Ok(drained_by_peer) = written {
-                if drained_by_peer {
+                // A connection that events are flowing to is judged by its
+                // writes (the progress deadline here, TCP_USER_TIMEOUT in
+                // the kernel), not by how late its pong comes back: a slow
+                // reader's pong waits behind its own backlog.
+                if live || drained_by_peer {
                     heard.now();
                 }
                 settle.delivered();

@@ -1,0 +1,669 @@
+//! Property tests of the broker core: random sequences of operations (create
+//! and delete topics, subscribe with `last_n` or `since` with the right or a
+//! stale epoch, unsubscribe, publish, drain part of a queue, a failed write,
+//! disconnect) over a few topics and connections, with queues small enough
+//! that both slow-consumer policies fire.
+//!
+//! A model of the contract runs beside the broker: topics with `seq` and
+//! history, subscriptions, and each connection's queue with its policy. After
+//! every step:
+//! - every frame drained is the one the model expects, in order (acks with
+//!   their `seq`, `replayed` and `recovered`, events, `topic_deleted`);
+//! - per topic, each connection sees strictly increasing `seq`s, contiguous
+//!   unless a `SLOW_CONSUMER` notice announced at least the gap, and no event
+//!   while unsubscribed; once its queue is empty it has been told of every
+//!   event dropped for it;
+//! - per topic, enqueued = delivered + dropped + live events still queued,
+//!   with delivered settled as the session's writer does;
+//! - the subscriber, subscription and connection gauges match the model.
+//!
+//! At the end every connection is disconnected: no subscription is left and
+//! every topic's counters balance with nothing queued.
+
+use app::wire::{ErrorCode, InfoKind, PublishMessage, ServerFrame, Since};
+use proptest::prelude::*;
+use pubsub_server::broker::frame::Frame;
+use pubsub_server::broker::{
+    Broker, BrokerConfig, Connection, Drained, End, Replay, Settlement, SlowConsumerPolicy,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+const TOPICS: [&str; 3] = ["t.a", "t.b", "t.c"];
+const CONNECTIONS: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(usize),
+    Delete(usize),
+    Subscribe {
+        conn: usize,
+        topic: usize,
+        last_n: Option<u64>,
+        /// `since.seq`, and whether `since.epoch` is the topic's.
+        since: Option<(u64, bool)>,
+    },
+    Unsubscribe {
+        conn: usize,
+        topic: usize,
+    },
+    Publish(usize),
+    /// The writer takes up to `max` frames; `write_fails`: the socket write
+    /// fails and the connection ends.
+    Drain {
+        conn: usize,
+        max: usize,
+        write_fails: bool,
+    },
+    Disconnect(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let topic = 0..TOPICS.len();
+    let conn = 0..CONNECTIONS;
+    prop_oneof![
+        2 => topic.clone().prop_map(Op::Create),
+        1 => topic.clone().prop_map(Op::Delete),
+        4 => (
+            conn.clone(),
+            topic.clone(),
+            prop::option::of(0u64..8),
+            prop::option::weighted(0.4, (0u64..12, prop::bool::weighted(0.8))),
+        )
+            .prop_map(|(conn, topic, last_n, since)| Op::Subscribe { conn, topic, last_n, since }),
+        1 => (conn.clone(), topic.clone()).prop_map(|(conn, topic)| Op::Unsubscribe { conn, topic }),
+        6 => topic.prop_map(Op::Publish),
+        3 => (conn.clone(), 1usize..6, prop::bool::weighted(0.05))
+            .prop_map(|(conn, max, write_fails)| Op::Drain { conn, max, write_fails }),
+        1 => conn.prop_map(Op::Disconnect),
+    ]
+}
+
+fn config() -> impl Strategy<Value = BrokerConfig> {
+    (
+        1usize..=4,
+        0usize..=5,
+        prop_oneof![
+            Just(SlowConsumerPolicy::DropOldest),
+            Just(SlowConsumerPolicy::Disconnect)
+        ],
+    )
+        .prop_map(|(queue, history, policy)| BrokerConfig {
+            subscriber_queue: queue,
+            history_size: history,
+            slow_consumer_policy: policy,
+            ..BrokerConfig::default()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn broker_keeps_its_guarantees(config in config(), ops in prop::collection::vec(op(), 1..80)) {
+        let mut world = World::new(config);
+        for op in &ops {
+            world.apply(op);
+            world.check_counters();
+        }
+        world.finish();
+    }
+}
+
+// ------------------------------------------------------------------ model
+
+/// What the client must read next from a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expected {
+    SubscribeAck {
+        topic: String,
+        seq: u64,
+        replayed: u64,
+        recovered: Option<bool>,
+    },
+    UnsubscribeAck {
+        topic: String,
+    },
+    TopicDeleted {
+        topic: String,
+    },
+    Event {
+        topic: String,
+        seq: u64,
+    },
+}
+
+#[derive(Debug)]
+enum Item {
+    Reply(Expected),
+    Event {
+        topic: String,
+        /// Which incarnation of the topic (a name can be created again).
+        instance: u64,
+        seq: u64,
+        replay: bool,
+    },
+}
+
+struct ModelTopic {
+    instance: u64,
+    epoch: String,
+    seq: u64,
+    history: VecDeque<u64>,
+    /// Connection ids.
+    subscribers: BTreeSet<u64>,
+}
+
+/// One connection: the broker's and the model's side of it, and what its
+/// client has read.
+struct Client {
+    conn: Arc<Connection>,
+    queue: VecDeque<Item>,
+    /// The `disconnect` policy fired: (topic, events dropped).
+    kicked: Option<(String, u64)>,
+    /// Topic name → instance.
+    subscriptions: BTreeMap<String, u64>,
+    /// Events evicted by `drop_oldest`, per topic name, since connecting.
+    evicted: HashMap<String, u64>,
+    /// `SLOW_CONSUMER` counts read, per topic name.
+    announced: HashMap<String, u64>,
+    view: HashMap<String, TopicView>,
+}
+
+/// The client's own check of the stream of one topic.
+#[derive(Default)]
+struct TopicView {
+    subscribed: bool,
+    next_seq: u64,
+    /// Dropped events announced since the topic's last event.
+    announced: u64,
+}
+
+struct World {
+    broker: Broker,
+    capacity: usize,
+    policy: SlowConsumerPolicy,
+    history_size: usize,
+    topics: BTreeMap<String, ModelTopic>,
+    next_instance: u64,
+    clients: Vec<Client>,
+    /// `SLOW_CONSUMER` signals: notices read plus connections kicked.
+    slow_consumer_signals: u64,
+}
+
+impl World {
+    fn new(config: BrokerConfig) -> Self {
+        let capacity = config.subscriber_queue.max(1);
+        let policy = config.slow_consumer_policy;
+        let history_size = config.history_size;
+        let broker = Broker::new(config);
+        let clients = (0..CONNECTIONS)
+            .map(|_| Client::new(broker.connect()))
+            .collect();
+        let mut world = World {
+            broker,
+            capacity,
+            policy,
+            history_size,
+            topics: BTreeMap::new(),
+            next_instance: 0,
+            clients,
+            slow_consumer_signals: 0,
+        };
+        for i in 0..TOPICS.len() {
+            world.apply(&Op::Create(i));
+        }
+        world
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Create(t) => self.create(TOPICS[t]),
+            Op::Delete(t) => self.delete(TOPICS[t]),
+            Op::Subscribe {
+                conn,
+                topic,
+                last_n,
+                since,
+            } => self.subscribe(conn, TOPICS[topic], last_n, since),
+            Op::Unsubscribe { conn, topic } => self.unsubscribe(conn, TOPICS[topic]),
+            Op::Publish(t) => self.publish(TOPICS[t]),
+            Op::Drain {
+                conn,
+                max,
+                write_fails,
+            } => self.drain(conn, max, write_fails),
+            Op::Disconnect(c) => self.disconnect(c),
+        }
+    }
+
+    fn create(&mut self, name: &str) {
+        let result = self.broker.create_topic(name);
+        if self.topics.contains_key(name) {
+            assert_eq!(result.unwrap_err().code, ErrorCode::TopicExists);
+            return;
+        }
+        let info = result.expect("create a new topic");
+        assert_eq!((info.seq, info.subscribers), (0, 0));
+        self.next_instance += 1;
+        self.topics.insert(
+            name.to_owned(),
+            ModelTopic {
+                instance: self.next_instance,
+                epoch: info.epoch,
+                seq: 0,
+                history: VecDeque::new(),
+                subscribers: BTreeSet::new(),
+            },
+        );
+    }
+
+    fn delete(&mut self, name: &str) {
+        let result = self.broker.delete_topic(name);
+        let Some(topic) = self.topics.remove(name) else {
+            assert_eq!(result.unwrap_err().code, ErrorCode::TopicNotFound);
+            return;
+        };
+        result.expect("delete an existing topic");
+        for client in &mut self.clients {
+            if topic.subscribers.contains(&client.conn.id) {
+                client.push_reply(Expected::TopicDeleted {
+                    topic: name.to_owned(),
+                });
+                client.subscriptions.remove(name);
+            }
+        }
+    }
+
+    fn subscribe(&mut self, c: usize, name: &str, last_n: Option<u64>, since: Option<(u64, bool)>) {
+        let since = since.map(|(seq, right_epoch)| Since {
+            seq,
+            epoch: match self.topics.get(name) {
+                Some(t) if right_epoch => t.epoch.clone(),
+                _ => "stale-epoch".into(),
+            },
+        });
+        let replay = Replay {
+            last_n,
+            since: since.clone(),
+        };
+        let result = self
+            .broker
+            .subscribe(&self.clients[c].conn, name, replay, None);
+        let Some(topic) = self.topics.get_mut(name) else {
+            assert_eq!(result.unwrap_err().code, ErrorCode::TopicNotFound);
+            return;
+        };
+        result.expect("subscribe to an existing topic");
+        let client = &mut self.clients[c];
+        let repeat = topic.subscribers.contains(&client.conn.id);
+        // The contract: `since` wins; it replays everything after its seq
+        // when the epoch matches and history still holds all of it.
+        let (events, recovered): (Vec<u64>, Option<bool>) = match (&since, last_n) {
+            (Some(since), _) => {
+                let held = since.epoch == topic.epoch
+                    && since.seq <= topic.seq
+                    && topic.seq - since.seq <= topic.history.len() as u64;
+                if held {
+                    let events = topic
+                        .history
+                        .iter()
+                        .copied()
+                        .filter(|&s| s > since.seq)
+                        .collect();
+                    (events, Some(true))
+                } else {
+                    (Vec::new(), Some(false))
+                }
+            }
+            (None, Some(n)) => {
+                let skip = topic.history.len().saturating_sub(n as usize);
+                (topic.history.iter().copied().skip(skip).collect(), None)
+            }
+            (None, None) => (Vec::new(), None),
+        };
+        let events = if repeat { Vec::new() } else { events };
+        client.push_reply(Expected::SubscribeAck {
+            topic: name.to_owned(),
+            seq: topic.seq,
+            replayed: events.len() as u64,
+            recovered,
+        });
+        if repeat {
+            return;
+        }
+        for seq in events {
+            let item = Item::Event {
+                topic: name.to_owned(),
+                instance: topic.instance,
+                seq,
+                replay: true,
+            };
+            if client.push_event(item, self.capacity, self.policy) {
+                self.slow_consumer_signals += 1;
+            }
+        }
+        topic.subscribers.insert(client.conn.id);
+        client.subscriptions.insert(name.to_owned(), topic.instance);
+    }
+
+    fn unsubscribe(&mut self, c: usize, name: &str) {
+        let client = &mut self.clients[c];
+        self.broker
+            .unsubscribe(&client.conn, name, None)
+            .expect("unsubscribe is always acked");
+        if client.subscriptions.remove(name).is_some() {
+            let topic = self
+                .topics
+                .get_mut(name)
+                .expect("a subscribed topic exists");
+            topic.subscribers.remove(&client.conn.id);
+        }
+        client.push_reply(Expected::UnsubscribeAck {
+            topic: name.to_owned(),
+        });
+    }
+
+    fn publish(&mut self, name: &str) {
+        let message = PublishMessage {
+            id: None,
+            payload: serde_json::json!({ "n": self.next_instance }),
+        };
+        let result = self.broker.publish(name, message);
+        let Some(topic) = self.topics.get_mut(name) else {
+            assert_eq!(result.unwrap_err().code, ErrorCode::TopicNotFound);
+            return;
+        };
+        topic.seq += 1;
+        assert_eq!(result.expect("publish to an existing topic").seq, topic.seq);
+        if self.history_size > 0 {
+            if topic.history.len() == self.history_size {
+                topic.history.pop_front();
+            }
+            topic.history.push_back(topic.seq);
+        }
+        for client in &mut self.clients {
+            if topic.subscribers.contains(&client.conn.id) {
+                let item = Item::Event {
+                    topic: name.to_owned(),
+                    instance: topic.instance,
+                    seq: topic.seq,
+                    replay: false,
+                };
+                if client.push_event(item, self.capacity, self.policy) {
+                    self.slow_consumer_signals += 1;
+                }
+            }
+        }
+    }
+
+    /// What the session's writer does with one batch.
+    fn drain(&mut self, c: usize, max: usize, write_fails: bool) {
+        let client = &mut self.clients[c];
+        let mut out: Vec<Frame> = Vec::new();
+        let mut settle = Settlement::default();
+        let status = client.conn.outbox.drain_into(&mut out, &mut settle, max);
+        if let Some((topic, dropped)) = client.kicked.clone() {
+            assert!(out.is_empty(), "frames after the queue ended");
+            assert_eq!(status, Drained::End(End::Kicked { topic, dropped }));
+            // The writer sends SLOW_CONSUMER, closes, and the session ends.
+            self.disconnect(c);
+            return;
+        }
+        if write_fails {
+            settle.dropped();
+        } else {
+            settle.delivered();
+        }
+        let mut expected: VecDeque<Item> = VecDeque::new();
+        while expected.len() < max {
+            let Some(item) = client.queue.pop_front() else {
+                break;
+            };
+            expected.push_back(item);
+        }
+        for frame in &out {
+            client.read(frame, &mut expected, &mut self.slow_consumer_signals);
+        }
+        assert!(
+            expected.is_empty(),
+            "frames missing from the batch: {expected:?}"
+        );
+        let more = !client.queue.is_empty();
+        assert_eq!(status, if more { Drained::More } else { Drained::Empty });
+        if !more {
+            assert_eq!(
+                client.announced, client.evicted,
+                "a drained queue has announced every dropped event"
+            );
+        }
+        if write_fails {
+            client.conn.outbox.close(End::Gone);
+            self.disconnect(c);
+        }
+    }
+
+    /// Closes connection `c` and opens a new one in its place.
+    fn disconnect(&mut self, c: usize) {
+        let old = std::mem::replace(&mut self.clients[c], Client::new(self.broker.connect()));
+        self.forget(&old);
+    }
+
+    fn forget(&mut self, client: &Client) {
+        self.broker.disconnect(&client.conn, End::Gone);
+        for name in client.subscriptions.keys() {
+            let topic = self
+                .topics
+                .get_mut(name)
+                .expect("a subscribed topic exists");
+            topic.subscribers.remove(&client.conn.id);
+        }
+    }
+
+    /// Counters and gauges against the model, after every step.
+    fn check_counters(&self) {
+        for (name, topic) in &self.topics {
+            let c = self
+                .broker
+                .topic_counts(name)
+                .expect("a topic of the model");
+            let queued: u64 = self
+                .clients
+                .iter()
+                .flat_map(|client| &client.queue)
+                .filter(|item| {
+                    matches!(item, Item::Event { instance, replay: false, .. } if *instance == topic.instance)
+                })
+                .count() as u64;
+            assert_eq!(
+                c.enqueued,
+                c.delivered + c.dropped + queued,
+                "{name}: enqueued = delivered + dropped + queued ({queued}): {c:?}"
+            );
+            assert_eq!(c.messages, topic.seq, "{name}: messages");
+            assert_eq!(
+                c.subscribers,
+                topic.subscribers.len() as u64,
+                "{name}: subscribers"
+            );
+        }
+        let totals = self.broker.totals();
+        let subscriptions: usize = self.topics.values().map(|t| t.subscribers.len()).sum();
+        assert_eq!(totals.subscriptions.load(Relaxed), subscriptions as u64);
+        assert_eq!(totals.connections.load(Relaxed), CONNECTIONS as u64);
+        assert_eq!(
+            totals.slow_consumer_events.load(Relaxed),
+            self.slow_consumer_signals
+        );
+        assert_eq!(self.broker.topic_count(), self.topics.len() as u64);
+    }
+
+    /// Reads what is left, then disconnects everyone.
+    fn finish(mut self) {
+        for c in 0..CONNECTIONS {
+            for _ in 0..1000 {
+                let empty = self.clients[c].queue.is_empty() && self.clients[c].kicked.is_none();
+                self.drain(c, 64, false);
+                if empty {
+                    break;
+                }
+            }
+        }
+        let clients = std::mem::take(&mut self.clients);
+        for client in &clients {
+            self.forget(client);
+        }
+        for (name, c) in self.broker.all_topic_counts() {
+            assert_eq!(c.subscribers, 0, "{name}: subscribers left");
+            assert_eq!(c.enqueued, c.delivered + c.dropped, "{name}: {c:?}");
+        }
+        let totals = self.broker.totals();
+        assert_eq!(totals.subscriptions.load(Relaxed), 0, "subscriptions left");
+        assert_eq!(totals.connections.load(Relaxed), 0, "connections left");
+    }
+}
+
+impl Client {
+    fn new(conn: Arc<Connection>) -> Self {
+        Client {
+            conn,
+            queue: VecDeque::new(),
+            kicked: None,
+            subscriptions: BTreeMap::new(),
+            evicted: HashMap::new(),
+            announced: HashMap::new(),
+            view: HashMap::new(),
+        }
+    }
+
+    fn push_reply(&mut self, expected: Expected) {
+        if self.kicked.is_none() {
+            self.queue.push_back(Item::Reply(expected));
+        }
+    }
+
+    /// The contract's slow-consumer policies. True when this push got the
+    /// connection kicked.
+    fn push_event(&mut self, item: Item, capacity: usize, policy: SlowConsumerPolicy) -> bool {
+        if self.kicked.is_some() {
+            return false;
+        }
+        let events = self
+            .queue
+            .iter()
+            .filter(|i| matches!(i, Item::Event { .. }))
+            .count();
+        if events >= capacity {
+            match policy {
+                SlowConsumerPolicy::DropOldest => {
+                    let oldest = self
+                        .queue
+                        .iter()
+                        .position(|i| matches!(i, Item::Event { .. }))
+                        .expect("a full queue holds events");
+                    if let Some(Item::Event { topic, .. }) = self.queue.remove(oldest) {
+                        *self.evicted.entry(topic).or_default() += 1;
+                    }
+                }
+                SlowConsumerPolicy::Disconnect => {
+                    let Item::Event { topic, .. } = item else {
+                        unreachable!("only events are pushed here")
+                    };
+                    self.kicked = Some((topic, events as u64 + 1));
+                    self.queue.clear();
+                    return true;
+                }
+            }
+        }
+        self.queue.push_back(item);
+        false
+    }
+
+    /// Reads one frame: a `SLOW_CONSUMER` notice, or the next frame the
+    /// model expects.
+    fn read(&mut self, frame: &Frame, expected: &mut VecDeque<Item>, signals: &mut u64) {
+        let parsed: ServerFrame =
+            serde_json::from_slice(frame.bytes()).expect("a server frame is valid JSON");
+        if let ServerFrame::Error(e) = &parsed {
+            assert_eq!(
+                e.error.code,
+                ErrorCode::SlowConsumer,
+                "unexpected error {e:?}"
+            );
+            let topic = e.topic.clone().expect("SLOW_CONSUMER names its topic");
+            let dropped = e.dropped.expect("SLOW_CONSUMER counts");
+            assert!(dropped > 0);
+            *signals += 1;
+            *self.announced.entry(topic.clone()).or_default() += dropped;
+            self.view.entry(topic).or_default().announced += dropped;
+            return;
+        }
+        let item = expected
+            .pop_front()
+            .unwrap_or_else(|| panic!("a frame the model did not expect: {}", frame.as_str()));
+        let want = match item {
+            Item::Reply(e) => e,
+            Item::Event { topic, seq, .. } => Expected::Event { topic, seq },
+        };
+        let got = match parsed {
+            ServerFrame::Ack(a) if a.epoch.is_some() => Expected::SubscribeAck {
+                topic: a.topic,
+                seq: a.seq.expect("seq"),
+                replayed: a.replayed.expect("replayed"),
+                recovered: a.recovered,
+            },
+            ServerFrame::Ack(a) => Expected::UnsubscribeAck { topic: a.topic },
+            ServerFrame::Info(i) if i.msg == InfoKind::TopicDeleted => Expected::TopicDeleted {
+                topic: i.topic.expect("topic_deleted names its topic"),
+            },
+            ServerFrame::Event(e) => Expected::Event {
+                topic: e.topic,
+                seq: e.seq,
+            },
+            other => panic!("unexpected frame {other:?}"),
+        };
+        assert_eq!(got, want);
+        self.see(&got);
+    }
+
+    /// The client's own checks, from the contract alone.
+    fn see(&mut self, frame: &Expected) {
+        match frame {
+            Expected::SubscribeAck {
+                topic,
+                seq,
+                replayed,
+                ..
+            } => {
+                let view = self.view.entry(topic.clone()).or_default();
+                assert!(replayed <= seq);
+                view.subscribed = true;
+                view.next_seq = seq - replayed + 1;
+                view.announced = 0;
+            }
+            Expected::UnsubscribeAck { topic } | Expected::TopicDeleted { topic } => {
+                let view = self.view.entry(topic.clone()).or_default();
+                view.subscribed = false;
+                view.announced = 0;
+            }
+            Expected::Event { topic, seq } => {
+                let view = self.view.entry(topic.clone()).or_default();
+                assert!(view.subscribed, "{topic}: event {seq} while unsubscribed");
+                assert!(
+                    *seq >= view.next_seq,
+                    "{topic}: seq {seq} after {}",
+                    view.next_seq - 1
+                );
+                let gap = seq - view.next_seq;
+                assert!(
+                    gap <= view.announced,
+                    "{topic}: {gap} event(s) missing before seq {seq}, {} announced",
+                    view.announced
+                );
+                view.next_seq = seq + 1;
+                view.announced = 0;
+            }
+        }
+    }
+}
