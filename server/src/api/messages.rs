@@ -2,11 +2,11 @@
 //! read the history back (`GET`, the same path).
 
 use super::openapi::{BadRequest, Forbidden, PayloadTooLarge, TopicNotFound, Unauthorized};
-use super::{history_range, json_body, ApiResult};
+use super::{history_range, json_body, ApiResult, TopicName};
 use crate::AppState;
 use app::wire::{HistoryPage, PublishMessage, Published};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
@@ -37,7 +37,7 @@ use bytes::Bytes;
 )]
 pub(super) async fn publish(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    TopicName(name): TopicName,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Published>)> {
     let message: PublishMessage = json_body(body)?;
@@ -83,7 +83,7 @@ pub(super) async fn publish(
 )]
 pub(super) async fn history(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    TopicName(name): TopicName,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<HistoryPage>> {
     let range = history_range(query.as_deref().unwrap_or(""))?;

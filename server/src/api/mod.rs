@@ -24,6 +24,25 @@ mod topics;
 
 pub use error::ApiError;
 
+/// The `{name}` of a topic route. Unlike axum's `Path`, whose rejection is
+/// plain text, a name that does not decode (`%FF`) is a contract
+/// `BAD_REQUEST` with the JSON error body (found by the `rest_bodies` fuzzer).
+pub(super) struct TopicName(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TopicName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(name)| TopicName(name))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
 use crate::broker::HistoryRange;
 use crate::AppState;
 use app::wire::ErrorCode;

@@ -4,12 +4,12 @@
 use super::openapi::{
     BadRequest, Forbidden, PayloadTooLarge, RateLimited, TopicExists, TopicNotFound, Unauthorized,
 };
-use super::{json_body, ApiResult};
+use super::{json_body, ApiResult, TopicName};
 use crate::broker::TopicInfo;
 use crate::AppState;
 use app::wire::{CreateTopic, TopicChanged, TopicDetail, TopicList, TopicSummary};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
@@ -91,7 +91,7 @@ pub(super) async fn create_topic(
 )]
 pub(super) async fn get_topic(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    TopicName(name): TopicName,
 ) -> ApiResult<Json<TopicDetail>> {
     let t = state.broker.topic_info(&name)?;
     Ok(Json(TopicDetail {
@@ -126,7 +126,7 @@ pub(super) async fn get_topic(
 )]
 pub(super) async fn delete_topic(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    TopicName(name): TopicName,
 ) -> ApiResult<Json<TopicChanged>> {
     state.broker.delete_topic(&name)?;
     Ok(Json(TopicChanged {
