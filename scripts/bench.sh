@@ -7,11 +7,54 @@
 #   scripts/bench.sh           full run, rewrites BENCHMARKS.md
 #   scripts/bench.sh --smoke   seconds, small numbers, writes to a temp dir
 #                              (the test command runs this so the harness keeps working)
+#   scripts/bench.sh --soak [--duration 10m]
+#                              the soak (pubsub only): half the maximum rate of the
+#                              last full run, abrupt disconnects and resumes, the
+#                              counter invariant, then SIGTERM under load; appends
+#                              to soak-results.jsonl and rewrites BENCHMARKS.md
+#                              (the main tables come from bench-results.jsonl)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-MODE="${1:-full}"
+MODE=full
+DURATION=10m
+while [ $# -gt 0 ]; do
+  case $1 in
+    --smoke|--soak) MODE=$1;;
+    --duration) DURATION=${2:?--duration needs a value, e.g. 10m}; shift;;
+    --duration=*) DURATION=${1#--duration=};;
+    *) echo "usage: scripts/bench.sh [--smoke | --soak [--duration 10m]]" >&2; exit 2;;
+  esac
+  shift
+done
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
+BENCH="$ROOT/target/release/pubsub-bench"
+CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+MACHINE="$(nproc) vCPU, $(free -g | awk '/Mem:/{print $2}') GiB"
+
+# The soak: the generator on CPU 1 starts the server itself on CPU 0 (it
+# must be its parent to see the exit code after SIGTERM).
+soak() { # results-file server-log command-for-the-report [extra pubsub-bench soak flags]
+  local results=$1 log=$2 command=$3; shift 3
+  taskset -c 1 "$BENCH" soak --server "$ROOT/target/release/pubsub-server" --server-cpu 0 \
+    --addr 127.0.0.1:4426 --server-log "$log" --out "$results" \
+    --max-from "$ROOT/bench-results.jsonl" --command "$command" \
+    --date "$(date -u +%Y-%m-%dT%H:%MZ)" --version "$(git describe --always --dirty 2>/dev/null || echo '?')" \
+    --machine "$MACHINE, $CPU_MODEL" "$@" > /dev/null
+}
+
+if [ "$MODE" = "--soak" ]; then
+  say "building release binaries"
+  cargo build --release -p pubsub-server -p pubsub-bench
+  ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  COMMAND="scripts/bench.sh --soak --duration $DURATION"
+  say "soak for $DURATION, then SIGTERM under load (log: target/soak-server.log)"
+  soak "$ROOT/soak-results.jsonl" "$ROOT/target/soak-server.log" "$COMMAND" --duration "$DURATION"
+  "$BENCH" report "$ROOT/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$ROOT/benchmarks.svg" \
+    --command "scripts/bench.sh" --soak "$ROOT/soak-results.jsonl"
+  say "wrote BENCHMARKS.md (soak section) and soak-results.jsonl"
+  exit 0
+fi
 
 if ! command -v nats-server >/dev/null || ! command -v redis-server >/dev/null; then
   say "installing nats-server and redis-server (Debian)"
@@ -20,7 +63,6 @@ if ! command -v nats-server >/dev/null || ! command -v redis-server >/dev/null; 
 fi
 say "building release binaries"
 cargo build --release -p pubsub-server -p pubsub-bench
-BENCH="$ROOT/target/release/pubsub-bench"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 if [ "$MODE" = "--smoke" ]; then
@@ -81,13 +123,12 @@ run() { # target addr [extra args]
   done
 }
 
-CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 VERSIONS="pubsub-server $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nats-server --version), $(redis-server --version | cut -d' ' -f1-3), rustc $(rustc --version | cut -d' ' -f2)"
 printf '{"scenario":"meta","machine":"%s","cpu":"%s","date":"%s","versions":"%s","server_cpu":"0","generator_cpu":"1"}\n' \
-  "$(nproc) vCPU, $(free -g | awk '/Mem:/{print $2}') GiB" "$CPU_MODEL" "$(date -u +%Y-%m-%dT%H:%MZ)" "$VERSIONS" >> "$RESULTS"
+  "$MACHINE" "$CPU_MODEL" "$(date -u +%Y-%m-%dT%H:%MZ)" "$VERSIONS" >> "$RESULTS"
 
 say "pubsub-server"
-start 4421 env RUST_LOG=warn "$ROOT/target/release/pubsub-server" --addr 127.0.0.1:4421 --heartbeat-interval 1h
+start 4421 env RUST_LOG=warn "$ROOT/target/release/pubsub-server" --addr 127.0.0.1:4421 --heartbeat-interval 1h --publish-rate 0
 run pubsub 127.0.0.1:4421
 
 say "nats-server (TCP, then WebSocket)"
@@ -106,7 +147,14 @@ run floor 127.0.0.1:4425
 
 COMMAND="scripts/bench.sh"
 [ "$MODE" = "--smoke" ] && COMMAND="scripts/bench.sh --smoke"
-"$BENCH" report "$RESULTS" --out "$OUT/BENCHMARKS.md" --chart "$OUT/benchmarks.svg" --command "$COMMAND"
+if [ "$MODE" = "--smoke" ]; then
+  say "soak (a few seconds)"
+  soak "$OUT/soak-results.jsonl" "$OUT/soak-server.log" "$COMMAND" --duration 3s --rate 400 --topics 4 --subscribers 40 --publishers 2 \
+    --mean-lifetime 1s --heartbeat 500ms --shutdown-after 1s --sample-every 1s
+fi
+# The soak section comes from soak-results.jsonl, so this run keeps it.
+"$BENCH" report "$RESULTS" --out "$OUT/BENCHMARKS.md" --chart "$OUT/benchmarks.svg" --command "$COMMAND" \
+  --soak "$OUT/soak-results.jsonl"
 say "wrote $OUT/BENCHMARKS.md"
 if [ "$MODE" = "--smoke" ]; then
   # The harness worked if every broker produced a result for every scenario.
@@ -115,5 +163,8 @@ if [ "$MODE" = "--smoke" ]; then
       grep -q "\"scenario\":\"$s\",\"target\":\"$t\"" "$RESULTS" || { echo "no $s result for $t" >&2; exit 1; }
     done
   done
-  echo "bench smoke: 20 results, report written"
+  # The soak's checks are reported, not asserted: it may find server bugs.
+  grep -q '"scenario":"soak"' "$OUT/soak-results.jsonl" || { echo "no soak result" >&2; exit 1; }
+  grep -q 'Soak and chaos' "$OUT/BENCHMARKS.md" || { echo "no soak section in the report" >&2; exit 1; }
+  echo "bench smoke: 20 results and a soak, report written"
 fi

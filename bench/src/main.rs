@@ -8,9 +8,11 @@
 //! use is printed beside every figure.
 
 mod floor;
+mod http;
 mod procstat;
 mod proto;
 mod report;
+mod soak;
 mod ws;
 
 use clap::{Args, Parser, Subcommand};
@@ -42,6 +44,10 @@ enum Command {
     Latency(LatencyArgs),
     /// (d) Many idle connections with one subscription each, then one broadcast.
     Idle(IdleArgs),
+    /// Soak and chaos: correctness over a long run (10 min by default) at
+    /// half the maximum rate, with abrupt disconnects and resumes, then a
+    /// graceful shutdown under load. Starts the server itself (pubsub only).
+    Soak(Box<soak::SoakArgs>),
     /// (e) The floor: a server that writes pre-encoded frames with no broker logic.
     Floor {
         #[arg(long, default_value = "127.0.0.1:4300")]
@@ -57,6 +63,9 @@ enum Command {
         /// The command that produced the results, quoted in the report.
         #[arg(long)]
         command: String,
+        /// Soak results (JSON lines); the newest gets its own section.
+        #[arg(long)]
+        soak: Option<std::path::PathBuf>,
     },
 }
 
@@ -140,13 +149,15 @@ fn main() -> std::io::Result<()> {
             Command::Fanout(a) => print(&fanout(a).await?),
             Command::Latency(a) => print(&latency(a).await?),
             Command::Idle(a) => print(&idle(a).await?),
+            Command::Soak(a) => soak::run(*a).await?,
             Command::Floor { addr } => floor::serve(addr).await?,
             Command::Report {
                 results,
                 out,
                 chart,
                 command,
-            } => report::write(&results, &out, &chart, &command)?,
+                soak,
+            } => report::write(&results, &out, &chart, &command, soak.as_deref())?,
         }
         Ok(())
     })
@@ -169,14 +180,13 @@ fn topic_names(n: usize) -> Vec<String> {
 }
 
 fn source(common: &Common, i: usize) -> Option<IpAddr> {
-    (common.sources > 0).then(|| {
-        IpAddr::V4(Ipv4Addr::new(
-            127,
-            0,
-            0,
-            2 + (i % common.sources as usize) as u8,
-        ))
-    })
+    source_ip(common.sources, i)
+}
+
+/// The source address of connection `i`: 127.0.0.2 … 127.0.0.(1+sources),
+/// or the default when `sources` is 0.
+pub fn source_ip(sources: u8, i: usize) -> Option<IpAddr> {
+    (sources > 0).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % sources as usize) as u8)))
 }
 
 /// Creates the topic on pubsub through its REST API (other brokers need none).

@@ -78,7 +78,25 @@ fn by_target<'a>(rows: &'a [Value], scenario: &str) -> Vec<&'a Value> {
     out
 }
 
-pub fn write(results: &Path, out: &Path, chart: &Path, command: &str) -> std::io::Result<()> {
+/// The newest soak result in `path` (JSON lines), if any.
+fn latest_soak(path: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["scenario"] == "soak")
+}
+
+/// Writes the report from the main results and, when given, the newest
+/// soak result (kept in its own file, so a main run keeps the soak section
+/// and a soak run keeps the main tables).
+pub fn write(
+    results: &Path,
+    out: &Path,
+    chart: &Path,
+    command: &str,
+    soak: Option<&Path>,
+) -> std::io::Result<()> {
     let text = std::fs::read_to_string(results)?;
     let rows: Vec<Value> = text
         .lines()
@@ -215,6 +233,14 @@ pub fn write(results: &Path, out: &Path, chart: &Path, command: &str) -> std::io
         "\n![throughput and latency]({})",
         chart.file_name().and_then(|f| f.to_str()).unwrap_or("")
     );
+    if let Some(row) = soak.and_then(latest_soak) {
+        md.push_str(&crate::soak::report::section(&row));
+        // What the figures mean, written by hand after a run.
+        let notes = Path::new(env!("CARGO_MANIFEST_DIR")).join("SOAK-NOTES.md");
+        if let Ok(text) = std::fs::read_to_string(notes) {
+            let _ = writeln!(md, "\n{}", text.trim_end());
+        }
+    }
     // The hand-written part (targets, profile, what changed) lives beside
     // the generator and is appended to every regenerated report.
     let analysis = Path::new(env!("CARGO_MANIFEST_DIR")).join("ANALYSIS.md");
