@@ -9,16 +9,19 @@ source "$ROOT/scripts/setup.sh"
 ensure_build_tools
 ensure_chromium
 cd "$ROOT"
+# Incremental caches of every test binary took tens of GB here; a test run
+# gains nothing from them.
+export CARGO_INCREMENTAL=0
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "cargo clippy (server, CLI and shared crate, then the wasm frontend)"
-cargo clippy -p app -p pubsub-server -p pubsub-cli --all-targets -- -D warnings
+say "cargo clippy (server, CLI, bench and shared crate, then the wasm frontend)"
+cargo clippy -p app -p pubsub-server -p pubsub-cli -p pubsub-bench --all-targets -- -D warnings
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 say "cargo test"
-cargo test -p app -p pubsub-server -p pubsub-cli
+cargo test -p app -p pubsub-server -p pubsub-cli -p pubsub-bench
 
 say "release build (cargo leptos build --release)"
 cargo leptos build --release
