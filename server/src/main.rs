@@ -36,8 +36,10 @@ async fn main() -> ExitCode {
     let trigger = stop.clone();
     tokio::spawn(async move {
         shutdown::signal().await;
-        tracing::info!("shutting down");
+        // Trigger first: nothing may stand between the signal and the
+        // shutdown, not even a log line to a stderr that is gone.
         trigger.trigger();
+        tracing::info!("shutting down");
     });
     match pubsub_server::serve(listener, AppState::new(config, stop)).await {
         Ok(()) => {
@@ -55,7 +57,7 @@ fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LossyStderr);
     match format {
         LogFormat::Human => logs.init(),
         LogFormat::Json => logs
@@ -63,5 +65,22 @@ fn init_logs(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(true)
             .init(),
+    }
+}
+
+/// stderr for the logs, ignoring write errors: when whoever reads our
+/// stderr is gone (EPIPE), a log line is lost, never a panic that would take
+/// the shutdown or a session down with it.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }

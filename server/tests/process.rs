@@ -329,3 +329,28 @@ async fn api_keys_come_from_the_environment_and_a_keys_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_server_even_when_its_stderr_is_gone() {
+    // The log reader (a supervisor, a pipe) died: writing a log line now
+    // fails, and that must not stand between SIGTERM and the exit.
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_listening(port).await;
+    drop(child.stderr.take());
+    signal(&child, "TERM");
+    let status = tokio::task::spawn_blocking(move || wait_for_exit(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
