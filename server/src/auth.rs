@@ -250,21 +250,20 @@ impl Keys {
         if !self.enabled() {
             return Ok(Grants::ALL);
         }
-        let grants = match presented {
-            None if need == Need::Open => return Ok(Grants::default()),
-            None => {
-                return Err(Refusal::Unauthorized(
-                    "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY",
-                ))
-            }
-            Some(key) => self.lookup(key),
+        if need == Need::Open {
+            return Ok(Grants::default());
+        }
+        let Some(key) = presented else {
+            return Err(Refusal::Unauthorized(
+                "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY",
+            ));
         };
-        match (grants, need) {
-            (_, Need::Open) => Ok(grants.unwrap_or_default()),
-            (None, _) => Err(Refusal::Unauthorized("the API key is not valid")),
-            (Some(g), Need::AnyKey) => Ok(g),
-            (Some(g), Need::Role(role)) if g.allows(role) => Ok(g),
-            (Some(_), Need::Role(role)) => Err(Refusal::Forbidden(role)),
+        let Some(grants) = self.lookup(key) else {
+            return Err(Refusal::Unauthorized("the API key is not valid"));
+        };
+        match need {
+            Need::Role(role) if !grants.allows(role) => Err(Refusal::Forbidden(role)),
+            _ => Ok(grants),
         }
     }
 }
