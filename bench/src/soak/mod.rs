@@ -681,9 +681,16 @@ async fn read_topics(
 
 type Tasks = Vec<tokio::task::JoinHandle<()>>;
 
-/// Subscribers (in waves of 100, so the listen backlog never overflows),
-/// then publishers.
+/// Subscribers, then publishers.
 async fn start_clients(ctx: &Rc<Ctx>, config: &Config, rate: f64) -> (Tasks, Tasks) {
+    let subscribers = spawn_subscribers(ctx, config).await;
+    (spawn_publishers(ctx, config, rate), subscribers)
+}
+
+/// One task per subscriber connection, each on `topics_per_subscriber`
+/// consecutive topics, started in waves of 100 so the listen backlog never
+/// overflows.
+async fn spawn_subscribers(ctx: &Rc<Ctx>, config: &Config) -> Tasks {
     let mut subscribers = Vec::new();
     for i in 0..config.subscribers {
         let topics: Vec<usize> = (0..config.topics_per_subscriber)
@@ -698,19 +705,20 @@ async fn start_clients(ctx: &Rc<Ctx>, config: &Config, rate: f64) -> (Tasks, Tas
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    subscribers
+}
+
+/// One task per publisher, each owning every `publishers`-th topic and its
+/// share of `rate` (messages per second in total).
+fn spawn_publishers(ctx: &Rc<Ctx>, config: &Config, rate: f64) -> Tasks {
     let p = config.publishers;
-    let mut publishers = Vec::new();
-    for id in 0..p {
-        let owned: Vec<usize> = (0..config.topics).filter(|t| t % p == id).collect();
-        let share = rate * owned.len() as f64 / config.topics as f64;
-        publishers.push(tokio::task::spawn_local(publisher::run(
-            owned,
-            share,
-            config.payload,
-            Rc::clone(ctx),
-        )));
-    }
-    (publishers, subscribers)
+    (0..p)
+        .map(|id| {
+            let owned: Vec<usize> = (0..config.topics).filter(|t| t % p == id).collect();
+            let share = rate * owned.len() as f64 / config.topics as f64;
+            tokio::task::spawn_local(publisher::run(owned, share, config.payload, Rc::clone(ctx)))
+        })
+        .collect()
 }
 
 async fn sample_timeline(ctx: Rc<Ctx>) {

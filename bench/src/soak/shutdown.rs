@@ -19,7 +19,7 @@
 use super::ledger::{Checks, Errors, Ledger};
 use super::server::Server;
 use super::session::Ended;
-use super::{publisher, read_topics, subscriber, Config, Ctx, Phase, SoakArgs};
+use super::{read_topics, spawn_publishers, spawn_subscribers, Config, Ctx, Phase, SoakArgs};
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -108,20 +108,7 @@ pub async fn run(
         seed: seed ^ 0x5348_5554,
     });
     let wanted = (config.subscribers * config.topics_per_subscriber) as u64;
-    let mut tasks = Vec::new();
-    for i in 0..config.subscribers {
-        let topics: Vec<usize> = (0..config.topics_per_subscriber)
-            .map(|k| (i + k) % config.topics)
-            .collect();
-        tasks.push(tokio::task::spawn_local(subscriber::run(
-            i,
-            topics,
-            Rc::clone(&ctx),
-        )));
-        if i % 100 == 99 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    let mut tasks = spawn_subscribers(&ctx, config).await;
     let waiting = Instant::now();
     while ctx.ledger.borrow().checks.subscribes < wanted
         && waiting.elapsed() < Duration::from_secs(30)
@@ -134,17 +121,7 @@ pub async fn run(
             "only {subscribed} of {wanted} subscriptions acked before SIGTERM"
         ));
     }
-    let p = config.publishers;
-    for id in 0..p {
-        let owned: Vec<usize> = (0..config.topics).filter(|t| t % p == id).collect();
-        let share = rate * owned.len() as f64 / config.topics as f64;
-        tasks.push(tokio::task::spawn_local(publisher::run(
-            owned,
-            share,
-            config.payload,
-            Rc::clone(&ctx),
-        )));
-    }
+    tasks.extend(spawn_publishers(&ctx, config, rate));
     tokio::time::sleep(a.shutdown_after).await;
 
     let acked_before: Vec<u64> = ctx
@@ -163,7 +140,7 @@ pub async fn run(
         }
     };
     r.new_connection = try_new_connection(a.addr).await;
-    let clients = config.subscribers + p;
+    let clients = config.subscribers + config.publishers;
     let limit = a.shutdown_timeout + Duration::from_secs(5);
     while ctx.endings.borrow().len() < clients && sent.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(5)).await;
