@@ -60,6 +60,16 @@ ensure_chromium() {
   fi
 }
 
+# Debian's nats-server (2.9, with JetStream): the cluster tests start their
+# own on loopback, and the benchmarks compare against it.
+ensure_nats_server() {
+  if ! command -v nats-server >/dev/null 2>&1; then
+    say "installing Debian's nats-server"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server
+  fi
+}
+
 # schemathesis (PyPI) in a venv under the repository, for scripts/schemathesis.sh.
 # Debian's python3 needs python3-venv for `python3 -m venv` to bring pip.
 ensure_schemathesis() {

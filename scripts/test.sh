@@ -8,6 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
 ensure_build_tools
 ensure_chromium
+ensure_nats_server
 cd "$ROOT"
 # Incremental caches of every test binary took tens of GB here; a test run
 # gains nothing from them.
@@ -20,7 +21,7 @@ say "cargo clippy (server, CLI, bench and shared crate, then the wasm frontend)"
 cargo clippy -p app -p pubsub-server -p pubsub-cli -p pubsub-bench --all-targets -- -D warnings
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-say "cargo test"
+say "cargo test (the cluster tests start nats-server with JetStream and three instances)"
 cargo test -p app -p pubsub-server -p pubsub-cli -p pubsub-bench
 
 say "release build (cargo leptos build --release)"

@@ -23,6 +23,7 @@
 
 use app::wire::{ErrorCode, ServerFrame};
 use bytes::BytesMut;
+use pubsub_server::backplane::Backplane;
 use pubsub_server::broker::frame::Frame;
 use pubsub_server::broker::{
     Broker, BrokerConfig, Connection, Drained, End, Replay, Settlement, SlowConsumerPolicy,
@@ -32,6 +33,7 @@ use pubsub_server::ws::session::handle_text;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
@@ -225,6 +227,17 @@ impl Write for ClientBytes<'_> {
 
 // ---------------------------------------------------------------- session
 
+/// The output of a future that is ready at its first poll, as every
+/// future of the in-memory backplane is.
+fn at_once<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("the in-memory backplane answers at once"),
+    }
+}
+
 /// The session's reader and writer over the decoded messages, against a
 /// broker with two topics and a second subscriber that reads nothing.
 fn serve(input_len: usize, messages: &[Incoming]) {
@@ -235,13 +248,14 @@ fn serve(input_len: usize, messages: &[Incoming]) {
     } else {
         SlowConsumerPolicy::Disconnect
     };
-    let broker = Broker::new(BrokerConfig {
+    let broker = Arc::new(Broker::new(BrokerConfig {
         history_size: 16,
         subscriber_queue: 8,
         slow_consumer_policy: policy,
         max_message_bytes: MAX_PAYLOAD,
         ..BrokerConfig::default()
-    });
+    }));
+    let backplane = Backplane::Memory(Arc::clone(&broker));
     for topic in TOPICS {
         broker.create_topic(topic).expect("create a fixed topic");
     }
@@ -257,7 +271,7 @@ fn serve(input_len: usize, messages: &[Incoming]) {
     let mut requests = 0;
     for message in messages {
         match message {
-            Incoming::Text(text) => handle_text(&broker, &conn, text),
+            Incoming::Text(text) => at_once(handle_text(&backplane, &conn, text)),
             // As `session::read_loop` answers a binary message.
             Incoming::Binary => conn.outbox.push_reply(Frame::error(
                 None,

@@ -127,6 +127,13 @@ pub struct Config {
     /// Largest REST request body, in bytes (413 PAYLOAD_TOO_LARGE above).
     #[arg(long, env = "PUBSUB_MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
+
+    /// Cluster mode: the NATS server (with JetStream) that several instances
+    /// share, e.g. `nats://127.0.0.1:4222`. Topics, `seq` and history then
+    /// live in NATS and every instance serves them all. Without it (the
+    /// default) everything stays in this process.
+    #[arg(long, env = "PUBSUB_CLUSTER_NATS", value_name = "URL")]
+    pub cluster_nats: Option<String>,
 }
 
 /// `--slow-consumer-policy` values, spelled as in the contract.
@@ -202,6 +209,8 @@ pub struct FileConfig {
     pub publish_burst: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_nats: Option<String>,
 }
 
 /// A configuration that cannot be used, with the key or flag at fault.
@@ -296,6 +305,9 @@ impl Config {
         take!(publish_rate);
         take!(publish_burst);
         take!(max_body_bytes);
+        if file.cluster_nats.is_some() && defaulted("cluster_nats") {
+            self.cluster_nats = file.cluster_nats;
+        }
         if let Some(specs) = file.api_keys {
             let keys = specs
                 .iter()
@@ -360,6 +372,7 @@ impl Config {
             publish_rate: Some(self.publish_rate),
             publish_burst: Some(self.publish_burst),
             max_body_bytes: Some(self.max_body_bytes),
+            cluster_nats: self.cluster_nats.clone(),
         };
         let text = toml::to_string(&file).unwrap_or_default();
         if self.api_keys.is_empty() {

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backplane;
 pub mod broker;
 pub mod config;
 pub mod metrics;
@@ -26,6 +27,7 @@ use axum::http::{HeaderName, Request};
 use axum::routing::{any, get};
 use axum::serve::ListenerExt;
 use axum::Router;
+use backplane::Backplane;
 use broker::sampler::Sampler;
 use broker::Broker;
 use config::Config;
@@ -45,7 +47,11 @@ pub const STATS_HISTORY_SAMPLES: usize = 300;
 /// What every handler can reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
+    /// This instance's connections, subscriptions and counters.
     pub broker: Arc<Broker>,
+    /// Where topics, `seq` and history are decided (this process, or NATS in
+    /// cluster mode); REST and WebSocket go through it.
+    pub backplane: Backplane,
     pub sampler: Arc<Sampler>,
     pub http_requests: Arc<metrics::HttpRequests>,
     pub config: Arc<Config>,
@@ -58,11 +64,31 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A single instance holding everything in memory (`cluster_nats` is
+    /// not looked at; see [`AppState::start`]).
     pub fn new(config: Config, shutdown: Shutdown) -> Self {
         let broker = Arc::new(Broker::new(config.broker()));
+        Self::with(Backplane::Memory(Arc::clone(&broker)), config, shutdown)
+    }
+
+    /// The state `config` asks for: in cluster mode it connects to NATS
+    /// (retrying in the background while NATS is not there).
+    pub async fn start(config: Config, shutdown: Shutdown) -> Result<Self, String> {
+        let broker = Arc::new(Broker::new(config.broker()));
+        let backplane = match &config.cluster_nats {
+            None => Backplane::Memory(broker),
+            Some(url) => Backplane::Nats(
+                backplane::nats::NatsBackplane::connect(url, broker, shutdown.clone()).await?,
+            ),
+        };
+        Ok(Self::with(backplane, config, shutdown))
+    }
+
+    fn with(backplane: Backplane, config: Config, shutdown: Shutdown) -> Self {
         let leptos_options = ui::options(&config);
         AppState {
-            broker,
+            broker: Arc::clone(backplane.broker()),
+            backplane,
             sampler: Arc::new(Sampler::new(STATS_HISTORY_SAMPLES)),
             http_requests: Arc::default(),
             keys: Arc::new(auth::Keys::new(config.api_keys.clone())),

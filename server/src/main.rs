@@ -41,7 +41,17 @@ async fn main() -> ExitCode {
         trigger.trigger();
         tracing::info!("shutting down");
     });
-    match pubsub_server::serve(listener, AppState::new(config, stop)).await {
+    let state = match AppState::start(config, stop).await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(url) = &state.config.cluster_nats {
+        tracing::info!(%url, "cluster mode: topics, seq and history live in NATS JetStream");
+    }
+    match pubsub_server::serve(listener, state).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

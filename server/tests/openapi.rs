@@ -272,6 +272,7 @@ async fn errors_have_the_contract_body_and_codes() {
                 "TOPIC_EXISTS" => 409,
                 "PAYLOAD_TOO_LARGE" => 413,
                 "RATE_LIMITED" => 429,
+                "UNAVAILABLE" => 503,
                 other => panic!("unexpected code {other}"),
             };
             assert_eq!(code_status, expected, "{method} {path} {status}: {code}");

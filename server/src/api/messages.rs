@@ -1,7 +1,9 @@
 //! A topic's messages: publish (`POST /api/topics/{name}/messages`) and
 //! read the history back (`GET`, the same path).
 
-use super::openapi::{BadRequest, Forbidden, PayloadTooLarge, TopicNotFound, Unauthorized};
+use super::openapi::{
+    BadRequest, Forbidden, PayloadTooLarge, TopicNotFound, Unauthorized, Unavailable,
+};
 use super::{history_range, json_body, ApiResult, TopicName};
 use crate::AppState;
 use app::wire::{HistoryPage, PublishMessage, Published};
@@ -32,6 +34,7 @@ use bytes::Bytes;
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = TopicNotFound),
+        (status = 503, response = Unavailable),
         (status = 413, response = PayloadTooLarge),
     ),
 )]
@@ -41,7 +44,7 @@ pub(super) async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Published>)> {
     let message: PublishMessage = json_body(body)?;
-    let receipt = state.broker.publish(&name, message)?;
+    let receipt = state.backplane.publish(&name, message).await?;
     Ok((
         StatusCode::CREATED,
         Json(Published {
@@ -79,6 +82,7 @@ pub(super) async fn publish(
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = TopicNotFound),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub(super) async fn history(
@@ -87,7 +91,7 @@ pub(super) async fn history(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<HistoryPage>> {
     let range = history_range(query.as_deref().unwrap_or(""))?;
-    let (epoch, events) = state.broker.history(&name, range)?;
+    let (epoch, events) = state.backplane.history(&name, range).await?;
     let messages = events.iter().filter_map(|e| e.history_message()).collect();
     Ok(Json(HistoryPage {
         topic: name,

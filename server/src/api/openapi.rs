@@ -31,7 +31,8 @@ use utoipa::{Modify, OpenApi as _, ToResponse};
             TopicNotFound,
             TopicExists,
             PayloadTooLarge,
-            RateLimited
+            RateLimited,
+            Unavailable
         ),
     ),
     tags(
@@ -185,6 +186,13 @@ error_response!(
     "RATE_LIMITED: the server holds max_topics topics already (default 10,000).",
     [RateLimited],
     "this server holds its limit of 10000 topics (max_topics); delete one first"
+);
+
+error_response!(
+    Unavailable,
+    "UNAVAILABLE: cluster mode only: NATS, which holds the topics, cannot be reached (or this instance has not caught up with it yet). Nothing was created, deleted or published; try again.",
+    [Unavailable],
+    "cluster backplane: NATS at nats://127.0.0.1:4222 is unreachable"
 );
 
 /// A 401 names the scheme to use, as HTTP wants.

@@ -1,11 +1,11 @@
 //! The server's own state: `GET /api/health`, `GET /api/stats` and the
 //! per-second history of the stats (`GET /api/stats/history`).
 
-use super::openapi::{BadRequest, Unauthorized};
+use super::openapi::{BadRequest, Unauthorized, Unavailable};
 use super::{history_range, ApiError, ApiResult};
-use crate::broker::HistoryRange;
+use crate::broker::{BrokerError, HistoryRange};
 use crate::AppState;
-use app::wire::{Health, Stats, StatsHistory, StatsTotals, TopicStats};
+use app::wire::{ErrorCode, Health, Stats, StatsHistory, StatsTotals, TopicStats};
 use axum::extract::{RawQuery, State};
 use axum::Json;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,22 +13,31 @@ use std::sync::atomic::Ordering::Relaxed;
 /// Liveness, with the main gauges
 ///
 /// Always open, even when authentication is on (a load balancer's or
-/// container's health check needs no key).
+/// container's health check needs no key). In cluster mode it is 503
+/// `UNAVAILABLE`, naming the reason, while NATS cannot be reached; the
+/// gauges are this instance's except `topics` (the cluster's).
 #[utoipa::path(
     get,
     path = "/health",
     tag = "server",
-    responses((status = 200, description = "The server is up.", body = Health)),
+    responses(
+        (status = 200, description = "The server is up.", body = Health),
+        (status = 503, response = Unavailable),
+    ),
 )]
-pub(super) async fn health(State(state): State<AppState>) -> Json<Health> {
+pub(super) async fn health(State(state): State<AppState>) -> ApiResult<Json<Health>> {
+    state
+        .backplane
+        .health()
+        .map_err(|reason| BrokerError::new(ErrorCode::Unavailable, reason))?;
     let b = &state.broker;
-    Json(Health {
+    Ok(Json(Health {
         status: "ok".into(),
         uptime_sec: b.uptime_sec(),
         topics: b.topic_count(),
         subscribers: b.totals().subscriptions.load(Relaxed),
         connections: b.totals().connections.load(Relaxed),
-    })
+    }))
 }
 
 /// Counters, in total and per topic

@@ -3,6 +3,7 @@
 
 use super::openapi::{
     BadRequest, Forbidden, PayloadTooLarge, RateLimited, TopicExists, TopicNotFound, Unauthorized,
+    Unavailable,
 };
 use super::{json_body, ApiResult, TopicName};
 use crate::broker::TopicInfo;
@@ -58,6 +59,7 @@ pub(super) async fn list_topics(State(state): State<AppState>) -> Json<TopicList
         (status = 409, response = TopicExists),
         (status = 413, response = PayloadTooLarge),
         (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub(super) async fn create_topic(
@@ -65,7 +67,7 @@ pub(super) async fn create_topic(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<TopicChanged>)> {
     let CreateTopic { name } = json_body(body)?;
-    state.broker.create_topic(&name)?;
+    state.backplane.create_topic(&name).await?;
     Ok((
         StatusCode::CREATED,
         Json(TopicChanged {
@@ -87,13 +89,14 @@ pub(super) async fn create_topic(
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 404, response = TopicNotFound),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub(super) async fn get_topic(
     State(state): State<AppState>,
     TopicName(name): TopicName,
 ) -> ApiResult<Json<TopicDetail>> {
-    let t = state.broker.topic_info(&name)?;
+    let t = state.backplane.topic_info(&name).await?;
     Ok(Json(TopicDetail {
         name: t.name,
         subscribers: t.subscribers,
@@ -122,13 +125,14 @@ pub(super) async fn get_topic(
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = TopicNotFound),
+        (status = 503, response = Unavailable),
     ),
 )]
 pub(super) async fn delete_topic(
     State(state): State<AppState>,
     TopicName(name): TopicName,
 ) -> ApiResult<Json<TopicChanged>> {
-    state.broker.delete_topic(&name)?;
+    state.backplane.delete_topic(&name).await?;
     Ok(Json(TopicChanged {
         status: "deleted".into(),
         topic: name,

@@ -21,7 +21,8 @@ use app::wire::{self, Ack, InfoKind, PublishMessage, Since};
 pub use connection::{Connection, Permits};
 use dashmap::DashMap;
 pub use error::BrokerError;
-use frame::{EventDraft, Frame};
+pub use frame::EventDraft;
+use frame::Frame;
 pub use outbox::{Drained, End, SlowConsumerPolicy};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -81,6 +82,13 @@ pub enum HistoryRange {
     All,
     LastN(u64),
     SinceSeq(u64),
+}
+
+/// A message checked for publishing, not yet published.
+#[derive(Debug)]
+pub struct Prepared {
+    pub id: String,
+    pub payload: Box<serde_json::value::RawValue>,
 }
 
 /// What a publish produced.
@@ -152,29 +160,61 @@ impl Broker {
 
     pub fn create_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         error::check_topic_name(name)?;
+        let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
         let key: Arc<str> = Arc::from(name);
         match self.topics.entry(Arc::clone(&key)) {
             dashmap::Entry::Occupied(_) => Err(BrokerError::topic_exists(name)),
-            dashmap::Entry::Vacant(_) if !self.reserve_topic_slot() => Err(BrokerError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "this server holds its limit of {} topics (max_topics); delete one first",
-                    self.config.max_topics
-                ),
-            )),
+            dashmap::Entry::Vacant(_) if !self.reserve_topic_slot() => Err(self.too_many_topics()),
             dashmap::Entry::Vacant(slot) => {
-                let tally = Arc::new(TopicTally::new(Arc::clone(&key), Arc::clone(&self.totals)));
-                let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
-                let topic = Arc::new(Topic::new(
-                    key,
-                    epoch,
-                    clock::now_rfc3339(),
-                    tally,
-                    self.config.history_size,
-                ));
+                let topic = self.new_topic(key, epoch, clock::now_rfc3339());
                 let info = info_of(&topic);
                 slot.insert(topic);
                 Ok(info)
+            }
+        }
+    }
+
+    /// The error of a create over `max_topics`.
+    pub fn too_many_topics(&self) -> BrokerError {
+        BrokerError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "this server holds its limit of {} topics (max_topics); delete one first",
+                self.config.max_topics
+            ),
+        )
+    }
+
+    fn new_topic(&self, name: Arc<str>, epoch: String, created_at: String) -> Arc<Topic> {
+        let tally = Arc::new(TopicTally::new(Arc::clone(&name), Arc::clone(&self.totals)));
+        Arc::new(Topic::new(
+            name,
+            epoch,
+            created_at,
+            tally,
+            self.config.history_size,
+        ))
+    }
+
+    /// Makes a topic decided elsewhere (the cluster's registry) exist here
+    /// with that epoch. A topic of the same name with another epoch was
+    /// deleted and created again meanwhile: its subscribers get
+    /// `topic_deleted` first. Returns the topic and whether it is new here.
+    /// `max_topics` is the registry's to enforce, not a mirror's.
+    pub fn adopt_topic(&self, name: &str, epoch: &str, created_at: &str) -> (Arc<Topic>, bool) {
+        loop {
+            if let Some(topic) = self.topics.get(name) {
+                if topic.epoch == epoch {
+                    return (Arc::clone(topic.value()), false);
+                }
+            }
+            self.drop_topic(name, None);
+            let key: Arc<str> = Arc::from(name);
+            if let dashmap::Entry::Vacant(slot) = self.topics.entry(Arc::clone(&key)) {
+                self.topic_slots.fetch_add(1, Relaxed);
+                let topic = self.new_topic(key, epoch.to_owned(), created_at.to_owned());
+                slot.insert(Arc::clone(&topic));
+                return (topic, true);
             }
         }
     }
@@ -192,8 +232,21 @@ impl Broker {
     /// events already queued for it) and loses the subscription.
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         error::check_topic_name(name)?;
-        let Some((_, topic)) = self.topics.remove(name) else {
-            return Err(BrokerError::topic_not_found(name));
+        if self.drop_topic(name, None) {
+            Ok(())
+        } else {
+            Err(BrokerError::topic_not_found(name))
+        }
+    }
+
+    /// Removes a topic (only with this epoch when one is given) and tells
+    /// its subscribers. Whether there was one to remove.
+    pub fn drop_topic(&self, name: &str, epoch: Option<&str>) -> bool {
+        let removed = self
+            .topics
+            .remove_if(name, |_, topic| epoch.is_none_or(|e| *topic.epoch == *e));
+        let Some((_, topic)) = removed else {
+            return false;
         };
         self.topic_slots.fetch_sub(1, Relaxed);
         let mut st = topic.state.lock();
@@ -204,7 +257,7 @@ impl Broker {
             conn.forget(&topic);
             self.totals.subscriptions.fetch_sub(1, Relaxed);
         }
-        Ok(())
+        true
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
@@ -289,6 +342,13 @@ impl Broker {
         name: &str,
         message: PublishMessage,
     ) -> Result<Receipt, BrokerError> {
+        self.may_publish(conn)?;
+        self.publish(name, message)
+    }
+
+    /// Whether `conn` may publish one more message now (its key's role and
+    /// its publish rate); takes a token from its rate when it may.
+    pub fn may_publish(&self, conn: &Connection) -> Result<(), BrokerError> {
         if !conn.permits.publish {
             return Err(BrokerError::new(
                 ErrorCode::Forbidden,
@@ -304,12 +364,12 @@ impl Broker {
                 ),
             ));
         }
-        self.publish(name, message)
+        Ok(())
     }
 
-    /// Publishes one message: assigns the next `seq`, appends it to history
-    /// and queues it to every subscriber, all under the topic's lock.
-    pub fn publish(&self, name: &str, message: PublishMessage) -> Result<Receipt, BrokerError> {
+    /// Checks a message before it is published anywhere: the topic name,
+    /// the id (or a new one) and the payload's serialized size.
+    pub fn prepare(&self, name: &str, message: PublishMessage) -> Result<Prepared, BrokerError> {
         error::check_topic_name(name)?;
         let id = match message.id {
             Some(id) => {
@@ -332,6 +392,13 @@ impl Broker {
                 ),
             ));
         }
+        Ok(Prepared { id, payload })
+    }
+
+    /// Publishes one message: assigns the next `seq`, appends it to history
+    /// and queues it to every subscriber, all under the topic's lock.
+    pub fn publish(&self, name: &str, message: PublishMessage) -> Result<Receipt, BrokerError> {
+        let Prepared { id, payload } = self.prepare(name, message)?;
         let topic = self.topic(name)?;
         // The expensive part (serializing the payload) happens before the lock.
         let draft = EventDraft::new(name, &id, &payload, &clock::now_rfc3339());
@@ -340,8 +407,36 @@ impl Broker {
         if st.deleted {
             return Err(BrokerError::topic_not_found(name));
         }
-        st.seq += 1;
-        let seq = st.seq;
+        let seq = st.seq + 1;
+        self.fan_out(&topic, &mut st, seq, draft);
+        drop(st);
+        Ok(Receipt { id, seq })
+    }
+
+    /// Takes in an event whose `seq` was decided elsewhere (the cluster's
+    /// stream), in order: one at or below the topic's `seq` was seen already
+    /// and is skipped. Subscribers are told of a jump over `seq`s this node
+    /// never received (the stream dropped them before it read them) with a
+    /// `SLOW_CONSUMER` error naming how many. Returns the topic's `seq`.
+    pub fn apply_event(&self, topic: &Topic, seq: u64, draft: EventDraft) -> u64 {
+        let mut st = topic.state.lock();
+        if st.deleted || seq <= st.seq {
+            return st.seq;
+        }
+        let missed = seq - st.seq - 1;
+        if missed > 0 && st.seq > 0 {
+            let notice = Frame::slow_consumer(&topic.name, missed);
+            for conn in st.subscribers.values() {
+                conn.outbox.push_reply(notice.clone());
+            }
+        }
+        self.fan_out(topic, &mut st, seq, draft);
+        seq
+    }
+
+    /// Makes `seq` the topic's newest event: history and every subscriber.
+    fn fan_out(&self, topic: &Topic, st: &mut topic::TopicState, seq: u64, draft: EventDraft) {
+        st.seq = seq;
         let event = Arc::new(PublishedEvent {
             seq,
             frame: draft.finish(seq),
@@ -356,9 +451,7 @@ impl Broker {
             conn.outbox.push_event(&event, false);
         }
         st.history.push(event);
-        drop(st);
         self.totals.published.fetch_add(1, Relaxed);
-        Ok(Receipt { id, seq })
     }
 
     // --------------------------------------------------- subscriptions
@@ -527,7 +620,7 @@ fn counts_of(topic: &Topic) -> TopicCounts {
     }
 }
 
-fn info_of(topic: &Topic) -> TopicInfo {
+pub(crate) fn info_of(topic: &Topic) -> TopicInfo {
     let (seq, subscribers) = topic.snapshot();
     TopicInfo {
         name: topic.name.to_string(),

@@ -71,7 +71,7 @@ pub async fn upgrade(
         },
         max_message: state.config.max_frame_bytes,
     };
-    let broker = state.broker.clone();
+    let backplane = state.backplane.clone();
     let shutdown = state.shutdown.clone();
     // The session outlives the upgrade request: it gets its own span, with
     // the upgrade's request id so the two can be joined in the logs.
@@ -98,7 +98,7 @@ pub async fn upgrade(
                 // has not acknowledged for two heartbeats fails the socket.
                 let _ = socket.set_tcp_user_timeout(Some(2 * settings.heartbeat));
                 let (input, output) = tcp.into_split();
-                session::run(input, output, parts.read_buf, broker, settings, shutdown).await;
+                session::run(input, output, parts.read_buf, backplane, settings, shutdown).await;
             }
             Err(upgraded) => {
                 let (input, output) = tokio::io::split(TokioIo::new(upgraded));
@@ -106,7 +106,7 @@ pub async fn upgrade(
                     input,
                     output,
                     Default::default(),
-                    broker,
+                    backplane,
                     settings,
                     shutdown,
                 )

@@ -12,6 +12,7 @@
 //! cancelled task).
 
 use super::codec::{self, DecodeError, Decoder, Incoming};
+use crate::backplane::Backplane;
 use crate::broker::frame::Frame;
 use crate::broker::{Broker, Connection, Drained, End, Permits, Replay, Settlement};
 use crate::shutdown::Shutdown;
@@ -55,16 +56,17 @@ pub async fn run<R, W>(
     input: R,
     output: W,
     early: Bytes,
-    broker: Arc<Broker>,
+    backplane: Backplane,
     settings: Settings,
     shutdown: Shutdown,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let broker = backplane.broker();
     let conn = broker.connect_with(settings.permits);
     let _forget = ForgetOnDrop {
-        broker: Arc::clone(&broker),
+        broker: Arc::clone(broker),
         conn: Arc::clone(&conn),
     };
     tracing::debug!(connection = conn.id, "websocket connected");
@@ -77,7 +79,7 @@ pub async fn run<R, W>(
             input,
             BytesMut::from(&early[..]),
             Decoder::new(settings.max_message),
-            &broker,
+            &backplane,
             &conn,
             &shutdown,
             &over,
@@ -149,7 +151,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     mut input: R,
     mut buf: BytesMut,
     mut decoder: Decoder,
-    broker: &Broker,
+    backplane: &Backplane,
     conn: &Arc<Connection>,
     shutdown: &Shutdown,
     over: &CancellationToken,
@@ -172,7 +174,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             };
             heard.now();
             match message {
-                Incoming::Text(text) => handle_text(broker, conn, &text),
+                Incoming::Text(text) => handle_text(backplane, conn, &text).await,
                 Incoming::Binary => conn.outbox.push_reply(Frame::error(
                     None,
                     ErrorCode::BadRequest,
@@ -236,7 +238,11 @@ fn refuse(conn: &Connection, e: &DecodeError) {
 ///
 /// Public for the `ws_frames` fuzz target and its corpus replay test
 /// (`server/tests/fuzz_corpus.rs`), which call it without a socket.
-pub fn handle_text(broker: &Broker, conn: &Arc<Connection>, text: &str) {
+///
+/// With the in-memory backplane the future is ready at its first poll; in
+/// cluster mode a publish waits for NATS's acknowledgement (the client's
+/// further frames wait behind it, which keeps its publishes in order).
+pub async fn handle_text(backplane: &Backplane, conn: &Arc<Connection>, text: &str) {
     let frame = match parse_frame(text) {
         Ok(frame) => frame,
         Err(problem) => {
@@ -257,8 +263,9 @@ pub fn handle_text(broker: &Broker, conn: &Arc<Connection>, text: &str) {
             since,
             request_id,
         } => {
-            if let Err(e) =
-                broker.subscribe(conn, &topic, Replay { last_n, since }, request_id.clone())
+            if let Err(e) = backplane
+                .subscribe(conn, &topic, Replay { last_n, since }, request_id.clone())
+                .await
             {
                 conn.outbox
                     .push_reply(Frame::error(request_id, e.code, e.message));
@@ -269,7 +276,10 @@ pub fn handle_text(broker: &Broker, conn: &Arc<Connection>, text: &str) {
             client_id: _,
             request_id,
         } => {
-            if let Err(e) = broker.unsubscribe(conn, &topic, request_id.clone()) {
+            if let Err(e) = backplane
+                .broker()
+                .unsubscribe(conn, &topic, request_id.clone())
+            {
                 conn.outbox
                     .push_reply(Frame::error(request_id, e.code, e.message));
             }
@@ -278,7 +288,7 @@ pub fn handle_text(broker: &Broker, conn: &Arc<Connection>, text: &str) {
             topic,
             message,
             request_id,
-        } => match broker.publish_from(conn, &topic, message) {
+        } => match backplane.publish_from(conn, &topic, message).await {
             Ok(receipt) => conn.outbox.push_reply(Frame::ack(Ack {
                 seq: Some(receipt.seq),
                 id: Some(receipt.id),

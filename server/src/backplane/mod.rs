@@ -1,0 +1,131 @@
+//! Where a topic's existence, `seq`, epoch and history are decided.
+//!
+//! - [`Backplane::Memory`] (the default): in this process. The broker
+//!   assigns `seq` under the topic's lock and fans out at once.
+//! - [`Backplane::Nats`] (cluster mode, `--cluster-nats`): in NATS
+//!   JetStream, shared by every instance. A key-value bucket is the topic
+//!   registry and each topic is a stream whose sequence is the topic's `seq`;
+//!   every instance follows the streams and fans out to its own WebSocket
+//!   subscribers through the same broker, which here is a mirror.
+//!
+//! REST and WebSocket call the backplane for everything that changes
+//! shared state or must read it fresh; connection-local work (queues,
+//! subscriptions, stats) stays with [`Broker`].
+
+pub mod nats;
+
+use crate::broker::Broker;
+use crate::broker::{
+    BrokerError, Connection, HistoryRange, PublishedEvent, Receipt, Replay, TopicInfo,
+};
+use app::wire::PublishMessage;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub enum Backplane {
+    Memory(Arc<Broker>),
+    Nats(Arc<nats::NatsBackplane>),
+}
+
+impl Backplane {
+    /// This instance's broker: its connections, subscriptions and counters.
+    pub fn broker(&self) -> &Arc<Broker> {
+        match self {
+            Backplane::Memory(broker) => broker,
+            Backplane::Nats(nats) => nats.broker(),
+        }
+    }
+
+    /// `"memory"` or `"nats"`, for logs and health.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Backplane::Memory(_) => "memory",
+            Backplane::Nats(_) => "nats",
+        }
+    }
+
+    /// `Err(reason)` while this instance cannot serve the contract (cluster
+    /// mode with NATS unreachable).
+    pub fn health(&self) -> Result<(), String> {
+        match self {
+            Backplane::Memory(_) => Ok(()),
+            Backplane::Nats(nats) => nats.health(),
+        }
+    }
+
+    pub async fn create_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        match self {
+            Backplane::Memory(broker) => broker.create_topic(name),
+            Backplane::Nats(nats) => nats.create_topic(name).await,
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        match self {
+            Backplane::Memory(broker) => broker.delete_topic(name),
+            Backplane::Nats(nats) => nats.delete_topic(name).await,
+        }
+    }
+
+    /// A topic's metadata, as of now across the cluster.
+    pub async fn topic_info(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        if let Backplane::Nats(nats) = self {
+            nats.catch_up(name).await?;
+        }
+        self.broker().topic_info(name)
+    }
+
+    /// Messages from a topic's history, including every message published
+    /// anywhere before this call.
+    pub async fn history(
+        &self,
+        name: &str,
+        range: HistoryRange,
+    ) -> Result<(String, Vec<Arc<PublishedEvent>>), BrokerError> {
+        if let Backplane::Nats(nats) = self {
+            nats.catch_up(name).await?;
+        }
+        self.broker().history(name, range)
+    }
+
+    /// Publishes one message (REST: no connection, no rate).
+    pub async fn publish(
+        &self,
+        name: &str,
+        message: PublishMessage,
+    ) -> Result<Receipt, BrokerError> {
+        match self {
+            Backplane::Memory(broker) => broker.publish(name, message),
+            Backplane::Nats(nats) => nats.publish(name, message).await,
+        }
+    }
+
+    /// Publishes for a WebSocket connection: its role and rate first.
+    pub async fn publish_from(
+        &self,
+        conn: &Connection,
+        name: &str,
+        message: PublishMessage,
+    ) -> Result<Receipt, BrokerError> {
+        self.broker().may_publish(conn)?;
+        self.publish(name, message).await
+    }
+
+    /// Subscribes a connection. In cluster mode this instance first takes in
+    /// every message published anywhere before the call, so replay and the
+    /// `ack`'s `seq` are the cluster's, not a lagging mirror's.
+    pub async fn subscribe(
+        &self,
+        conn: &Arc<Connection>,
+        name: &str,
+        replay: Replay,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        if let Backplane::Nats(nats) = self {
+            if conn.permits.subscribe {
+                nats.catch_up(name).await?;
+            }
+        }
+        self.broker().subscribe(conn, name, replay, request_id)
+    }
+}

@@ -1,0 +1,580 @@
+//! Cluster mode: NATS JetStream as the backplane of several instances.
+//!
+//! - The topic registry is the key-value bucket `pubsub_topics`: key = the
+//!   topic name (`.` written `=2E`, which KV keys cannot hold as-is), value =
+//!   `{"epoch","created_at"}`. Creating is the bucket's atomic create, so two
+//!   instances creating one name at once get one `201` and one `409`.
+//! - Each topic is the stream `PUBSUB_<epoch>` on subject
+//!   `pubsub.topic.<epoch>`, file-backed, keeping `history_size` messages.
+//!   Its stream sequence is the topic's `seq`: JetStream orders concurrent
+//!   publishers from every instance. A topic created again gets a new epoch
+//!   and so a new stream.
+//! - Every instance watches the registry and follows each topic's stream
+//!   with an ordered push consumer, taking every message in stream order
+//!   into its broker (history ring and its own subscribers). A publish is
+//!   answered with JetStream's acknowledgement; the publisher's own
+//!   instance, like every other, delivers the event when it reads it back.
+//! - Reads that must see the whole cluster (subscribe, history, topic info)
+//!   first wait until this instance has taken in the stream's last sequence.
+
+use super::super::broker::{clock, Broker, BrokerError, EventDraft, Receipt, Topic, TopicInfo};
+use app::wire::{ErrorCode, PublishMessage};
+use async_nats::jetstream::{self, consumer, kv, stream};
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::shutdown::Shutdown;
+
+/// The registry bucket.
+const BUCKET: &str = "pubsub_topics";
+/// How long one JetStream request (publish acknowledgement, stream info,
+/// registry read) may take before the caller gets `UNAVAILABLE`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a read waits for this instance to take in what the cluster
+/// already published.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before a failed registry watch or stream follower starts again.
+const RETRY: Duration = Duration::from_millis(250);
+
+pub struct NatsBackplane {
+    broker: Arc<Broker>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// The registry, once JetStream answered.
+    registry: RwLock<Option<kv::Store>>,
+    /// The topics this instance follows, by name.
+    mirrors: DashMap<Arc<str>, Arc<Mirror>>,
+    url: String,
+    history_size: usize,
+}
+
+/// A topic this instance follows.
+struct Mirror {
+    topic: Arc<Topic>,
+    epoch: String,
+    /// The registry revision it was created at: a later delete removes it,
+    /// an earlier one (replayed by a watch) does not.
+    revision: u64,
+    /// The newest `seq` taken in, for [`NatsBackplane::catch_up`].
+    seq: watch::Sender<u64>,
+    stop: CancellationToken,
+}
+
+/// What the registry holds per topic.
+#[derive(Serialize, Deserialize)]
+struct Registration {
+    epoch: String,
+    created_at: String,
+}
+
+/// A message as its stream keeps it (readable with `nats stream view`).
+#[derive(Serialize, Deserialize)]
+struct Stored<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    #[serde(borrow)]
+    ts: Cow<'a, str>,
+}
+
+impl NatsBackplane {
+    /// Connects to NATS at `url` (retrying in the background when it is not
+    /// there yet) and starts following the registry until `shutdown`.
+    pub async fn connect(
+        url: &str,
+        broker: Arc<Broker>,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Self>, String> {
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("pubsub-server {}", env!("CARGO_PKG_VERSION")))
+            .retry_on_initial_connect()
+            .connection_timeout(REQUEST_TIMEOUT)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(100 * 2u64.saturating_pow(attempts.min(4) as u32))
+                    .min(Duration::from_secs(1))
+            })
+            .connect(url)
+            .await
+            .map_err(|e| format!("--cluster-nats {url}: {e}"))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .build(client.clone());
+        let history_size = broker.config().history_size;
+        let me = Arc::new(NatsBackplane {
+            broker,
+            client,
+            js,
+            registry: RwLock::new(None),
+            mirrors: DashMap::new(),
+            url: url.to_owned(),
+            history_size,
+        });
+        tokio::spawn(Arc::clone(&me).keep_registry(shutdown));
+        Ok(me)
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    pub fn health(&self) -> Result<(), String> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected if self.registry.read().is_some() => Ok(()),
+            async_nats::connection::State::Connected => Err(format!(
+                "connected to NATS at {}, waiting for JetStream (the topic registry)",
+                self.url
+            )),
+            _ => Err(format!(
+                "NATS at {} is unreachable: publishes and topic changes get UNAVAILABLE until it is back",
+                self.url
+            )),
+        }
+    }
+
+    /// The registry when NATS can be used right now, else `UNAVAILABLE`.
+    fn available(&self) -> Result<kv::Store, BrokerError> {
+        self.health().map_err(unavailable)?;
+        self.registry
+            .read()
+            .clone()
+            .ok_or_else(|| unavailable("the topic registry is not ready"))
+    }
+
+    pub async fn create_topic(self: &Arc<Self>, name: &str) -> Result<TopicInfo, BrokerError> {
+        crate::broker::error::check_topic_name(name)?;
+        let registry = self.available()?;
+        if self.broker.topic_count() as usize >= self.broker.config().max_topics {
+            return Err(self.broker.too_many_topics());
+        }
+        let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        let registration = Registration {
+            epoch,
+            created_at: clock::now_rfc3339(),
+        };
+        let stream = stream_name(&registration.epoch);
+        self.js
+            .create_stream(stream::Config {
+                name: stream.clone(),
+                description: Some(format!("pubsub-server topic {name}")),
+                subjects: vec![subject(&registration.epoch)],
+                // At least 1: 0 would mean "no limit" to JetStream.
+                max_messages: self.history_size.max(1) as i64,
+                discard: stream::DiscardPolicy::Old,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let value = serde_json::to_vec(&registration).unwrap_or_default();
+        let revision = match registry.create(key_of(name), value.into()).await {
+            Ok(revision) => revision,
+            Err(e) => {
+                // Nobody can know this stream: it goes again.
+                let _ = self.js.delete_stream(&stream).await;
+                return Err(match e.kind() {
+                    kv::CreateErrorKind::AlreadyExists => BrokerError::topic_exists(name),
+                    _ => unavailable(e),
+                });
+            }
+        };
+        let mirror = self.adopt(name, &registration, revision);
+        Ok(crate::broker::info_of(&mirror.topic))
+    }
+
+    pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
+        crate::broker::error::check_topic_name(name)?;
+        let registry = self.available()?;
+        let key = key_of(name);
+        let entry = registry.entry(&key).await.map_err(unavailable)?;
+        let Some((entry, registration)) = entry.and_then(registered) else {
+            self.forsake(name, u64::MAX);
+            return Err(BrokerError::topic_not_found(name));
+        };
+        // Only the revision read above: a concurrent delete (or a delete
+        // and create) makes this one a 404 instead of deleting twice.
+        if let Err(e) = registry
+            .delete_expect_revision(&key, Some(entry.revision))
+            .await
+        {
+            return Err(match e.kind() {
+                kv::DeleteErrorKind::WrongLastRevision => BrokerError::topic_not_found(name),
+                _ => unavailable(e),
+            });
+        }
+        if let Err(e) = self
+            .js
+            .delete_stream(stream_name(&registration.epoch))
+            .await
+        {
+            // The topic is gone for everyone; only its storage is left.
+            tracing::warn!(topic = name, error = %e, "deleted topic's stream was not removed");
+        }
+        self.forsake(name, u64::MAX);
+        Ok(())
+    }
+
+    pub async fn publish(
+        self: &Arc<Self>,
+        name: &str,
+        message: PublishMessage,
+    ) -> Result<Receipt, BrokerError> {
+        let prepared = self.broker.prepare(name, message)?;
+        self.available()?;
+        let mirror = self.mirror(name).await?;
+        let ts = clock::now_rfc3339();
+        let body = serde_json::to_vec(&Stored {
+            id: Cow::Borrowed(&prepared.id),
+            payload: &prepared.payload,
+            ts: Cow::Borrowed(&ts),
+        })
+        .unwrap_or_default();
+        let ack = self
+            .js
+            .publish(subject(&mirror.epoch), body.into())
+            .await
+            .map_err(unavailable)?;
+        match ack.await {
+            Ok(ack) => Ok(Receipt {
+                id: prepared.id,
+                seq: ack.sequence,
+            }),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                // Deleted elsewhere; the registry watch will say so too.
+                self.forsake(name, u64::MAX);
+                Err(BrokerError::topic_not_found(name))
+            }
+            Err(e) => Err(unavailable(format!(
+                "{e} (the message may still be stored if NATS received it)"
+            ))),
+        }
+    }
+
+    /// Waits until this instance has taken in every message the cluster
+    /// published to `name` so far.
+    pub async fn catch_up(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
+        crate::broker::error::check_topic_name(name)?;
+        let mirror = self.mirror(name).await?;
+        self.available()?;
+        let last = match self.js.get_stream(stream_name(&mirror.epoch)).await {
+            Ok(stream) => stream.cached_info().state.last_sequence,
+            Err(e) if is_stream_not_found(&e) => {
+                self.forsake(name, u64::MAX);
+                return Err(BrokerError::topic_not_found(name));
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let mut seq = mirror.seq.subscribe();
+        let caught_up = tokio::time::timeout(CATCH_UP_TIMEOUT, seq.wait_for(|s| *s >= last))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        if caught_up {
+            Ok(())
+        } else {
+            Err(unavailable(format!(
+                "this instance has not yet received topic {name:?} up to seq {last}; try again"
+            )))
+        }
+    }
+
+    /// The topic as this instance follows it, or from the registry when it
+    /// was created elsewhere a moment ago.
+    async fn mirror(self: &Arc<Self>, name: &str) -> Result<Arc<Mirror>, BrokerError> {
+        if let Some(mirror) = self.mirrors.get(name) {
+            return Ok(Arc::clone(mirror.value()));
+        }
+        let registry = self.available()?;
+        match registry.entry(key_of(name)).await {
+            Ok(entry) => match entry.and_then(registered) {
+                Some((entry, registration)) => Ok(self.adopt(name, &registration, entry.revision)),
+                None => Err(BrokerError::topic_not_found(name)),
+            },
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Follows a registered topic (no-op when it already does).
+    fn adopt(
+        self: &Arc<Self>,
+        name: &str,
+        registration: &Registration,
+        revision: u64,
+    ) -> Arc<Mirror> {
+        let key: Arc<str> = Arc::from(name);
+        let stale = match self.mirrors.entry(Arc::clone(&key)) {
+            dashmap::Entry::Occupied(held)
+                if held.get().epoch == registration.epoch || held.get().revision > revision =>
+            {
+                return Arc::clone(held.get());
+            }
+            dashmap::Entry::Occupied(held) => Some(held.remove()),
+            dashmap::Entry::Vacant(_) => None,
+        };
+        if let Some(stale) = stale {
+            stale.stop.cancel();
+        }
+        let (topic, _) =
+            self.broker
+                .adopt_topic(name, &registration.epoch, &registration.created_at);
+        let mirror = Arc::new(Mirror {
+            seq: watch::Sender::new(topic.snapshot().0),
+            topic,
+            epoch: registration.epoch.clone(),
+            revision,
+            stop: CancellationToken::new(),
+        });
+        match self.mirrors.entry(key) {
+            // Adopted concurrently by another request: keep that one.
+            dashmap::Entry::Occupied(held) => Arc::clone(held.get()),
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(Arc::clone(&mirror));
+                tokio::spawn(Arc::clone(self).follow(Arc::clone(&mirror)));
+                mirror
+            }
+        }
+    }
+
+    /// Stops following a topic registered before `revision` and deletes it
+    /// here (its subscribers get `topic_deleted`).
+    fn forsake(&self, name: &str, revision: u64) {
+        let removed = self
+            .mirrors
+            .remove_if(name, |_, mirror| mirror.revision < revision);
+        if let Some((_, mirror)) = removed {
+            mirror.stop.cancel();
+            self.broker.drop_topic(name, Some(&mirror.epoch));
+        }
+    }
+
+    /// Keeps the registry watched: every topic created anywhere is followed
+    /// here, every topic deleted anywhere is deleted here.
+    async fn keep_registry(self: Arc<Self>, shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.triggered() => return,
+                result = self.watch_registry() => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "topic registry watch ended; starting again");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.triggered() => return,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    async fn watch_registry(self: &Arc<Self>) -> Result<(), async_nats::Error> {
+        // The bucket's stream as `create_key_value` would make it; that call
+        // itself reads account fields nats-server 2.9 does not send. Creating
+        // an identical stream again is a no-op, so every instance may.
+        self.js
+            .create_stream(stream::Config {
+                name: format!("KV_{BUCKET}"),
+                description: Some("pubsub-server topics: name -> epoch".into()),
+                subjects: vec![format!("$KV.{BUCKET}.>")],
+                max_messages_per_subject: 1,
+                discard: stream::DiscardPolicy::New,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await?;
+        let store = self.js.get_key_value(BUCKET).await?;
+        // Topics deleted while this instance was not watching.
+        let mut keys = store.keys().await?;
+        let mut registered = HashSet::new();
+        while let Some(key) = keys.next().await {
+            registered.insert(key?);
+        }
+        let gone: Vec<Arc<str>> = self
+            .mirrors
+            .iter()
+            .filter(|m| !registered.contains(&key_of(m.key())))
+            .map(|m| Arc::clone(m.key()))
+            .collect();
+        for name in gone {
+            self.forsake(&name, u64::MAX);
+        }
+        let mut watch = store.watch_with_history(">").await?;
+        *self.registry.write() = Some(store);
+        tracing::info!(url = %self.url, "following the cluster's topic registry");
+        while let Some(entry) = watch.next().await {
+            let entry = entry?;
+            let Some(name) = name_of(&entry.key) else {
+                continue;
+            };
+            match entry.operation {
+                kv::Operation::Put => match serde_json::from_slice::<Registration>(&entry.value) {
+                    Ok(registration) => {
+                        self.adopt(&name, &registration, entry.revision);
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = entry.key, error = %e, "unreadable registration")
+                    }
+                },
+                kv::Operation::Delete | kv::Operation::Purge => self.forsake(&name, entry.revision),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a topic's stream into this instance until it is forsaken,
+    /// resuming after its last `seq` whenever the consumer is lost.
+    async fn follow(self: Arc<Self>, mirror: Arc<Mirror>) {
+        let stream = stream_name(&mirror.epoch);
+        loop {
+            tokio::select! {
+                biased;
+                _ = mirror.stop.cancelled() => return,
+                result = self.follow_once(&mirror, &stream) => {
+                    if let Err(e) = result {
+                        tracing::debug!(topic = %mirror.topic.name, error = %e, "stream follower restarts");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = mirror.stop.cancelled() => return,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    async fn follow_once(&self, mirror: &Mirror, stream: &str) -> Result<(), async_nats::Error> {
+        let stream = self.js.get_stream(stream).await?;
+        let seq = mirror.topic.snapshot().0;
+        let deliver_policy = if seq == 0 {
+            // The whole stream: it is exactly the history.
+            consumer::DeliverPolicy::All
+        } else {
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            }
+        };
+        let consumer = stream
+            .create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(message) => self.take_in(mirror, &message)?,
+                // The ordered consumer recreates itself after these.
+                Err(e) if e.kind() == consumer::push::OrderedErrorKind::MissingHeartbeat => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn take_in(
+        &self,
+        mirror: &Mirror,
+        message: &jetstream::Message,
+    ) -> Result<(), async_nats::Error> {
+        let seq = message.info()?.stream_sequence;
+        let topic = &mirror.topic;
+        let draft = match serde_json::from_slice::<Stored>(&message.payload) {
+            Ok(stored) => EventDraft::new(&topic.name, &stored.id, stored.payload, &stored.ts),
+            Err(e) => {
+                // Not written by pubsub-server. It still takes its `seq`, so
+                // that every instance numbers the topic alike.
+                tracing::warn!(topic = %topic.name, seq, error = %e, "foreign message on a topic stream");
+                let null = RawValue::from_string("null".into())?;
+                EventDraft::new(
+                    &topic.name,
+                    &format!("foreign-{seq}"),
+                    &null,
+                    &clock::now_rfc3339(),
+                )
+            }
+        };
+        let now = self.broker.apply_event(topic, seq, draft);
+        mirror.seq.send_replace(now);
+        Ok(())
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::new(ErrorCode::Unavailable, format!("cluster backplane: {e}"))
+}
+
+fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(js)
+        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// A live registry entry and what it says.
+fn registered(entry: kv::Entry) -> Option<(kv::Entry, Registration)> {
+    if entry.operation != kv::Operation::Put {
+        return None;
+    }
+    let registration = serde_json::from_slice(&entry.value).ok()?;
+    Some((entry, registration))
+}
+
+fn stream_name(epoch: &str) -> String {
+    format!("PUBSUB_{epoch}")
+}
+
+fn subject(epoch: &str) -> String {
+    format!("pubsub.topic.{epoch}")
+}
+
+/// The registry key of a topic: KV keys are subject tokens, where `.`
+/// separates (and `=` never occurs in a topic name).
+fn key_of(name: &str) -> String {
+    name.replace('.', "=2E")
+}
+
+fn name_of(key: &str) -> Option<String> {
+    let name = key.replace("=2E", ".");
+    app::wire::topic_name_problem(&name)
+        .is_none()
+        .then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_every_topic_name_character() {
+        for name in ["a", "a.b", ".x.", "A-Z_0.9..", "..."] {
+            let key = key_of(name);
+            assert!(!key.contains('.'), "{key}");
+            assert_eq!(name_of(&key).as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn stored_messages_read_back() {
+        let payload = RawValue::from_string(r#"{"a":"\"q\""}"#.into()).unwrap();
+        let body = serde_json::to_vec(&Stored {
+            id: Cow::Borrowed("i\"d"),
+            payload: &payload,
+            ts: Cow::Borrowed("t"),
+        })
+        .unwrap();
+        let back: Stored = serde_json::from_slice(&body).unwrap();
+        assert_eq!(back.id, "i\"d");
+        assert_eq!(back.payload.get(), r#"{"a":"\"q\""}"#);
+    }
+}

@@ -1,0 +1,555 @@
+//! Cluster mode: three real server processes sharing one nats-server with
+//! JetStream (Debian's `nats-server`, which the test command installs).
+//! Each test starts its own nats-server on a free port with its own store,
+//! so that one can stop and restart it and another can kill a node.
+
+mod common;
+
+use common::{Ws, PATIENCE};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pubsub-server");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn wait_until_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "{what} did not start listening");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A nats-server with JetStream on loopback, its store in a temp dir.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl Nats {
+    async fn start() -> Self {
+        let nats = Nats {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp dir"),
+        };
+        nats.resume().await
+    }
+
+    /// Starts (again) on the same port and store.
+    async fn resume(mut self) -> Self {
+        self.child = Some(spawn_nats(self.port, self.store.path()));
+        wait_until_listening(self.port, "nats-server").await;
+        self
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_nats(port: u16, store: &Path) -> Child {
+    Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "nats-server must be installed to test cluster mode \
+             (scripts/test.sh installs Debian's nats-server)",
+        )
+}
+
+/// One pubsub-server process in cluster mode.
+struct Node {
+    child: Child,
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Node {
+    async fn start(nats: &Nats) -> Self {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args([
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--cluster-nats",
+                &nats.url(),
+                "--heartbeat-interval",
+                "1h",
+                "--history-size",
+                "50",
+                "--publish-rate",
+                "0",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the server");
+        wait_until_listening(port, "pubsub-server").await;
+        let node = Node {
+            child,
+            port,
+            http: reqwest::Client::new(),
+        };
+        node.until("healthy", |status, _| status == 200, "/api/health")
+            .await;
+        node
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        json_of(r).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        json_of(r).await
+    }
+
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        json_of(r).await
+    }
+
+    async fn create_topic(&self, name: &str) {
+        let (status, body) = self.post("/api/topics", json!({ "name": name })).await;
+        assert_eq!(status, 201, "create {name}: {body}");
+    }
+
+    async fn publish(&self, topic: &str, payload: Value) -> u64 {
+        let (status, body) = self
+            .post(
+                &format!("/api/topics/{topic}/messages"),
+                json!({ "payload": payload }),
+            )
+            .await;
+        assert_eq!(status, 201, "publish to {topic}: {body}");
+        body["seq"].as_u64().expect("seq")
+    }
+
+    async fn ws(&self) -> Ws {
+        Ws::connect(&format!("ws://127.0.0.1:{}/ws", self.port)).await
+    }
+
+    /// Polls `path` until `check(status, body)` holds.
+    async fn until(&self, what: &str, check: impl Fn(u16, &Value) -> bool, path: &str) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (status, body) = self.get(path).await;
+            if check(status, &body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node :{} not {what}: {status} {body}",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn cluster() -> (Nats, Vec<Node>) {
+    let nats = Nats::start().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Node::start(&nats).await);
+    }
+    (nats, nodes)
+}
+
+/// The next `event` of a subscription, skipping nothing else: any other
+/// frame first is a test failure.
+async fn next_event(ws: &mut Ws) -> Value {
+    let frame = ws.recv_skipping_pings().await;
+    assert_eq!(frame["type"], "event", "expected an event, got {frame}");
+    frame
+}
+
+#[tokio::test]
+async fn a_topic_and_its_messages_are_the_same_on_every_node() {
+    let (_nats, nodes) = cluster().await;
+    let [a, b, c] = &nodes[..] else {
+        unreachable!()
+    };
+
+    // Created on one node, it exists on the others at once: a node that has
+    // not heard of it yet asks the registry.
+    a.create_topic("orders.eu").await;
+    let (status, topic) = c.get("/api/topics/orders.eu").await;
+    assert_eq!(status, 200, "{topic}");
+    let epoch = topic["epoch"].as_str().expect("epoch").to_owned();
+    assert_eq!(b.get("/api/topics/orders.eu").await.1["epoch"], epoch);
+    let (status, body) = b.post("/api/topics", json!({ "name": "orders.eu" })).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("TOPIC_EXISTS"))
+    );
+
+    // Subscribers on B and C; publishes from A (REST) and C (WebSocket).
+    let mut on_b = b.ws().await;
+    let ack = on_b.subscribe("orders.eu", json!({})).await;
+    assert_eq!(
+        (ack["seq"].as_u64(), ack["epoch"].as_str()),
+        (Some(0), Some(&*epoch))
+    );
+    let mut on_c = c.ws().await;
+    on_c.subscribe("orders.eu", json!({})).await;
+    assert_eq!(a.publish("orders.eu", json!({"n": 1})).await, 1);
+    on_c.send(
+        json!({"type": "publish", "topic": "orders.eu", "request_id": "p2",
+                     "message": {"id": "m-2", "payload": {"n": 2}}}),
+    )
+    .await;
+    let mut seen_c = Vec::new();
+    let mut ack_seq = None;
+    while seen_c.len() < 2 || ack_seq.is_none() {
+        let frame = on_c.recv_skipping_pings().await;
+        match frame["type"].as_str() {
+            Some("ack") => ack_seq = frame["seq"].as_u64(),
+            Some("event") => seen_c.push((frame["seq"].as_u64(), frame["message"].clone())),
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    assert_eq!(ack_seq, Some(2));
+    for ws in [&mut on_b] {
+        for n in 1..=2u64 {
+            let ev = next_event(ws).await;
+            assert_eq!(
+                (ev["seq"].as_u64(), &ev["message"]["payload"]["n"]),
+                (Some(n), &json!(n))
+            );
+        }
+    }
+    assert_eq!(
+        seen_c[1],
+        (Some(2), json!({"id": "m-2", "payload": {"n": 2}}))
+    );
+
+    // History and topic counts are the cluster's on every node.
+    for node in &nodes {
+        let (_, page) = node.get("/api/topics/orders.eu/messages?last_n=5").await;
+        let seqs: Vec<u64> = page["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter_map(|m| m["seq"].as_u64())
+            .collect();
+        assert_eq!(seqs, vec![1, 2], "history on :{}", node.port);
+        assert_eq!(node.get("/api/topics/orders.eu").await.1["messages"], 2);
+        node.until(
+            "listing the topic",
+            |_, b| b["topics"][0]["name"] == "orders.eu",
+            "/api/topics",
+        )
+        .await;
+    }
+    let mut late = a.ws().await;
+    let ack = late.subscribe("orders.eu", json!({"last_n": 1})).await;
+    assert_eq!(ack["replayed"], 1);
+    assert_eq!(next_event(&mut late).await["seq"], 2);
+
+    // Deleted on one node, it is deleted everywhere and every subscriber is told.
+    assert_eq!(b.delete("/api/topics/orders.eu").await.0, 200);
+    for ws in [&mut on_b, &mut on_c, &mut late] {
+        let notice = ws.recv_skipping_pings().await;
+        assert_eq!(
+            (notice["msg"].as_str(), notice["topic"].as_str()),
+            (Some("topic_deleted"), Some("orders.eu")),
+            "{notice}"
+        );
+    }
+    for node in &nodes {
+        node.until(
+            "forgetting the topic",
+            |status, _| status == 404,
+            "/api/topics/orders.eu",
+        )
+        .await;
+    }
+    let (status, body) = c
+        .post("/api/topics/orders.eu/messages", json!({"payload": 3}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("TOPIC_NOT_FOUND"))
+    );
+    // Created again: a new epoch, seq from 0.
+    c.create_topic("orders.eu").await;
+    let again = a.get("/api/topics/orders.eu").await.1;
+    assert_ne!(again["epoch"], epoch);
+    assert_eq!(again["seq"], 0);
+}
+
+#[tokio::test]
+async fn concurrent_publishers_on_different_nodes_get_one_order() {
+    const EACH: usize = 150;
+    let (_nats, nodes) = cluster().await;
+    nodes[0].create_topic("race").await;
+    let mut subscribers = Vec::new();
+    for node in &nodes {
+        let mut ws = node.ws().await;
+        ws.subscribe("race", json!({})).await;
+        subscribers.push(ws);
+    }
+    // One publisher per node, all at once, each waiting for nothing.
+    let mut publishers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let mut ws = node.ws().await;
+        publishers.push(tokio::spawn(async move {
+            for k in 0..EACH {
+                ws.send(
+                    json!({"type": "publish", "topic": "race", "request_id": format!("{k}"),
+                               "message": {"id": format!("p{i}-{k}"), "payload": k}}),
+                )
+                .await;
+            }
+            let mut seqs = Vec::new();
+            while seqs.len() < EACH {
+                let ack = ws.recv_skipping_pings().await;
+                assert_eq!(ack["type"], "ack", "{ack}");
+                seqs.push(ack["seq"].as_u64().expect("seq"));
+            }
+            seqs
+        }));
+    }
+    let mut acked = Vec::new();
+    for p in publishers {
+        let seqs = p.await.expect("publisher");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one connection's publishes keep their order: {seqs:?}"
+        );
+        acked.extend(seqs);
+    }
+    acked.sort_unstable();
+    assert_eq!(
+        acked,
+        (1..=(3 * EACH) as u64).collect::<Vec<_>>(),
+        "every seq once"
+    );
+
+    // Every node delivers the same seq -> id mapping, contiguous from 1.
+    let mut orders: Vec<BTreeMap<u64, String>> = Vec::new();
+    for ws in &mut subscribers {
+        let mut order = BTreeMap::new();
+        for expected in 1..=(3 * EACH) as u64 {
+            let ev = next_event(ws).await;
+            assert_eq!(ev["seq"].as_u64(), Some(expected), "contiguous, increasing");
+            order.insert(
+                expected,
+                ev["message"]["id"].as_str().expect("id").to_owned(),
+            );
+        }
+        orders.push(order);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[1], orders[2]);
+    // Each publisher's messages keep its order inside the common one.
+    for i in 0..3 {
+        let mine: Vec<usize> = orders[0]
+            .values()
+            .filter_map(|id| {
+                id.strip_prefix(&format!("p{i}-"))
+                    .and_then(|k| k.parse().ok())
+            })
+            .collect();
+        assert_eq!(mine, (0..EACH).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_loses_nothing_for_clients_that_resume_elsewhere() {
+    let (_nats, mut nodes) = cluster().await;
+    nodes[1].create_topic("feed").await;
+    let mut on_a = nodes[0].ws().await;
+    let ack = on_a.subscribe("feed", json!({})).await;
+    let epoch = ack["epoch"].as_str().expect("epoch").to_owned();
+    for n in 1..=5 {
+        nodes[1].publish("feed", json!(n)).await;
+    }
+    let mut last = 0;
+    for _ in 0..5 {
+        last = next_event(&mut on_a).await["seq"].as_u64().expect("seq");
+    }
+    assert_eq!(last, 5);
+
+    nodes[0].kill();
+    // The client is cut off; the cluster goes on without node A.
+    for n in 6..=12 {
+        nodes[1].publish("feed", json!(n)).await;
+    }
+    let mut on_c = nodes[2].ws().await;
+    let ack = on_c
+        .subscribe("feed", json!({"since": {"seq": last, "epoch": epoch}}))
+        .await;
+    assert_eq!(
+        (ack["recovered"].as_bool(), ack["replayed"].as_u64()),
+        (Some(true), Some(7)),
+        "{ack}"
+    );
+    for expected in 6..=12 {
+        let ev = next_event(&mut on_c).await;
+        assert_eq!(
+            (ev["seq"].as_u64(), &ev["message"]["payload"]),
+            (Some(expected), &json!(expected))
+        );
+    }
+    nodes[1].publish("feed", json!(13)).await;
+    assert_eq!(
+        next_event(&mut on_c).await["seq"],
+        13,
+        "live after the replay"
+    );
+}
+
+#[tokio::test]
+async fn nats_down_is_said_and_survived() {
+    let (mut nats, nodes) = cluster().await;
+    nodes[0].create_topic("weather").await;
+    let mut on_b = nodes[1].ws().await;
+    on_b.subscribe("weather", json!({})).await;
+    nodes[2].publish("weather", json!("sun")).await;
+    assert_eq!(next_event(&mut on_b).await["seq"], 1);
+
+    nats.stop();
+    for node in &nodes {
+        let body = node
+            .until(
+                "reporting NATS down",
+                |status, _| status == 503,
+                "/api/health",
+            )
+            .await;
+        assert_eq!(body["error"]["code"], "UNAVAILABLE", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("NATS"),
+            "{body}"
+        );
+    }
+    let (status, body) = nodes[0]
+        .post("/api/topics/weather/messages", json!({"payload": "rain"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{body}"
+    );
+    let (status, body) = nodes[1]
+        .post("/api/topics", json!({"name": "climate"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{body}"
+    );
+    let (status, _) = nodes[2].delete("/api/topics/weather").await;
+    assert_eq!(status, 503);
+    let mut on_c = nodes[2].ws().await;
+    on_c.send(json!({"type": "publish", "topic": "weather", "request_id": "r", "message": {"payload": "hail"}})).await;
+    let reply = on_c.recv_skipping_pings().await;
+    assert_eq!(
+        (
+            reply["error"]["code"].as_str(),
+            reply["request_id"].as_str()
+        ),
+        (Some("UNAVAILABLE"), Some("r")),
+        "{reply}"
+    );
+
+    // NATS comes back (same store): every node recovers by itself, nothing
+    // refused was published, and the subscriber that stayed gets what follows.
+    let nats = nats.resume().await;
+    for node in &nodes {
+        node.until("healthy again", |status, _| status == 200, "/api/health")
+            .await;
+    }
+    let deadline = Instant::now() + PATIENCE;
+    let seq = loop {
+        let (status, body) = nodes[0]
+            .post("/api/topics/weather/messages", json!({"payload": "fog"}))
+            .await;
+        if status == 201 {
+            break body["seq"].as_u64().expect("seq");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publishing again: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(seq, 2, "the refused publishes left no message behind");
+    let ev = next_event(&mut on_b).await;
+    assert_eq!(
+        (ev["seq"].as_u64(), &ev["message"]["payload"]),
+        (Some(2), &json!("fog"))
+    );
+    nodes[1].create_topic("climate").await;
+    drop(nats);
+}
