@@ -57,7 +57,7 @@ if [ "$MODE" = "--soak" ]; then
 fi
 
 if ! command -v nats-server >/dev/null || ! command -v redis-server >/dev/null; then
-  say "installing nats-server and redis-server (Debian)"
+  say "installing nats-server (2.9, with JetStream) and redis-server (Debian)"
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server redis-server
 fi
@@ -83,7 +83,31 @@ RESULTS="$OUT/bench-results.jsonl"
 
 PID=""
 stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi; }
-trap stop EXIT
+# Cluster mode: instances A and B and their nats-server (JetStream) share
+# CPU 0; the publisher talks to A, the subscribers to B. A fresh cluster
+# (and JetStream store) per scenario.
+CLUSTER_PIDS=()
+cluster_up() {
+  CLUSTER_STORE="$(mktemp -d)"
+  taskset -c 0 nats-server -a 127.0.0.1 -p 4427 -js -sd "$CLUSTER_STORE" >/dev/null 2>&1 &
+  CLUSTER_PIDS=($!)
+  wait_port 4427
+  for port in 4428 4429; do
+    taskset -c 0 env RUST_LOG=warn "$ROOT/target/release/pubsub-server" --addr "127.0.0.1:$port" \
+      --cluster-nats nats://127.0.0.1:4427 --heartbeat-interval 1h --publish-rate 0 >/dev/null 2>&1 &
+    CLUSTER_PIDS+=($!)
+    wait_port "$port"
+  done
+}
+cluster_down() {
+  if [ ${#CLUSTER_PIDS[@]} -gt 0 ]; then
+    kill "${CLUSTER_PIDS[@]}" 2>/dev/null || true
+    wait "${CLUSTER_PIDS[@]}" 2>/dev/null || true
+  fi
+  CLUSTER_PIDS=()
+  rm -rf "${CLUSTER_STORE:-}"
+}
+trap 'stop; cluster_down' EXIT
 
 wait_port() {
   for _ in $(seq 1 100); do
@@ -145,6 +169,20 @@ say "floor"
 start 4425 "$BENCH" floor --addr 127.0.0.1:4425
 run floor 127.0.0.1:4425
 
+say "pubsub cluster: instances A and B with nats-server (JetStream), all on CPU 0"
+for scenario in fanout latency; do
+  args=()
+  case $scenario in
+    fanout) args=("${FANOUT[@]}");;
+    latency) args=("${LATENCY[@]}");;
+  esac
+  cluster_up
+  taskset -c 1 "$BENCH" "$scenario" --target pubsub --addr 127.0.0.1:4429 --publish-addr 127.0.0.1:4428 \
+    --server-pid "${CLUSTER_PIDS[2]}" "${args[@]}" >> "$RESULTS" \
+    || echo "{\"scenario\":\"note\",\"text\":\"cluster $scenario failed: see the run's log\"}" >> "$RESULTS"
+  cluster_down
+done
+
 COMMAND="scripts/bench.sh"
 [ "$MODE" = "--smoke" ] && COMMAND="scripts/bench.sh --smoke"
 if [ "$MODE" = "--smoke" ]; then
@@ -163,8 +201,12 @@ if [ "$MODE" = "--smoke" ]; then
       grep -q "\"scenario\":\"$s\",\"target\":\"$t\"" "$RESULTS" || { echo "no $s result for $t" >&2; exit 1; }
     done
   done
+  for s in cluster-fanout cluster-latency; do
+    grep -q "\"scenario\":\"$s\"" "$RESULTS" || { echo "no $s result" >&2; exit 1; }
+  done
+  grep -q 'Cluster mode (issue 7)' "$OUT/BENCHMARKS.md" || { echo "no cluster section in the report" >&2; exit 1; }
   # The soak's checks are reported, not asserted: it may find server bugs.
   grep -q '"scenario":"soak"' "$OUT/soak-results.jsonl" || { echo "no soak result" >&2; exit 1; }
   grep -q 'Soak and chaos' "$OUT/BENCHMARKS.md" || { echo "no soak section in the report" >&2; exit 1; }
-  echo "bench smoke: 20 results and a soak, report written"
+  echo "bench smoke: 20 results, 2 cluster results and a soak, report written"
 fi

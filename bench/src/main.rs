@@ -84,6 +84,11 @@ struct Common {
     /// HTTP address for pubsub's REST API (topic creation).
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// Cluster mode: publishers connect here (one pubsub instance) while
+    /// subscribers connect to --addr (another); the results are then the
+    /// `cluster-fanout` and `cluster-latency` scenarios.
+    #[arg(long)]
+    publish_addr: Option<SocketAddr>,
     #[arg(long, default_value_t = 128)]
     payload: usize,
     /// A label for the report (e.g. the broker's version).
@@ -189,12 +194,30 @@ pub fn source_ip(sources: u8, i: usize) -> Option<IpAddr> {
     (sources > 0).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % sources as usize) as u8)))
 }
 
-/// Creates the topic on pubsub through its REST API (other brokers need none).
+/// Creates the topic on pubsub through its REST API (other brokers need
+/// none). A cluster instance answers 503 until it has reached NATS: that is
+/// retried for up to 10 s.
 async fn create_topic(common: &Common, topic: &str) -> std::io::Result<()> {
     if common.target != Target::Pubsub {
         return Ok(());
     }
     let http = common.http.unwrap_or(common.addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = post_topic(http, topic).await?;
+        if answer.starts_with(b"HTTP/1.1 201") || answer.starts_with(b"HTTP/1.1 409") {
+            return Ok(());
+        }
+        if !answer.starts_with(b"HTTP/1.1 503") || Instant::now() > deadline {
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&answer).into_owned(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn post_topic(http: SocketAddr, topic: &str) -> std::io::Result<Vec<u8>> {
     let mut s = tokio::net::TcpStream::connect(http).await?;
     let body = format!("{{\"name\":\"{topic}\"}}");
     let req = format!(
@@ -204,12 +227,7 @@ async fn create_topic(common: &Common, topic: &str) -> std::io::Result<()> {
     s.write_all(req.as_bytes()).await?;
     let mut answer = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer).await?;
-    if !(answer.starts_with(b"HTTP/1.1 201") || answer.starts_with(b"HTTP/1.1 409")) {
-        return Err(std::io::Error::other(
-            String::from_utf8_lossy(&answer).into_owned(),
-        ));
-    }
-    Ok(())
+    Ok(answer)
 }
 
 /// What all subscriber tasks add to.
@@ -295,7 +313,8 @@ async fn subscribers(
 
 /// A publisher connection whose replies (acks, PUBLISH counts) are drained.
 async fn publisher(common: &Common) -> std::io::Result<tokio::net::tcp::OwnedWriteHalf> {
-    let conn = Conn::open(common.target, common.addr, None).await?;
+    let addr = common.publish_addr.unwrap_or(common.addr);
+    let conn = Conn::open(common.target, addr, None).await?;
     let target = conn.target;
     let std = conn.stream.into_std()?;
     let stream = tokio::net::TcpStream::from_std(std)?;
@@ -518,7 +537,11 @@ async fn fanout(a: FanoutArgs) -> std::io::Result<FanoutResult> {
         .map(|(i, _)| i);
     let best = best_index.map(|i| steps.remove(i));
     Ok(FanoutResult {
-        scenario: if topics.len() > 1 { "topics" } else { "fanout" },
+        scenario: match (c.publish_addr.is_some(), topics.len() > 1) {
+            (true, _) => "cluster-fanout",
+            (false, true) => "topics",
+            (false, false) => "fanout",
+        },
         target: c.target,
         topics: topics.len(),
         publishers: outs.len(),
@@ -570,7 +593,11 @@ async fn latency(a: LatencyArgs) -> std::io::Result<LatencyResult> {
         c.target, a.rate, step.p50_us, step.p99_us, step.p999_us
     );
     Ok(LatencyResult {
-        scenario: "latency",
+        scenario: if c.publish_addr.is_some() {
+            "cluster-latency"
+        } else {
+            "latency"
+        },
         target: c.target,
         label: c.label.clone(),
         subscribers: a.subscribers,

@@ -217,6 +217,8 @@ pub fn write(
         }
     }
 
+    cluster_section(&mut md, &rows, &fanout, &lat);
+
     let notes = rows
         .iter()
         .filter(|r| r["scenario"] == "note")
@@ -250,6 +252,91 @@ pub fn write(
     std::fs::write(out, md)?;
     std::fs::write(chart, svg(&fanout, &lat))?;
     Ok(())
+}
+
+/// Cluster mode beside the single node: the same fan-out search and the
+/// same fixed-rate latency, with the publisher on one instance and the
+/// subscribers on another.
+fn cluster_section(md: &mut String, rows: &[Value], fanout: &[&Value], lat: &[&Value]) {
+    let cluster_fanout = rows.iter().find(|r| r["scenario"] == "cluster-fanout");
+    let cluster_latency = rows.iter().find(|r| r["scenario"] == "cluster-latency");
+    if cluster_fanout.is_none() && cluster_latency.is_none() {
+        return;
+    }
+    let single = |rows: &[&Value]| {
+        rows.iter()
+            .find(|r| r["target"] == "pubsub")
+            .map(|r| (*r).clone())
+    };
+    let _ = writeln!(
+        md,
+        "\n## Cluster mode (issue 7): the cost of crossing nodes\n\nTwo pubsub-server instances in cluster mode \
+         and their nats-server (JetStream, file storage) share CPU 0, the core the single node had to itself; the \
+         generator stays on CPU 1. The publisher connects to instance A, every subscriber to instance B: each message \
+         goes A → JetStream (stored, acknowledged) → B's stream consumer → B's subscribers. Broker CPU is instance \
+         B's.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | setup | messages/s in | deliveries/s | p50 | p99 | p99.9 | broker CPU | cluster ÷ single |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let fanout_row = |md: &mut String, setup: &str, r: &Value, base: f64| {
+        let b = &r["best"];
+        let d = num(&b["deliveries_per_sec"]);
+        let _ = writeln!(
+            md,
+            "| (a) fan-out to {} | {setup} | {} | **{}** | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} % | {} |",
+            num(&r["subscribers"]),
+            fmt_int(num(&b["rate"])),
+            fmt_int(d),
+            num(&b["p50_us"]),
+            num(&b["p99_us"]),
+            num(&b["p999_us"]),
+            num(&b["server_cpu"]) * 100.0,
+            if base > 0.0 { ratio(d, base) } else { "1.00×".into() },
+        );
+    };
+    let single_fanout = single(fanout);
+    let base = single_fanout
+        .as_ref()
+        .map(|r| num(&r["best"]["deliveries_per_sec"]))
+        .unwrap_or(0.0);
+    if let Some(r) = &single_fanout {
+        fanout_row(md, "single node", r, 0.0);
+    }
+    if let Some(r) = cluster_fanout {
+        fanout_row(md, "cluster, A → B", r, base);
+    }
+    let latency_row = |md: &mut String, setup: &str, r: &Value, base: f64| {
+        let s = &r["step"];
+        let p99 = num(&s["p99_us"]);
+        let _ = writeln!(
+            md,
+            "| (c) {} msg/s to {} | {setup} | {} | {} of {} delivered | {:.0} µs | **{:.0} µs** | {:.0} µs | {:.0} % | {} |",
+            fmt_int(num(&r["rate"])),
+            num(&r["subscribers"]),
+            fmt_int(num(&r["rate"])),
+            fmt_int(num(&s["received"])),
+            fmt_int(num(&s["expected"])),
+            num(&s["p50_us"]),
+            p99,
+            num(&s["p999_us"]),
+            num(&s["server_cpu"]) * 100.0,
+            if base > 0.0 { format!("p99 {}", ratio(p99, base)) } else { "–".into() },
+        );
+    };
+    let single_latency = single(lat);
+    let base = single_latency
+        .as_ref()
+        .map(|r| num(&r["step"]["p99_us"]))
+        .unwrap_or(0.0);
+    if let Some(r) = &single_latency {
+        latency_row(md, "single node", r, 0.0);
+    }
+    if let Some(r) = cluster_latency {
+        latency_row(md, "cluster, A → B", r, base);
+    }
 }
 
 /// Two bar groups: fan-out deliveries/s, and latency percentiles.

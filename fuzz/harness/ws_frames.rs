@@ -29,7 +29,7 @@ use pubsub_server::broker::{
     Broker, BrokerConfig, Connection, Drained, End, Replay, Settlement, SlowConsumerPolicy,
 };
 use pubsub_server::ws::codec::{Decoder, Incoming};
-use pubsub_server::ws::session::handle_text;
+use pubsub_server::ws::session::{handle_text, Inflight};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering::Relaxed;
@@ -267,11 +267,12 @@ fn serve(input_len: usize, messages: &[Incoming]) {
     }
 
     let conn = broker.connect();
+    let mut inflight = Inflight::default();
     let mut client = ClientView::default();
     let mut requests = 0;
     for message in messages {
         match message {
-            Incoming::Text(text) => at_once(handle_text(&backplane, &conn, text)),
+            Incoming::Text(text) => at_once(handle_text(&backplane, &conn, text, &mut inflight)),
             // As `session::read_loop` answers a binary message.
             Incoming::Binary => conn.outbox.push_reply(Frame::error(
                 None,

@@ -19,7 +19,24 @@ use crate::broker::{
     BrokerError, Connection, HistoryRange, PublishedEvent, Receipt, Replay, TopicInfo,
 };
 use app::wire::PublishMessage;
+use futures_util::future::BoxFuture;
 use std::sync::Arc;
+
+/// A publish that was sent: its outcome, or (cluster mode) the wait for
+/// its acknowledgement.
+pub enum Publishing {
+    Done(Result<Receipt, BrokerError>),
+    Waiting(BoxFuture<'static, Result<Receipt, BrokerError>>),
+}
+
+impl Publishing {
+    pub async fn finish(self) -> Result<Receipt, BrokerError> {
+        match self {
+            Publishing::Done(result) => result,
+            Publishing::Waiting(acknowledged) => acknowledged.await,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub enum Backplane {
@@ -94,10 +111,7 @@ impl Backplane {
         name: &str,
         message: PublishMessage,
     ) -> Result<Receipt, BrokerError> {
-        match self {
-            Backplane::Memory(broker) => broker.publish(name, message),
-            Backplane::Nats(nats) => nats.publish(name, message).await,
-        }
+        self.start_publish(name, message).await.finish().await
     }
 
     /// Publishes for a WebSocket connection: its role and rate first.
@@ -107,8 +121,37 @@ impl Backplane {
         name: &str,
         message: PublishMessage,
     ) -> Result<Receipt, BrokerError> {
-        self.broker().may_publish(conn)?;
-        self.publish(name, message).await
+        self.start_publish_from(conn, name, message)
+            .await
+            .finish()
+            .await
+    }
+
+    /// [`Backplane::publish_from`] in two steps: this sends the message,
+    /// the returned [`Publishing`] waits for its acknowledgement. Messages
+    /// one connection starts one after the other keep that order (in
+    /// cluster mode NATS receives them in it), so a connection may have
+    /// several publishes in flight.
+    pub async fn start_publish_from(
+        &self,
+        conn: &Connection,
+        name: &str,
+        message: PublishMessage,
+    ) -> Publishing {
+        if let Err(e) = self.broker().may_publish(conn) {
+            return Publishing::Done(Err(e));
+        }
+        self.start_publish(name, message).await
+    }
+
+    async fn start_publish(&self, name: &str, message: PublishMessage) -> Publishing {
+        match self {
+            Backplane::Memory(broker) => Publishing::Done(broker.publish(name, message)),
+            Backplane::Nats(nats) => match nats.start_publish(name, message).await {
+                Ok(acknowledged) => Publishing::Waiting(acknowledged),
+                Err(e) => Publishing::Done(Err(e)),
+            },
+        }
     }
 
     /// Subscribes a connection. In cluster mode this instance first takes in

@@ -5,7 +5,8 @@
 //!   `{"epoch","created_at"}`. Creating is the bucket's atomic create, so two
 //!   instances creating one name at once get one `201` and one `409`.
 //! - Each topic is the stream `PUBSUB_<epoch>` on subject
-//!   `pubsub.topic.<epoch>`, file-backed, keeping `history_size` messages.
+//!   `pubsub.topic.<epoch>`, file-backed, keeping `history_size` messages
+//!   plus room for a lagging instance ([`LAG_ROOM`]).
 //!   Its stream sequence is the topic's `seq`: JetStream orders concurrent
 //!   publishers from every instance. A topic created again gets a new epoch
 //!   and so a new stream.
@@ -21,6 +22,7 @@ use super::super::broker::{clock, Broker, BrokerError, EventDraft, Receipt, Topi
 use app::wire::{ErrorCode, PublishMessage};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use dashmap::DashMap;
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -42,6 +44,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a read waits for this instance to take in what the cluster
 /// already published.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages a topic's stream keeps beyond `history_size`: the room an
+/// instance's follower may lag behind the publishers (a burst, a pause)
+/// before the stream discards what it has not read yet. Past that the
+/// instance's subscribers get `SLOW_CONSUMER` naming the gap.
+const LAG_ROOM: usize = 10_000;
 /// Pause before a failed registry watch or stream follower starts again.
 const RETRY: Duration = Duration::from_millis(250);
 
@@ -108,6 +115,7 @@ impl NatsBackplane {
             .map_err(|e| format!("--cluster-nats {url}: {e}"))?;
         let js = jetstream::ContextBuilder::new()
             .timeout(REQUEST_TIMEOUT)
+            .ack_timeout(REQUEST_TIMEOUT)
             .build(client.clone());
         let history_size = broker.config().history_size;
         let me = Arc::new(NatsBackplane {
@@ -167,8 +175,7 @@ impl NatsBackplane {
                 name: stream.clone(),
                 description: Some(format!("pubsub-server topic {name}")),
                 subjects: vec![subject(&registration.epoch)],
-                // At least 1: 0 would mean "no limit" to JetStream.
-                max_messages: self.history_size.max(1) as i64,
+                max_messages: (self.history_size + LAG_ROOM) as i64,
                 discard: stream::DiscardPolicy::Old,
                 storage: stream::StorageType::File,
                 ..Default::default()
@@ -223,11 +230,13 @@ impl NatsBackplane {
         Ok(())
     }
 
-    pub async fn publish(
+    /// Sends a message to its topic's stream; the future waits for
+    /// JetStream's acknowledgement, which carries the `seq`.
+    pub async fn start_publish(
         self: &Arc<Self>,
         name: &str,
         message: PublishMessage,
-    ) -> Result<Receipt, BrokerError> {
+    ) -> Result<BoxFuture<'static, Result<Receipt, BrokerError>>, BrokerError> {
         let prepared = self.broker.prepare(name, message)?;
         self.available()?;
         let mirror = self.mirror(name).await?;
@@ -243,20 +252,24 @@ impl NatsBackplane {
             .publish(subject(&mirror.epoch), body.into())
             .await
             .map_err(unavailable)?;
-        match ack.await {
-            Ok(ack) => Ok(Receipt {
-                id: prepared.id,
-                seq: ack.sequence,
-            }),
-            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
-                // Deleted elsewhere; the registry watch will say so too.
-                self.forsake(name, u64::MAX);
-                Err(BrokerError::topic_not_found(name))
+        let me = Arc::clone(self);
+        let name = name.to_owned();
+        Ok(Box::pin(async move {
+            match ack.await {
+                Ok(ack) => Ok(Receipt {
+                    id: prepared.id,
+                    seq: ack.sequence,
+                }),
+                Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                    // Deleted elsewhere; the registry watch will say so too.
+                    me.forsake(&name, u64::MAX);
+                    Err(BrokerError::topic_not_found(&name))
+                }
+                Err(e) => Err(unavailable(format!(
+                    "{e} (the message may still be stored if NATS received it)"
+                ))),
             }
-            Err(e) => Err(unavailable(format!(
-                "{e} (the message may still be stored if NATS received it)"
-            ))),
-        }
+        }))
     }
 
     /// Waits until this instance has taken in every message the cluster
@@ -457,14 +470,14 @@ impl NatsBackplane {
     async fn follow_once(&self, mirror: &Mirror, stream: &str) -> Result<(), async_nats::Error> {
         let stream = self.js.get_stream(stream).await?;
         let seq = mirror.topic.snapshot().0;
-        let deliver_policy = if seq == 0 {
-            // The whole stream: it is exactly the history.
-            consumer::DeliverPolicy::All
+        let start_sequence = if seq == 0 {
+            // New here: the history's worth of the newest messages.
+            let last = stream.cached_info().state.last_sequence;
+            last.saturating_sub(self.history_size as u64) + 1
         } else {
-            consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: seq + 1,
-            }
+            seq + 1
         };
+        let deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence };
         let consumer = stream
             .create_consumer(consumer::push::OrderedConfig {
                 deliver_subject: self.client.new_inbox(),

@@ -12,12 +12,16 @@
 //! cancelled task).
 
 use super::codec::{self, DecodeError, Decoder, Incoming};
-use crate::backplane::Backplane;
+use crate::backplane::{Backplane, Publishing};
 use crate::broker::frame::Frame;
-use crate::broker::{Broker, Connection, Drained, End, Permits, Replay, Settlement};
+use crate::broker::{
+    Broker, BrokerError, Connection, Drained, End, Permits, Receipt, Replay, Settlement,
+};
 use crate::shutdown::Shutdown;
 use app::wire::{Ack, ClientFrame, ErrorCode, InfoKind};
 use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -158,28 +162,37 @@ async fn read_loop<R: AsyncRead + Unpin>(
     heard: &Heard,
     pong: &PendingPong,
 ) {
+    let mut inflight = Inflight::default();
     loop {
         // Everything already received, then read more.
         loop {
             if shutdown.is_triggered() {
+                inflight.settle(conn).await;
                 return;
+            }
+            if inflight.is_full() {
+                inflight.answer_next(conn).await;
             }
             let message = match decoder.decode(&mut buf) {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
                 Err(e) => {
+                    inflight.flush(conn).await;
                     refuse(conn, &e);
                     return;
                 }
             };
             heard.now();
             match message {
-                Incoming::Text(text) => handle_text(backplane, conn, &text).await,
-                Incoming::Binary => conn.outbox.push_reply(Frame::error(
-                    None,
-                    ErrorCode::BadRequest,
-                    "binary frames are not supported: send one JSON object per text frame",
-                )),
+                Incoming::Text(text) => handle_text(backplane, conn, &text, &mut inflight).await,
+                Incoming::Binary => {
+                    inflight.flush(conn).await;
+                    conn.outbox.push_reply(Frame::error(
+                        None,
+                        ErrorCode::BadRequest,
+                        "binary frames are not supported: send one JSON object per text frame",
+                    ))
+                }
                 Incoming::Ping(payload) => pong.owe(payload),
                 Incoming::Pong => {}
                 Incoming::Close(_) => {
@@ -197,8 +210,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let read = tokio::select! {
             // Once shutdown is triggered, no more requests are taken.
             biased;
-            _ = shutdown.triggered() => return,
+            _ = shutdown.triggered() => {
+                inflight.settle(conn).await;
+                return;
+            }
             _ = over.cancelled() => return,
+            _ = inflight.answer_next(conn), if !inflight.is_empty() => continue,
             read = async {
                 conn.outbox.reply_room().await;
                 buf.reserve(READ_CHUNK);
@@ -233,16 +250,103 @@ fn refuse(conn: &Connection, e: &DecodeError) {
     });
 }
 
+/// Publishes sent to the backplane whose acknowledgement has not come yet
+/// (cluster mode: NATS answers after storing them). A connection may have
+/// up to [`Inflight::MAX`] in flight; their replies, and every reply after
+/// them, keep the order of the requests.
+#[derive(Default)]
+pub struct Inflight {
+    replies: FuturesOrdered<BoxFuture<'static, Frame>>,
+}
+
+impl Inflight {
+    const MAX: usize = 256;
+
+    fn is_empty(&self) -> bool {
+        self.replies.is_empty()
+    }
+
+    fn is_full(&self) -> bool {
+        self.replies.len() >= Self::MAX
+    }
+
+    /// Queues the reply to a publish: at once when it is known and nothing
+    /// is in flight before it, else behind the others.
+    fn push(
+        &mut self,
+        conn: &Connection,
+        publishing: Publishing,
+        request_id: Option<String>,
+        topic: String,
+    ) {
+        match publishing {
+            Publishing::Done(result) if self.is_empty() => {
+                conn.outbox
+                    .push_reply(publish_reply(result, request_id, &topic));
+            }
+            Publishing::Done(result) => {
+                let reply = publish_reply(result, request_id, &topic);
+                self.replies.push_back(Box::pin(std::future::ready(reply)));
+            }
+            Publishing::Waiting(acknowledged) => {
+                self.replies.push_back(Box::pin(async move {
+                    publish_reply(acknowledged.await, request_id, &topic)
+                }));
+            }
+        }
+    }
+
+    /// Waits for the oldest publish in flight and queues its reply.
+    async fn answer_next(&mut self, conn: &Connection) {
+        if let Some(reply) = self.replies.next().await {
+            conn.outbox.push_reply(reply);
+        }
+    }
+
+    /// Answers every publish in flight, in order.
+    pub async fn flush(&mut self, conn: &Connection) {
+        while !self.is_empty() {
+            self.answer_next(conn).await;
+        }
+    }
+
+    /// At shutdown: answers what NATS acknowledges within a second.
+    async fn settle(&mut self, conn: &Connection) {
+        let _ = timeout(Duration::from_secs(1), self.flush(conn)).await;
+    }
+}
+
+fn publish_reply(
+    result: Result<Receipt, BrokerError>,
+    request_id: Option<String>,
+    topic: &str,
+) -> Frame {
+    match result {
+        Ok(receipt) => Frame::ack(Ack {
+            seq: Some(receipt.seq),
+            id: Some(receipt.id),
+            ..Frame::ack_of(request_id, topic)
+        }),
+        Err(e) => Frame::error(request_id, e.code, e.message),
+    }
+}
+
 /// Answers one client frame. Every reply goes through the outbox, so it is
 /// ordered with the events of this connection.
 ///
 /// Public for the `ws_frames` fuzz target and its corpus replay test
 /// (`server/tests/fuzz_corpus.rs`), which call it without a socket.
 ///
-/// With the in-memory backplane the future is ready at its first poll; in
-/// cluster mode a publish waits for NATS's acknowledgement (the client's
-/// further frames wait behind it, which keeps its publishes in order).
-pub async fn handle_text(backplane: &Backplane, conn: &Arc<Connection>, text: &str) {
+/// With the in-memory backplane the future is ready at its first poll and
+/// nothing stays in `inflight`. In cluster mode a publish is sent and its
+/// acknowledgement awaited in `inflight`; any other request first waits
+/// for the publishes before it, so replies keep the order of requests.
+pub async fn handle_text(
+    backplane: &Backplane,
+    conn: &Arc<Connection>,
+    text: &str,
+    inflight: &mut Inflight,
+) {
     let frame = match parse_frame(text) {
         Ok(frame) => frame,
         Err(problem) => {
@@ -251,10 +355,14 @@ pub async fn handle_text(backplane: &Backplane, conn: &Arc<Connection>, text: &s
                 ErrorCode::BadRequest,
                 format!("invalid frame: {problem}"),
             );
+            inflight.flush(conn).await;
             conn.outbox.push_reply(reply);
             return;
         }
     };
+    if !matches!(frame, ClientFrame::Publish { .. }) {
+        inflight.flush(conn).await;
+    }
     match frame {
         ClientFrame::Subscribe {
             topic,
@@ -288,16 +396,10 @@ pub async fn handle_text(backplane: &Backplane, conn: &Arc<Connection>, text: &s
             topic,
             message,
             request_id,
-        } => match backplane.publish_from(conn, &topic, message).await {
-            Ok(receipt) => conn.outbox.push_reply(Frame::ack(Ack {
-                seq: Some(receipt.seq),
-                id: Some(receipt.id),
-                ..Frame::ack_of(request_id, &topic)
-            })),
-            Err(e) => conn
-                .outbox
-                .push_reply(Frame::error(request_id, e.code, e.message)),
-        },
+        } => {
+            let publishing = backplane.start_publish_from(conn, &topic, message).await;
+            inflight.push(conn, publishing, request_id, topic);
+        }
         ClientFrame::Ping { request_id } => conn.outbox.push_reply(Frame::pong(request_id)),
     }
 }
