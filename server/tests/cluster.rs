@@ -14,23 +14,49 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pubsub-server");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// Starts `command` with its stderr piped and returns it with the port it
+/// logged as listening on (the line `find` recognizes; the rest of stderr
+/// is drained in a thread). Ports are chosen by the kernel (`:0`, `-p -1`),
+/// so tests running in parallel never race for one.
+fn spawn_listening(
+    mut command: Command,
+    what: &str,
+    find: fn(&str) -> Option<u16>,
+) -> (Child, u16) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (found, port) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            if let Some(port) = find(&line) {
+                if let Some(found) = found.take() {
+                    let _ = found.send(port);
+                }
+            }
+        }
+    });
+    match port.recv_timeout(PATIENCE) {
+        Ok(port) => (child, port),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{what} did not say where it listens");
+        }
+    }
 }
 
-async fn wait_until_listening(port: u16, what: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "{what} did not start listening");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+/// The port after the last `:` of `text`'s first token that has one, after `marker`.
+fn port_after(line: &str, marker: &str) -> Option<u16> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let token = rest
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '/')
+        .find(|t| t.contains(':'))?;
+    token.rsplit(':').next()?.parse().ok()
 }
 
 /// A nats-server with JetStream on loopback, its store in a temp dir.
@@ -42,18 +68,26 @@ struct Nats {
 
 impl Nats {
     async fn start() -> Self {
-        let nats = Nats {
-            child: None,
-            port: free_port(),
-            store: tempfile::tempdir().expect("temp dir"),
-        };
-        nats.resume().await
+        let store = tempfile::tempdir().expect("temp dir");
+        let (child, port) =
+            spawn_listening(nats_command(-1, store.path()), "nats-server", |line| {
+                port_after(line, "Listening for client connections on ")
+            });
+        Nats {
+            child: Some(child),
+            port,
+            store,
+        }
     }
 
-    /// Starts (again) on the same port and store.
+    /// Starts again on the same port and store.
     async fn resume(mut self) -> Self {
-        self.child = Some(spawn_nats(self.port, self.store.path()));
-        wait_until_listening(self.port, "nats-server").await;
+        let (child, _) = spawn_listening(
+            nats_command(i32::from(self.port), self.store.path()),
+            "nats-server",
+            |line| port_after(line, "Listening for client connections on "),
+        );
+        self.child = Some(child);
         self
     }
 
@@ -75,17 +109,14 @@ impl Drop for Nats {
     }
 }
 
-fn spawn_nats(port: u16, store: &Path) -> Child {
-    Command::new("nats-server")
+/// nats-server with JetStream on loopback (`-p -1`: a port of the kernel's
+/// choosing). Debian's package; the test command installs it.
+fn nats_command(port: i32, store: &Path) -> Command {
+    let mut command = Command::new("nats-server");
+    command
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect(
-            "nats-server must be installed to test cluster mode \
-             (scripts/test.sh installs Debian's nats-server)",
-        )
+        .arg(store);
+    command
 }
 
 /// One pubsub-server process in cluster mode.
@@ -97,11 +128,11 @@ struct Node {
 
 impl Node {
     async fn start(nats: &Nats) -> Self {
-        let port = free_port();
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args([
                 "--addr",
-                &format!("127.0.0.1:{port}"),
+                "127.0.0.1:0",
                 "--cluster-nats",
                 &nats.url(),
                 "--heartbeat-interval",
@@ -110,13 +141,20 @@ impl Node {
                 "50",
                 "--publish-rate",
                 "0",
+                "--log-format",
+                "json",
             ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server");
-        wait_until_listening(port, "pubsub-server").await;
+            .env("RUST_LOG", "warn,pubsub_server=info");
+        let (child, port) = spawn_listening(command, "pubsub-server", |line| {
+            let line: Value = serde_json::from_str(line).ok()?;
+            line["fields"]["addr"]
+                .as_str()
+                .or(line["addr"].as_str())?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        });
         let node = Node {
             child,
             port,
