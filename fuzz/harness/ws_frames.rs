@@ -26,7 +26,7 @@ use bytes::BytesMut;
 use pubsub_server::backplane::Backplane;
 use pubsub_server::broker::frame::Frame;
 use pubsub_server::broker::{
-    Broker, BrokerConfig, Connection, Drained, End, Replay, Settlement, SlowConsumerPolicy,
+    Broker, BrokerConfig, Connection, Drained, End, Queued, Replay, Settlement, SlowConsumerPolicy,
 };
 use pubsub_server::ws::codec::{Decoder, Incoming};
 use pubsub_server::ws::session::{handle_text, Inflight};
@@ -340,11 +340,11 @@ impl ClientView {
     fn read(&mut self, conn: &Connection) -> bool {
         let mut settle = Settlement::default();
         loop {
-            let mut out: Vec<Frame> = Vec::new();
+            let mut out: Vec<Queued> = Vec::new();
             let status = conn.outbox.drain_into(&mut out, &mut settle, BATCH);
             settle.delivered();
-            for frame in &out {
-                self.check(frame);
+            for queued in &out {
+                self.check(queued.frame());
             }
             match status {
                 Drained::More => continue,

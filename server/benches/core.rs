@@ -7,8 +7,7 @@
 
 use app::wire::PublishMessage;
 use criterion::{criterion_group, Criterion, Throughput};
-use pubsub_server::broker::frame::Frame;
-use pubsub_server::broker::{Broker, BrokerConfig, Connection, Replay, Settlement};
+use pubsub_server::broker::{Broker, BrokerConfig, Connection, Queued, Replay, Settlement};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -62,7 +61,7 @@ fn message() -> PublishMessage {
 
 /// Takes everything queued, as the writers would (without the socket).
 fn drain(conns: &[Arc<Connection>]) -> usize {
-    let mut out: Vec<Frame> = Vec::with_capacity(256);
+    let mut out: Vec<Queued> = Vec::with_capacity(256);
     let mut settle = Settlement::default();
     let mut n = 0;
     for c in conns {

@@ -24,7 +24,7 @@ use app::wire::{ErrorCode, InfoKind, PublishMessage, ServerFrame, Since};
 use proptest::prelude::*;
 use pubsub_server::broker::frame::Frame;
 use pubsub_server::broker::{
-    Broker, BrokerConfig, Connection, Drained, End, Replay, Settlement, SlowConsumerPolicy,
+    Broker, BrokerConfig, Connection, Drained, End, Queued, Replay, Settlement, SlowConsumerPolicy,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
@@ -401,7 +401,7 @@ impl World {
     /// What the session's writer does with one batch.
     fn drain(&mut self, c: usize, max: usize, write_fails: bool) {
         let client = &mut self.clients[c];
-        let mut out: Vec<Frame> = Vec::new();
+        let mut out: Vec<Queued> = Vec::new();
         let mut settle = Settlement::default();
         let status = client.conn.outbox.drain_into(&mut out, &mut settle, max);
         if let Some((topic, dropped)) = client.kicked.clone() {
@@ -424,7 +424,11 @@ impl World {
             expected.push_back(item);
         }
         for frame in &out {
-            client.read(frame, &mut expected, &mut self.slow_consumer_signals);
+            client.read(
+                frame.frame(),
+                &mut expected,
+                &mut self.slow_consumer_signals,
+            );
         }
         assert!(
             expected.is_empty(),

@@ -13,6 +13,12 @@ use serde_json::value::RawValue;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame(Bytes);
 
+impl AsRef<Frame> for Frame {
+    fn as_ref(&self) -> &Frame {
+        self
+    }
+}
+
 impl Frame {
     pub fn as_str(&self) -> &str {
         // Frames are only built from `String`s in this module.

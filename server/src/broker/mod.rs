@@ -23,7 +23,7 @@ use dashmap::DashMap;
 pub use error::BrokerError;
 pub use frame::EventDraft;
 use frame::Frame;
-pub use outbox::{Drained, End, SlowConsumerPolicy};
+pub use outbox::{Drained, End, Queued, SlowConsumerPolicy};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;

@@ -67,6 +67,38 @@ struct State {
     end: Option<End>,
 }
 
+/// A frame taken from the queue for writing. An event stays the shared
+/// [`PublishedEvent`] (moved out of the queue, not copied), so draining
+/// costs no reference count per delivery.
+#[derive(Debug)]
+pub enum Queued {
+    Reply(Frame),
+    Event(Arc<PublishedEvent>),
+}
+
+impl AsRef<Frame> for Queued {
+    fn as_ref(&self) -> &Frame {
+        self.frame()
+    }
+}
+
+impl Queued {
+    pub fn frame(&self) -> &Frame {
+        match self {
+            Queued::Reply(frame) => frame,
+            Queued::Event(event) => &event.frame,
+        }
+    }
+
+    pub fn bytes(&self) -> &bytes::Bytes {
+        self.frame().bytes()
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.frame().as_str()
+    }
+}
+
 /// What [`Outbox::drain_into`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Drained {
@@ -187,7 +219,12 @@ impl Outbox {
     /// topic that lost events, or, for every such topic, once the queue is
     /// empty. Live events taken are added to `settle`; the caller settles
     /// them as delivered or dropped once it knows which.
-    pub fn drain_into(&self, out: &mut Vec<Frame>, settle: &mut Settlement, max: usize) -> Drained {
+    pub fn drain_into(
+        &self,
+        out: &mut Vec<Queued>,
+        settle: &mut Settlement,
+        max: usize,
+    ) -> Drained {
         let mut st = self.state.lock();
         if let Some(end) = &st.end {
             return Drained::End(end.clone());
@@ -202,7 +239,7 @@ impl Outbox {
             match item {
                 Outgoing::Reply(frame) => {
                     st.replies -= 1;
-                    out.push(frame);
+                    out.push(Queued::Reply(frame));
                 }
                 Outgoing::Event { event, replay } => {
                     st.events -= 1;
@@ -213,20 +250,20 @@ impl Outbox {
                             .position(|(t, _)| Arc::ptr_eq(t, &event.tally))
                         {
                             let (tally, n) = st.owed.remove(i);
-                            out.push(slow_consumer_notice(&tally, n));
+                            out.push(Queued::Reply(slow_consumer_notice(&tally, n)));
                         }
                     }
-                    out.push(event.frame.clone());
                     if !replay {
                         settle.add(&event.tally, event.published_at);
                     }
+                    out.push(Queued::Event(event));
                 }
             }
         }
         let empty = st.queue.is_empty();
         if empty {
             for (tally, n) in st.owed.drain(..) {
-                out.push(slow_consumer_notice(&tally, n));
+                out.push(Queued::Reply(slow_consumer_notice(&tally, n)));
             }
         }
         let freed_reply_room = replies_before >= self.reply_limit && st.replies < self.reply_limit;

@@ -15,7 +15,7 @@ use super::codec::{self, DecodeError, Decoder, Incoming};
 use crate::backplane::{Backplane, Publishing};
 use crate::broker::frame::Frame;
 use crate::broker::{
-    Broker, BrokerError, Connection, Drained, End, Permits, Receipt, Replay, Settlement,
+    Broker, BrokerError, Connection, Drained, End, Permits, Queued, Receipt, Replay, Settlement,
 };
 use crate::shutdown::Shutdown;
 use app::wire::{Ack, ClientFrame, ErrorCode, InfoKind};
@@ -445,7 +445,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     // closes it, as the ping closes an idle one.
     let deadline = 2 * settings.heartbeat;
     let mut stopping = false;
-    let mut batch: Vec<Frame> = Vec::new();
+    let mut batch: Vec<Queued> = Vec::new();
     let mut settle = Settlement::default();
     loop {
         if let Some(frame) = pong.take() {
@@ -540,9 +540,9 @@ async fn write_raw<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8], deadline: D
 /// Returns whether the socket was full and then took bytes again: the peer
 /// read them, a sign of life as good as a pong (a busy slow reader is not
 /// pinged: its writer is never idle).
-async fn write_frames<W: AsyncWrite + Unpin>(
+async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<Frame>>(
     out: &mut W,
-    frames: &[Frame],
+    frames: &[F],
     deadline: Duration,
 ) -> io::Result<bool> {
     let mut at = Position::default();
@@ -568,23 +568,23 @@ struct Position {
 }
 
 /// One `writev` of what is left of `frames` from `at`, advancing `at`.
-fn poll_write_once<W: AsyncWrite>(
+fn poll_write_once<W: AsyncWrite, F: AsRef<Frame>>(
     out: Pin<&mut W>,
     cx: &mut Context<'_>,
-    frames: &[Frame],
+    frames: &[F],
     at: &mut Position,
 ) -> Poll<io::Result<()>> {
     {
         let chunk = &frames[at.frame..frames.len().min(at.frame + FRAMES_PER_WRITE)];
         let mut headers = [([0u8; 10], 0usize); FRAMES_PER_WRITE];
         for (h, f) in headers.iter_mut().zip(chunk) {
-            *h = codec::header(codec::TEXT, f.bytes().len());
+            *h = codec::header(codec::TEXT, f.as_ref().bytes().len());
         }
         let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
         let mut n = 0;
         for (i, f) in chunk.iter().enumerate() {
             let (h, len) = &headers[i];
-            let (header, payload) = (&h[..*len], &f.bytes()[..]);
+            let (header, payload) = (&h[..*len], &f.as_ref().bytes()[..]);
             let skip = if i == 0 { at.offset } else { 0 };
             if skip < header.len() {
                 slices[n] = IoSlice::new(&header[skip..]);
@@ -601,7 +601,7 @@ fn poll_write_once<W: AsyncWrite>(
         }
         // Advance over whole frames, then into the next one.
         for (h, f) in headers.iter().zip(chunk) {
-            let left = h.1 + f.bytes().len() - at.offset;
+            let left = h.1 + f.as_ref().bytes().len() - at.offset;
             if written >= left {
                 written -= left;
                 at.frame += 1;
