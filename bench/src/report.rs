@@ -160,24 +160,34 @@ pub fn write(
         let _ = writeln!(
             md,
             "\n## (c) Latency at a fixed {} messages/s to {} subscribers\n\nPublish-to-receive time, measured by the \
-             generator (the send time travels in the payload).\n",
+             generator (the send time travels in the payload). Each broker ran several measurement windows back to \
+             back; the row is the window with the median p99, and every window's p99 is listed.\n",
             fmt_int(lat.first().map(|r| num(&r["rate"])).unwrap_or(0.0)),
             lat.first().map(|r| num(&r["subscribers"])).unwrap_or(0.0)
         );
         let _ = writeln!(
             md,
-            "| broker | p50 | p99 | p99.9 | delivered | broker CPU | generator CPU |"
+            "| broker | p50 | p99 | p99.9 | p99 per window | delivered | broker CPU | generator CPU |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for r in &lat {
             let s = &r["step"];
+            let windows: Vec<String> = r["p99_windows_us"]
+                .as_array()
+                .map(|w| {
+                    w.iter()
+                        .map(|p| format!("{:.1}", num(p) / 1000.0))
+                        .collect()
+                })
+                .unwrap_or_default();
             let _ = writeln!(
                 md,
-                "| {} | {:.0} µs | **{:.0} µs** | {:.0} µs | {} / {} | {:.0} % | {:.0} % |",
+                "| {} | {:.0} µs | **{:.0} µs** | {:.0} µs | {} ms | {} / {} | {:.0} % | {:.0} % |",
                 name(r["target"].as_str().unwrap_or("")),
                 num(&s["p50_us"]),
                 num(&s["p99_us"]),
                 num(&s["p999_us"]),
+                windows.join(", "),
                 fmt_int(num(&s["received"])),
                 fmt_int(num(&s["expected"])),
                 num(&s["server_cpu"]) * 100.0,
