@@ -560,6 +560,21 @@ async fn nats_down_is_said_and_survived() {
         (Some("UNAVAILABLE"), Some("r")),
         "{reply}"
     );
+    // Reads go on from the node's copy: history, and a subscription that
+    // will continue without a gap when NATS is back.
+    let (status, page) = nodes[2].get("/api/topics/weather/messages").await;
+    assert_eq!(
+        (status, page["messages"][0]["payload"].as_str()),
+        (200, Some("sun")),
+        "{page}"
+    );
+    let ack = on_c.subscribe("weather", json!({"last_n": 5})).await;
+    assert_eq!(
+        (ack["seq"].as_u64(), ack["replayed"].as_u64()),
+        (Some(1), Some(1)),
+        "{ack}"
+    );
+    assert_eq!(next_event(&mut on_c).await["seq"], 1);
 
     // NATS comes back (same store): every node recovers by itself, nothing
     // refused was published, and the subscriber that stayed gets what follows.
@@ -583,11 +598,13 @@ async fn nats_down_is_said_and_survived() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(seq, 2, "the refused publishes left no message behind");
-    let ev = next_event(&mut on_b).await;
-    assert_eq!(
-        (ev["seq"].as_u64(), &ev["message"]["payload"]),
-        (Some(2), &json!("fog"))
-    );
+    for ws in [&mut on_b, &mut on_c] {
+        let ev = next_event(ws).await;
+        assert_eq!(
+            (ev["seq"].as_u64(), &ev["message"]["payload"]),
+            (Some(2), &json!("fog"))
+        );
+    }
     nodes[1].create_topic("climate").await;
     drop(nats);
 }

@@ -18,7 +18,7 @@ use crate::broker::Broker;
 use crate::broker::{
     BrokerError, Connection, HistoryRange, PublishedEvent, Receipt, Replay, TopicInfo,
 };
-use app::wire::PublishMessage;
+use app::wire::{ErrorCode, PublishMessage};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 
@@ -86,10 +86,25 @@ impl Backplane {
 
     /// A topic's metadata, as of now across the cluster.
     pub async fn topic_info(&self, name: &str) -> Result<TopicInfo, BrokerError> {
-        if let Backplane::Nats(nats) = self {
-            nats.catch_up(name).await?;
-        }
+        self.fresh(name).await?;
         self.broker().topic_info(name)
+    }
+
+    /// Before a read: in cluster mode, takes in everything the cluster
+    /// published to `name` so far. While NATS cannot be reached, a topic
+    /// this instance knows is read from its copy as it stands: what it
+    /// missed follows in order once NATS is back, so a subscriber still
+    /// gets no gap and no duplicate.
+    async fn fresh(&self, name: &str) -> Result<(), BrokerError> {
+        let Backplane::Nats(nats) = self else {
+            return Ok(());
+        };
+        match nats.catch_up(name).await {
+            Err(e) if e.code == ErrorCode::Unavailable && self.broker().topic(name).is_ok() => {
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Messages from a topic's history, including every message published
@@ -99,9 +114,7 @@ impl Backplane {
         name: &str,
         range: HistoryRange,
     ) -> Result<(String, Vec<Arc<PublishedEvent>>), BrokerError> {
-        if let Backplane::Nats(nats) = self {
-            nats.catch_up(name).await?;
-        }
+        self.fresh(name).await?;
         self.broker().history(name, range)
     }
 
@@ -164,10 +177,8 @@ impl Backplane {
         replay: Replay,
         request_id: Option<String>,
     ) -> Result<(), BrokerError> {
-        if let Backplane::Nats(nats) = self {
-            if conn.permits.subscribe {
-                nats.catch_up(name).await?;
-            }
+        if conn.permits.subscribe {
+            self.fresh(name).await?;
         }
         self.broker().subscribe(conn, name, replay, request_id)
     }
