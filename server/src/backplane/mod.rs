@@ -100,7 +100,13 @@ impl Backplane {
             return Ok(());
         };
         match nats.catch_up(name).await {
-            Err(e) if e.code == ErrorCode::Unavailable && self.broker().topic(name).is_ok() => {
+            // Only when NATS is out of reach: a node that is merely behind
+            // must not answer from a stale copy.
+            Err(e)
+                if e.code == ErrorCode::Unavailable
+                    && nats.health().is_err()
+                    && self.broker().topic(name).is_ok() =>
+            {
                 Ok(())
             }
             other => other,

@@ -60,6 +60,10 @@ pub struct NatsBackplane {
     registry: RwLock<Option<kv::Store>>,
     /// The topics this instance follows, by name.
     mirrors: DashMap<Arc<str>, Arc<Mirror>>,
+    /// Per name, the registry revision of the latest delete seen: an older
+    /// registration read a moment before (a lookup racing the watch) is
+    /// not adopted again.
+    tombstones: DashMap<Arc<str>, u64>,
     url: String,
     history_size: usize,
 }
@@ -124,6 +128,7 @@ impl NatsBackplane {
             js,
             registry: RwLock::new(None),
             mirrors: DashMap::new(),
+            tombstones: DashMap::new(),
             url: url.to_owned(),
             history_size,
         });
@@ -185,16 +190,31 @@ impl NatsBackplane {
         let value = serde_json::to_vec(&registration).unwrap_or_default();
         let revision = match registry.create(key_of(name), value.into()).await {
             Ok(revision) => revision,
-            Err(e) => {
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 // Nobody can know this stream: it goes again.
                 let _ = self.js.delete_stream(&stream).await;
-                return Err(match e.kind() {
-                    kv::CreateErrorKind::AlreadyExists => BrokerError::topic_exists(name),
-                    _ => unavailable(e),
-                });
+                return Err(BrokerError::topic_exists(name));
+            }
+            Err(e) => {
+                // The create may have been stored even so (a lost answer):
+                // the stream goes only if the registry surely lacks it.
+                match registry.entry(key_of(name)).await {
+                    Ok(Some(entry))
+                        if registered_epoch(&entry).as_deref() == Some(&*registration.epoch) =>
+                    {
+                        entry.revision
+                    }
+                    Ok(_) => {
+                        let _ = self.js.delete_stream(&stream).await;
+                        return Err(unavailable(e));
+                    }
+                    Err(_) => return Err(unavailable(e)),
+                }
             }
         };
-        let mirror = self.adopt(name, &registration, revision);
+        let mirror = self
+            .adopt(name, &registration, revision)
+            .ok_or_else(|| unavailable("the topic was deleted while it was being created"))?;
         Ok(crate::broker::info_of(&mirror.topic))
     }
 
@@ -204,7 +224,7 @@ impl NatsBackplane {
         let key = key_of(name);
         let entry = registry.entry(&key).await.map_err(unavailable)?;
         let Some((entry, registration)) = entry.and_then(registered) else {
-            self.forsake(name, u64::MAX);
+            // The registry watch removes a copy this instance may still hold.
             return Err(BrokerError::topic_not_found(name));
         };
         // Only the revision read above: a concurrent delete (or a delete
@@ -226,7 +246,7 @@ impl NatsBackplane {
             // The topic is gone for everyone; only its storage is left.
             tracing::warn!(topic = name, error = %e, "deleted topic's stream was not removed");
         }
-        self.forsake(name, u64::MAX);
+        self.forsake_epoch(name, &registration.epoch);
         Ok(())
     }
 
@@ -254,6 +274,7 @@ impl NatsBackplane {
             .map_err(unavailable)?;
         let me = Arc::clone(self);
         let name = name.to_owned();
+        let epoch = mirror.epoch.clone();
         Ok(Box::pin(async move {
             match ack.await {
                 Ok(ack) => Ok(Receipt {
@@ -262,7 +283,7 @@ impl NatsBackplane {
                 }),
                 Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
                     // Deleted elsewhere; the registry watch will say so too.
-                    me.forsake(&name, u64::MAX);
+                    me.forsake_epoch(&name, &epoch);
                     Err(BrokerError::topic_not_found(&name))
                 }
                 Err(e) => Err(unavailable(format!(
@@ -281,7 +302,7 @@ impl NatsBackplane {
         let last = match self.js.get_stream(stream_name(&mirror.epoch)).await {
             Ok(stream) => stream.cached_info().state.last_sequence,
             Err(e) if is_stream_not_found(&e) => {
-                self.forsake(name, u64::MAX);
+                self.forsake_epoch(name, &mirror.epoch);
                 return Err(BrokerError::topic_not_found(name));
             }
             Err(e) => return Err(unavailable(e)),
@@ -308,31 +329,43 @@ impl NatsBackplane {
         let registry = self.available()?;
         match registry.entry(key_of(name)).await {
             Ok(entry) => match entry.and_then(registered) {
-                Some((entry, registration)) => Ok(self.adopt(name, &registration, entry.revision)),
+                Some((entry, registration)) => self
+                    .adopt(name, &registration, entry.revision)
+                    .ok_or_else(|| BrokerError::topic_not_found(name)),
                 None => Err(BrokerError::topic_not_found(name)),
             },
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    /// Follows a registered topic (no-op when it already does).
+    /// Follows a registered topic (no-op when it already does). All of it
+    /// happens under the name's entry in `mirrors`, so concurrent adopts of
+    /// one name (the registry watch, a lookup) cannot leave the broker's
+    /// topic and the followed stream on different epochs. A registration
+    /// older than what this instance knows (a newer one, or a delete the
+    /// watch saw) changes nothing.
     fn adopt(
         self: &Arc<Self>,
         name: &str,
         registration: &Registration,
         revision: u64,
-    ) -> Arc<Mirror> {
+    ) -> Option<Arc<Mirror>> {
         let key: Arc<str> = Arc::from(name);
-        let stale = match self.mirrors.entry(Arc::clone(&key)) {
-            dashmap::Entry::Occupied(held)
-                if held.get().epoch == registration.epoch || held.get().revision > revision =>
-            {
-                return Arc::clone(held.get());
-            }
-            dashmap::Entry::Occupied(held) => Some(held.remove()),
+        let deleted_at = self.tombstones.get(name).map(|t| *t.value());
+        let mut slot = self.mirrors.entry(Arc::clone(&key));
+        let held = match &mut slot {
+            dashmap::Entry::Occupied(held) => Some(Arc::clone(held.get())),
             dashmap::Entry::Vacant(_) => None,
         };
-        if let Some(stale) = stale {
+        if let Some(held) = &held {
+            if held.epoch == registration.epoch || held.revision > revision {
+                return Some(Arc::clone(held));
+            }
+        }
+        if deleted_at.is_some_and(|at| at > revision) {
+            return held;
+        }
+        if let Some(stale) = &held {
             stale.stop.cancel();
         }
         let (topic, _) =
@@ -345,23 +378,41 @@ impl NatsBackplane {
             revision,
             stop: CancellationToken::new(),
         });
-        match self.mirrors.entry(key) {
-            // Adopted concurrently by another request: keep that one.
-            dashmap::Entry::Occupied(held) => Arc::clone(held.get()),
-            dashmap::Entry::Vacant(slot) => {
-                slot.insert(Arc::clone(&mirror));
-                tokio::spawn(Arc::clone(self).follow(Arc::clone(&mirror)));
-                mirror
+        match slot {
+            dashmap::Entry::Occupied(mut held) => {
+                held.insert(Arc::clone(&mirror));
+            }
+            dashmap::Entry::Vacant(vacant) => {
+                vacant.insert(Arc::clone(&mirror));
             }
         }
+        tokio::spawn(Arc::clone(self).follow(Arc::clone(&mirror)));
+        Some(mirror)
     }
 
-    /// Stops following a topic registered before `revision` and deletes it
-    /// here (its subscribers get `topic_deleted`).
+    /// Stops following a topic registered before `revision` (the
+    /// revision of its delete in the registry) and deletes it here (its
+    /// subscribers get `topic_deleted`).
     fn forsake(&self, name: &str, revision: u64) {
+        self.tombstones
+            .entry(Arc::from(name))
+            .and_modify(|at| *at = (*at).max(revision))
+            .or_insert(revision);
         let removed = self
             .mirrors
             .remove_if(name, |_, mirror| mirror.revision < revision);
+        if let Some((_, mirror)) = removed {
+            mirror.stop.cancel();
+            self.broker.drop_topic(name, Some(&mirror.epoch));
+        }
+    }
+
+    /// Stops following `name` if it is still this epoch (whose stream was
+    /// found gone) and deletes it here.
+    fn forsake_epoch(&self, name: &str, epoch: &str) {
+        let removed = self
+            .mirrors
+            .remove_if(name, |_, mirror| mirror.epoch == epoch);
         if let Some((_, mirror)) = removed {
             mirror.stop.cancel();
             self.broker.drop_topic(name, Some(&mirror.epoch));
@@ -408,7 +459,15 @@ impl NatsBackplane {
             })
             .await?;
         let store = self.js.get_key_value(BUCKET).await?;
-        // Topics deleted while this instance was not watching.
+        // Topics deleted while this instance was not watching: those
+        // registered before this snapshot of the registry and not in it.
+        let snapshot = self
+            .js
+            .get_stream(format!("KV_{BUCKET}"))
+            .await?
+            .cached_info()
+            .state
+            .last_sequence;
         let mut keys = store.keys().await?;
         let mut registered = HashSet::new();
         while let Some(key) = keys.next().await {
@@ -421,7 +480,7 @@ impl NatsBackplane {
             .map(|m| Arc::clone(m.key()))
             .collect();
         for name in gone {
-            self.forsake(&name, u64::MAX);
+            self.forsake(&name, snapshot + 1);
         }
         let mut watch = store.watch_with_history(">").await?;
         *self.registry.write() = Some(store);
@@ -434,7 +493,7 @@ impl NatsBackplane {
             match entry.operation {
                 kv::Operation::Put => match serde_json::from_slice::<Registration>(&entry.value) {
                     Ok(registration) => {
-                        self.adopt(&name, &registration, entry.revision);
+                        let _ = self.adopt(&name, &registration, entry.revision);
                     }
                     Err(e) => {
                         tracing::warn!(key = entry.key, error = %e, "unreadable registration")
@@ -450,16 +509,23 @@ impl NatsBackplane {
     /// resuming after its last `seq` whenever the consumer is lost.
     async fn follow(self: Arc<Self>, mirror: Arc<Mirror>) {
         let stream = stream_name(&mirror.epoch);
+        let mut first = true;
         loop {
             tokio::select! {
                 biased;
                 _ = mirror.stop.cancelled() => return,
-                result = self.follow_once(&mirror, &stream) => {
-                    if let Err(e) = result {
+                result = self.follow_once(&mirror, &stream, first) => match result {
+                    Ok(Followed::StreamGone) => {
+                        self.forsake_epoch(&mirror.topic.name, &mirror.epoch);
+                        return;
+                    }
+                    Ok(Followed::Ended) => {}
+                    Err(e) => {
                         tracing::debug!(topic = %mirror.topic.name, error = %e, "stream follower restarts");
                     }
                 }
             }
+            first = false;
             tokio::select! {
                 _ = mirror.stop.cancelled() => return,
                 _ = tokio::time::sleep(RETRY) => {}
@@ -467,10 +533,19 @@ impl NatsBackplane {
         }
     }
 
-    async fn follow_once(&self, mirror: &Mirror, stream: &str) -> Result<(), async_nats::Error> {
-        let stream = self.js.get_stream(stream).await?;
+    async fn follow_once(
+        &self,
+        mirror: &Mirror,
+        stream: &str,
+        first: bool,
+    ) -> Result<Followed, async_nats::Error> {
+        let stream = match self.js.get_stream(stream).await {
+            Ok(stream) => stream,
+            Err(e) if is_stream_not_found(&e) => return Ok(Followed::StreamGone),
+            Err(e) => return Err(e.into()),
+        };
         let seq = mirror.topic.snapshot().0;
-        let start_sequence = if seq == 0 {
+        let start_sequence = if seq == 0 && first {
             // New here: the history's worth of the newest messages.
             let last = stream.cached_info().state.last_sequence;
             last.saturating_sub(self.history_size as u64) + 1
@@ -494,7 +569,7 @@ impl NatsBackplane {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
+        Ok(Followed::Ended)
     }
 
     fn take_in(
@@ -525,6 +600,14 @@ impl NatsBackplane {
     }
 }
 
+/// How a stream follower's run ended without an error.
+enum Followed {
+    /// Its messages ended (the consumer went away): follow again.
+    Ended,
+    /// The stream does not exist (the topic was deleted).
+    StreamGone,
+}
+
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::new(ErrorCode::Unavailable, format!("cluster backplane: {e}"))
 }
@@ -532,6 +615,15 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(js)
         if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// The epoch a registry entry holds, if it is a live registration.
+fn registered_epoch(entry: &kv::Entry) -> Option<String> {
+    if entry.operation != kv::Operation::Put {
+        return None;
+    }
+    let registration: Registration = serde_json::from_slice(&entry.value).ok()?;
+    Some(registration.epoch)
 }
 
 /// A live registry entry and what it says.

@@ -424,7 +424,9 @@ impl Broker {
             return st.seq;
         }
         let missed = seq - st.seq - 1;
-        if missed > 0 && st.seq > 0 {
+        // A jump from 0 is where a new copy starts, unless someone already
+        // waits there.
+        if missed > 0 && (st.seq > 0 || !st.subscribers.is_empty()) {
             let notice = Frame::slow_consumer(&topic.name, missed);
             for conn in st.subscribers.values() {
                 conn.outbox.push_reply(notice.clone());

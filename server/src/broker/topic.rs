@@ -139,7 +139,14 @@ impl History {
         if missing > self.ring.len() as u64 {
             return None;
         }
-        Some(self.ring.iter().skip(self.ring.len() - missing as usize))
+        let held = self.ring.iter().skip(self.ring.len() - missing as usize);
+        // `missing` events with increasing seqs from seq + 1 to `current`
+        // are exactly seq + 1 ..= current; a copy with a hole (cluster
+        // mode, after a lag beyond the stream's room) is not recovered from.
+        let contiguous = missing == 0
+            || (held.clone().next().is_some_and(|e| e.seq == seq + 1)
+                && self.ring.back().is_some_and(|e| e.seq == current));
+        contiguous.then_some(held)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<PublishedEvent>> {
@@ -191,6 +198,19 @@ mod tests {
         assert_eq!(seqs(h.after(5, 5).unwrap()), Vec::<u64>::new());
         assert!(h.after(1, 5).is_none(), "seq 2 is gone");
         assert!(h.after(6, 5).is_none(), "from the future");
+    }
+
+    #[test]
+    fn after_refuses_a_copy_with_a_hole() {
+        // A cluster node's copy that missed 4..=9.
+        let mut h = History::new(10);
+        for s in [1, 2, 3, 10] {
+            h.push(event(s));
+        }
+        assert!(h.after(8, 10).is_none(), "9 is not held");
+        assert!(h.after(2, 10).is_none(), "4..=9 are not held");
+        assert_eq!(seqs(h.after(9, 10).unwrap()), vec![10]);
+        assert_eq!(seqs(h.after(10, 10).unwrap()), Vec::<u64>::new());
     }
 
     #[test]
