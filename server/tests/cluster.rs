@@ -277,6 +277,12 @@ async fn a_topic_and_its_messages_are_the_same_on_every_node() {
     // Created on one node, it exists on the others at once: a node that has
     // not heard of it yet asks the registry.
     a.create_topic("orders.eu").await;
+    let (status, list) = b.get("/api/topics").await;
+    assert_eq!(
+        (status, &list["topics"][0]["name"]),
+        (200, &json!("orders.eu")),
+        "{list}"
+    );
     let (status, topic) = c.get("/api/topics/orders.eu").await;
     assert_eq!(status, 200, "{topic}");
     let epoch = topic["epoch"].as_str().expect("epoch").to_owned();
@@ -338,12 +344,11 @@ async fn a_topic_and_its_messages_are_the_same_on_every_node() {
             .collect();
         assert_eq!(seqs, vec![1, 2], "history on :{}", node.port);
         assert_eq!(node.get("/api/topics/orders.eu").await.1["messages"], 2);
-        node.until(
-            "listing the topic",
-            |_, b| b["topics"][0]["name"] == "orders.eu",
-            "/api/topics",
-        )
-        .await;
+        let list = node.get("/api/topics").await.1;
+        assert_eq!(
+            (&list["topics"][0]["name"], &list["topics"][0]["messages"]),
+            (&json!("orders.eu"), &json!(2))
+        );
     }
     let mut late = a.ws().await;
     let ack = late.subscribe("orders.eu", json!({"last_n": 1})).await;
@@ -360,13 +365,10 @@ async fn a_topic_and_its_messages_are_the_same_on_every_node() {
             "{notice}"
         );
     }
+    // Gone at once everywhere, by name and from the list.
     for node in &nodes {
-        node.until(
-            "forgetting the topic",
-            |status, _| status == 404,
-            "/api/topics/orders.eu",
-        )
-        .await;
+        assert_eq!(node.get("/api/topics/orders.eu").await.0, 404);
+        assert_eq!(node.get("/api/topics").await.1["topics"], json!([]));
     }
     let (status, body) = c
         .post("/api/topics/orders.eu/messages", json!({"payload": 3}))

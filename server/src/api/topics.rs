@@ -27,16 +27,18 @@ use bytes::Bytes;
     responses(
         (status = 200, description = "The topics, sorted by name.", body = TopicList),
         (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
     ),
 )]
-pub(super) async fn list_topics(State(state): State<AppState>) -> Json<TopicList> {
+pub(super) async fn list_topics(State(state): State<AppState>) -> ApiResult<Json<TopicList>> {
     let topics = state
-        .broker
+        .backplane
         .list_topics()
+        .await?
         .into_iter()
         .map(summary)
         .collect();
-    Json(TopicList { topics })
+    Ok(Json(TopicList { topics }))
 }
 
 /// Create a topic

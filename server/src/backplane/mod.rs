@@ -84,6 +84,20 @@ impl Backplane {
         }
     }
 
+    /// Every topic, sorted by name, including every topic created or
+    /// deleted anywhere in the cluster before the call (from this
+    /// instance's copy while NATS cannot be reached).
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, BrokerError> {
+        if let Backplane::Nats(nats) = self {
+            if let Err(e) = nats.catch_up_registry().await {
+                if nats.health().is_ok() {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.broker().list_topics())
+    }
+
     /// A topic's metadata, as of now across the cluster.
     pub async fn topic_info(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         self.fresh(name).await?;

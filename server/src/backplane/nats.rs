@@ -64,6 +64,9 @@ pub struct NatsBackplane {
     /// registration read a moment before (a lookup racing the watch) is
     /// not adopted again.
     tombstones: DashMap<Arc<str>, u64>,
+    /// The newest registry revision the watch has taken in, for
+    /// [`NatsBackplane::catch_up_registry`].
+    registry_seen: watch::Sender<u64>,
     url: String,
     history_size: usize,
 }
@@ -129,6 +132,7 @@ impl NatsBackplane {
             registry: RwLock::new(None),
             mirrors: DashMap::new(),
             tombstones: DashMap::new(),
+            registry_seen: watch::Sender::new(0),
             url: url.to_owned(),
             history_size,
         });
@@ -291,6 +295,31 @@ impl NatsBackplane {
                 ))),
             }
         }))
+    }
+
+    /// Waits until this instance knows every topic created or deleted in
+    /// the cluster so far (the registry's last revision).
+    pub async fn catch_up_registry(&self) -> Result<(), BrokerError> {
+        self.available()?;
+        let last = self
+            .js
+            .get_stream(format!("KV_{BUCKET}"))
+            .await
+            .map_err(unavailable)?
+            .cached_info()
+            .state
+            .last_sequence;
+        let mut seen = self.registry_seen.subscribe();
+        let caught_up = tokio::time::timeout(CATCH_UP_TIMEOUT, seen.wait_for(|r| *r >= last))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        if caught_up {
+            Ok(())
+        } else {
+            Err(unavailable(format!(
+                "this instance has not yet received the topic registry up to revision {last}; try again"
+            )))
+        }
     }
 
     /// Waits until this instance has taken in every message the cluster
@@ -487,7 +516,10 @@ impl NatsBackplane {
         tracing::info!(url = %self.url, "following the cluster's topic registry");
         while let Some(entry) = watch.next().await {
             let entry = entry?;
+            let revision = entry.revision;
             let Some(name) = name_of(&entry.key) else {
+                self.registry_seen
+                    .send_modify(|seen| *seen = (*seen).max(revision));
                 continue;
             };
             match entry.operation {
@@ -501,6 +533,8 @@ impl NatsBackplane {
                 },
                 kv::Operation::Delete | kv::Operation::Purge => self.forsake(&name, entry.revision),
             }
+            self.registry_seen
+                .send_modify(|seen| *seen = (*seen).max(revision));
         }
         Ok(())
     }
