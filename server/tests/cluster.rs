@@ -463,7 +463,7 @@ async fn concurrent_publishers_on_different_nodes_get_one_order() {
 
 #[tokio::test]
 async fn a_killed_node_loses_nothing_for_clients_that_resume_elsewhere() {
-    let (_nats, mut nodes) = cluster().await;
+    let (nats, mut nodes) = cluster().await;
     nodes[1].create_topic("feed").await;
     let mut on_a = nodes[0].ws().await;
     let ack = on_a.subscribe("feed", json!({})).await;
@@ -504,6 +504,27 @@ async fn a_killed_node_loses_nothing_for_clients_that_resume_elsewhere() {
         13,
         "live after the replay"
     );
+
+    // A new node joining later (or the killed one restarted) knows every
+    // topic and holds the history at once.
+    let joined = Node::start(&nats).await;
+    let list = joined.get("/api/topics").await.1;
+    assert_eq!(
+        (&list["topics"][0]["name"], &list["topics"][0]["messages"]),
+        (&json!("feed"), &json!(13))
+    );
+    let mut on_joined = joined.ws().await;
+    let ack = on_joined
+        .subscribe("feed", json!({"since": {"seq": 10, "epoch": epoch}}))
+        .await;
+    assert_eq!(
+        (ack["recovered"].as_bool(), ack["replayed"].as_u64()),
+        (Some(true), Some(3)),
+        "{ack}"
+    );
+    for expected in 11..=13 {
+        assert_eq!(next_event(&mut on_joined).await["seq"], expected);
+    }
 }
 
 #[tokio::test]
