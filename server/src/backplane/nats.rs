@@ -379,10 +379,8 @@ impl NatsBackplane {
         registration: &Registration,
         revision: u64,
     ) -> Option<Arc<Mirror>> {
-        let key: Arc<str> = Arc::from(name);
-        let deleted_at = self.tombstones.get(name).map(|t| *t.value());
-        let mut slot = self.mirrors.entry(Arc::clone(&key));
-        let held = match &mut slot {
+        let slot = self.mirrors.entry(Arc::from(name));
+        let held = match &slot {
             dashmap::Entry::Occupied(held) => Some(Arc::clone(held.get())),
             dashmap::Entry::Vacant(_) => None,
         };
@@ -391,6 +389,9 @@ impl NatsBackplane {
                 return Some(Arc::clone(held));
             }
         }
+        // Read under the entry: `forsake` records its tombstone before it
+        // looks for the mirror, so it either finds ours or we see it.
+        let deleted_at = self.tombstones.get(name).map(|t| *t.value());
         if deleted_at.is_some_and(|at| at > revision) {
             return held;
         }
