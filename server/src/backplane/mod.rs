@@ -11,6 +11,11 @@
 //! REST and WebSocket call the backplane for everything that changes
 //! shared state or must read it fresh; connection-local work (queues,
 //! subscriptions, stats) stays with [`Broker`].
+//!
+//! The NATS futures are boxed: they are several KiB, and every WebSocket
+//! session's task would otherwise carry that much (it awaits these calls)
+//! even on the in-memory backplane, where idle connections are counted in
+//! bytes.
 
 pub mod nats;
 
@@ -73,14 +78,14 @@ impl Backplane {
     pub async fn create_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         match self {
             Backplane::Memory(broker) => broker.create_topic(name),
-            Backplane::Nats(nats) => nats.create_topic(name).await,
+            Backplane::Nats(nats) => Box::pin(nats.create_topic(name)).await,
         }
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         match self {
             Backplane::Memory(broker) => broker.delete_topic(name),
-            Backplane::Nats(nats) => nats.delete_topic(name).await,
+            Backplane::Nats(nats) => Box::pin(nats.delete_topic(name)).await,
         }
     }
 
@@ -89,7 +94,7 @@ impl Backplane {
     /// instance's copy while NATS cannot be reached).
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, BrokerError> {
         if let Backplane::Nats(nats) = self {
-            if let Err(e) = nats.catch_up_registry().await {
+            if let Err(e) = Box::pin(nats.catch_up_registry()).await {
                 if nats.health().is_ok() {
                     return Err(e);
                 }
@@ -113,7 +118,7 @@ impl Backplane {
         let Backplane::Nats(nats) = self else {
             return Ok(());
         };
-        match nats.catch_up(name).await {
+        match Box::pin(nats.catch_up(name)).await {
             // Only when NATS is out of reach: a node that is merely behind
             // must not answer from a stale copy.
             Err(e)
@@ -180,7 +185,7 @@ impl Backplane {
     async fn start_publish(&self, name: &str, message: PublishMessage) -> Publishing {
         match self {
             Backplane::Memory(broker) => Publishing::Done(broker.publish(name, message)),
-            Backplane::Nats(nats) => match nats.start_publish(name, message).await {
+            Backplane::Nats(nats) => match Box::pin(nats.start_publish(name, message)).await {
                 Ok(acknowledged) => Publishing::Waiting(acknowledged),
                 Err(e) => Publishing::Done(Err(e)),
             },

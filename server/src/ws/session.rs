@@ -184,7 +184,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
             };
             heard.now();
             match message {
-                Incoming::Text(text) => handle_text(backplane, conn, &text, &mut inflight).await,
+                // Boxed: held inline, its state would sit in every
+                // connection's task, idle or not.
+                Incoming::Text(text) => {
+                    Box::pin(handle_text(backplane, conn, &text, &mut inflight)).await
+                }
                 Incoming::Binary => {
                     inflight.flush(conn).await;
                     conn.outbox.push_reply(Frame::error(
@@ -254,20 +258,29 @@ fn refuse(conn: &Connection, e: &DecodeError) {
 /// (cluster mode: NATS answers after storing them). A connection may have
 /// up to [`Inflight::MAX`] in flight; their replies, and every reply after
 /// them, keep the order of the requests.
+///
+/// Made on the first publish that has to wait (cluster mode only): an empty
+/// `FuturesOrdered` already allocates, and idle connections count bytes.
 #[derive(Default)]
 pub struct Inflight {
-    replies: FuturesOrdered<BoxFuture<'static, Frame>>,
+    replies: Option<FuturesOrdered<BoxFuture<'static, Frame>>>,
 }
 
 impl Inflight {
     const MAX: usize = 256;
 
     fn is_empty(&self) -> bool {
-        self.replies.is_empty()
+        self.replies.as_ref().is_none_or(|r| r.is_empty())
     }
 
     fn is_full(&self) -> bool {
-        self.replies.len() >= Self::MAX
+        self.replies.as_ref().is_some_and(|r| r.len() >= Self::MAX)
+    }
+
+    fn queue(&mut self, reply: BoxFuture<'static, Frame>) {
+        self.replies
+            .get_or_insert_with(FuturesOrdered::new)
+            .push_back(reply);
     }
 
     /// Queues the reply to a publish: at once when it is known and nothing
@@ -286,10 +299,10 @@ impl Inflight {
             }
             Publishing::Done(result) => {
                 let reply = publish_reply(result, request_id, &topic);
-                self.replies.push_back(Box::pin(std::future::ready(reply)));
+                self.queue(Box::pin(std::future::ready(reply)));
             }
             Publishing::Waiting(acknowledged) => {
-                self.replies.push_back(Box::pin(async move {
+                self.queue(Box::pin(async move {
                     publish_reply(acknowledged.await, request_id, &topic)
                 }));
             }
@@ -298,7 +311,10 @@ impl Inflight {
 
     /// Waits for the oldest publish in flight and queues its reply.
     async fn answer_next(&mut self, conn: &Connection) {
-        if let Some(reply) = self.replies.next().await {
+        let Some(replies) = self.replies.as_mut() else {
+            return;
+        };
+        if let Some(reply) = replies.next().await {
             conn.outbox.push_reply(reply);
         }
     }
