@@ -124,7 +124,7 @@ pub fn render(state: &AppState) -> String {
     let b = &state.broker;
     let t = b.totals();
     let mut out = String::with_capacity(4096);
-    let simple: [(&str, &str, &str, u64); 10] = [
+    let simple: [(&str, &str, &str, u64); 11] = [
         ("pubsub_uptime_seconds", "gauge", "Seconds since the server started.", b.uptime_sec()),
         ("pubsub_connections", "gauge", "Open WebSocket connections.", t.connections.load(Relaxed)),
         ("pubsub_subscriptions", "gauge", "Subscriptions over all topics and connections.", t.subscriptions.load(Relaxed)),
@@ -149,6 +149,12 @@ pub fn render(state: &AppState) -> String {
             "gauge",
             "Topics that get their own per-topic series (--metrics-topic-limit).",
             state.config.metrics_topic_limit as u64,
+        ),
+        (
+            "pubsub_backplane_up",
+            "gauge",
+            "1 while the backplane serves (always on the in-memory one; in cluster mode, NATS reachable), else 0.",
+            u64::from(state.backplane.health().is_ok()),
         ),
     ];
     for (name, kind, help, value) in simple {

@@ -546,6 +546,14 @@ async fn nats_down_is_said_and_survived() {
             )
             .await;
         assert_eq!(body["error"]["code"], "UNAVAILABLE", "{body}");
+        let metrics = node
+            .http
+            .get(node.url("/metrics"))
+            .send()
+            .await
+            .expect("GET");
+        let metrics = metrics.text().await.expect("metrics");
+        assert!(metrics.contains("\npubsub_backplane_up 0\n"), "{metrics}");
         assert!(
             body["error"]["message"]
                 .as_str()

@@ -61,6 +61,11 @@ async fn metrics_follow_the_traffic() {
 
     let m = scrape(&s).await;
     assert_eq!(get(&m, "pubsub_connections", None), 1.0);
+    assert_eq!(
+        get(&m, "pubsub_backplane_up", None),
+        1.0,
+        "in memory, always up"
+    );
     assert_eq!(get(&m, "pubsub_subscriptions", None), 1.0);
     assert_eq!(get(&m, "pubsub_topics", None), 2.0);
     assert_eq!(get(&m, "pubsub_published_total", None), 6.0);
