@@ -94,10 +94,9 @@ impl Backplane {
     /// instance's copy while NATS cannot be reached).
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, BrokerError> {
         if let Backplane::Nats(nats) = self {
-            if let Err(e) = Box::pin(nats.catch_up_registry()).await {
-                if nats.health().is_ok() {
-                    return Err(e);
-                }
+            match Box::pin(nats.catch_up_registry()).await {
+                Err(e) if !out_of_reach(nats, &e) => return Err(e),
+                _ => {}
             }
         }
         Ok(self.broker().list_topics())
@@ -119,15 +118,7 @@ impl Backplane {
             return Ok(());
         };
         match Box::pin(nats.catch_up(name)).await {
-            // Only when NATS is out of reach: a node that is merely behind
-            // must not answer from a stale copy.
-            Err(e)
-                if e.code == ErrorCode::Unavailable
-                    && nats.health().is_err()
-                    && self.broker().topic(name).is_ok() =>
-            {
-                Ok(())
-            }
+            Err(e) if out_of_reach(nats, &e) && self.broker().topic(name).is_ok() => Ok(()),
             other => other,
         }
     }
@@ -152,21 +143,9 @@ impl Backplane {
         self.start_publish(name, message).await.finish().await
     }
 
-    /// Publishes for a WebSocket connection: its role and rate first.
-    pub async fn publish_from(
-        &self,
-        conn: &Connection,
-        name: &str,
-        message: PublishMessage,
-    ) -> Result<Receipt, BrokerError> {
-        self.start_publish_from(conn, name, message)
-            .await
-            .finish()
-            .await
-    }
-
-    /// [`Backplane::publish_from`] in two steps: this sends the message,
-    /// the returned [`Publishing`] waits for its acknowledgement. Messages
+    /// Publishes for a WebSocket connection (its role and rate first), in
+    /// two steps: this sends the message, the returned [`Publishing`]
+    /// waits for its acknowledgement. Messages
     /// one connection starts one after the other keep that order (in
     /// cluster mode NATS receives them in it), so a connection may have
     /// several publishes in flight.
@@ -207,4 +186,11 @@ impl Backplane {
         }
         self.broker().subscribe(conn, name, replay, request_id)
     }
+}
+
+/// Whether a catch-up failed because NATS is out of reach, the one case in
+/// which this instance answers from its copy: a node that is merely behind
+/// must not answer from a stale one.
+fn out_of_reach(nats: &nats::NatsBackplane, e: &BrokerError) -> bool {
+    e.code == ErrorCode::Unavailable && nats.health().is_err()
 }

@@ -301,25 +301,17 @@ impl NatsBackplane {
     /// the cluster so far (the registry's last revision).
     pub async fn catch_up_registry(&self) -> Result<(), BrokerError> {
         self.available()?;
-        let last = self
-            .js
-            .get_stream(format!("KV_{BUCKET}"))
-            .await
-            .map_err(unavailable)?
-            .cached_info()
-            .state
-            .last_sequence;
-        let mut seen = self.registry_seen.subscribe();
-        let caught_up = tokio::time::timeout(CATCH_UP_TIMEOUT, seen.wait_for(|r| *r >= last))
-            .await
-            .is_ok_and(|waited| waited.is_ok());
-        if caught_up {
-            Ok(())
-        } else {
-            Err(unavailable(format!(
-                "this instance has not yet received the topic registry up to revision {last}; try again"
-            )))
-        }
+        let last = self.registry_revision().await.map_err(unavailable)?;
+        reach(&self.registry_seen, last, || {
+            format!("the topic registry up to revision {last}")
+        })
+        .await
+    }
+
+    /// The registry's newest revision: its stream's last sequence.
+    async fn registry_revision(&self) -> Result<u64, jetstream::context::GetStreamError> {
+        let stream = self.js.get_stream(registry_stream()).await?;
+        Ok(stream.cached_info().state.last_sequence)
     }
 
     /// Waits until this instance has taken in every message the cluster
@@ -336,17 +328,10 @@ impl NatsBackplane {
             }
             Err(e) => return Err(unavailable(e)),
         };
-        let mut seq = mirror.seq.subscribe();
-        let caught_up = tokio::time::timeout(CATCH_UP_TIMEOUT, seq.wait_for(|s| *s >= last))
-            .await
-            .is_ok_and(|waited| waited.is_ok());
-        if caught_up {
-            Ok(())
-        } else {
-            Err(unavailable(format!(
-                "this instance has not yet received topic {name:?} up to seq {last}; try again"
-            )))
-        }
+        reach(&mirror.seq, last, || {
+            format!("topic {name:?} up to seq {last}")
+        })
+        .await
     }
 
     /// The topic as this instance follows it, or from the registry when it
@@ -428,22 +413,19 @@ impl NatsBackplane {
             .entry(Arc::from(name))
             .and_modify(|at| *at = (*at).max(revision))
             .or_insert(revision);
-        let removed = self
-            .mirrors
-            .remove_if(name, |_, mirror| mirror.revision < revision);
-        if let Some((_, mirror)) = removed {
-            mirror.stop.cancel();
-            self.broker.drop_topic(name, Some(&mirror.epoch));
-        }
+        self.unfollow(name, |mirror| mirror.revision < revision);
     }
 
     /// Stops following `name` if it is still this epoch (whose stream was
     /// found gone) and deletes it here.
     fn forsake_epoch(&self, name: &str, epoch: &str) {
-        let removed = self
-            .mirrors
-            .remove_if(name, |_, mirror| mirror.epoch == epoch);
-        if let Some((_, mirror)) = removed {
+        self.unfollow(name, |mirror| mirror.epoch == epoch);
+    }
+
+    /// Stops following `name` when its mirror is `stale`, and deletes the
+    /// topic here (its subscribers get `topic_deleted`).
+    fn unfollow(&self, name: &str, stale: impl FnOnce(&Mirror) -> bool) {
+        if let Some((_, mirror)) = self.mirrors.remove_if(name, |_, mirror| stale(mirror)) {
             mirror.stop.cancel();
             self.broker.drop_topic(name, Some(&mirror.epoch));
         }
@@ -475,7 +457,7 @@ impl NatsBackplane {
         // an identical stream again is a no-op, so every instance may.
         self.js
             .create_stream(stream::Config {
-                name: format!("KV_{BUCKET}"),
+                name: registry_stream(),
                 description: Some("pubsub-server topics: name -> epoch".into()),
                 subjects: vec![format!("$KV.{BUCKET}.>")],
                 max_messages_per_subject: 1,
@@ -491,13 +473,7 @@ impl NatsBackplane {
         let store = self.js.get_key_value(BUCKET).await?;
         // Topics deleted while this instance was not watching: those
         // registered before this snapshot of the registry and not in it.
-        let snapshot = self
-            .js
-            .get_stream(format!("KV_{BUCKET}"))
-            .await?
-            .cached_info()
-            .state
-            .last_sequence;
+        let snapshot = self.registry_revision().await?;
         let mut keys = store.keys().await?;
         let mut registered = HashSet::new();
         while let Some(key) = keys.next().await {
@@ -668,6 +644,32 @@ fn registered(entry: kv::Entry) -> Option<(kv::Entry, Registration)> {
     }
     let registration = serde_json::from_slice(&entry.value).ok()?;
     Some((entry, registration))
+}
+
+/// Waits (at most [`CATCH_UP_TIMEOUT`]) until `progress` reaches `target`;
+/// else `UNAVAILABLE`, naming `what` this instance has not yet received.
+async fn reach(
+    progress: &watch::Sender<u64>,
+    target: u64,
+    what: impl FnOnce() -> String,
+) -> Result<(), BrokerError> {
+    let mut progress = progress.subscribe();
+    let reached = tokio::time::timeout(CATCH_UP_TIMEOUT, progress.wait_for(|p| *p >= target))
+        .await
+        .is_ok_and(|waited| waited.is_ok());
+    if reached {
+        Ok(())
+    } else {
+        Err(unavailable(format!(
+            "this instance has not yet received {}; try again",
+            what()
+        )))
+    }
+}
+
+/// The stream behind the registry bucket.
+fn registry_stream() -> String {
+    format!("KV_{BUCKET}")
 }
 
 fn stream_name(epoch: &str) -> String {

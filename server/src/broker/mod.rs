@@ -47,7 +47,7 @@ pub struct BrokerConfig {
     pub max_topics: usize,
     /// Subscriptions one connection may hold.
     pub max_subscriptions: usize,
-    /// Publishes per second per connection through [`Broker::publish_from`]
+    /// Publishes per second per connection, checked by [`Broker::may_publish`]
     /// (0: unlimited), with `publish_burst` tokens of headroom.
     pub publish_rate: u32,
     pub publish_burst: u32,
@@ -333,18 +333,6 @@ impl Broker {
     }
 
     // ------------------------------------------------------ publishing
-
-    /// Publishes for a connection: checks that it may publish and that its
-    /// rate allows one more, then [`Broker::publish`].
-    pub fn publish_from(
-        &self,
-        conn: &Connection,
-        name: &str,
-        message: PublishMessage,
-    ) -> Result<Receipt, BrokerError> {
-        self.may_publish(conn)?;
-        self.publish(name, message)
-    }
 
     /// Whether `conn` may publish one more message now (its key's role and
     /// its publish rate); takes a token from its rate when it may.

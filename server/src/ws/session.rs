@@ -567,16 +567,14 @@ async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<Frame>>(
         // Most writes go through at once; only a full socket gets the
         // deadline (a timer and a clock read per write were 3 % of a
         // fan-out's CPU).
-        let at_once =
-            std::future::poll_fn(|cx| poll_write_once(Pin::new(&mut *out), cx, frames, &mut at))
-                .now_or_never();
-        if let Some(written) = at_once {
+        let once =
+            std::future::poll_fn(|cx| poll_write_once(Pin::new(&mut *out), cx, frames, &mut at));
+        let mut once = std::pin::pin!(once);
+        if let Some(written) = once.as_mut().now_or_never() {
             written?;
             continue;
         }
         waited = true;
-        let once =
-            std::future::poll_fn(|cx| poll_write_once(Pin::new(&mut *out), cx, frames, &mut at));
         timeout(deadline, once)
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
