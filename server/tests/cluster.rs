@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Ws, PATIENCE};
+use common::{Rest, Ws, PATIENCE};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -123,7 +123,16 @@ fn nats_command(port: i32, store: &Path) -> Command {
 struct Node {
     child: Child,
     port: u16,
-    http: reqwest::Client,
+    /// Its REST API (`node.get(…)` and the like, through `Deref`).
+    rest: Rest,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Rest;
+
+    fn deref(&self) -> &Rest {
+        &self.rest
+    }
 }
 
 impl Node {
@@ -158,57 +167,11 @@ impl Node {
         let node = Node {
             child,
             port,
-            http: reqwest::Client::new(),
+            rest: Rest::new(([127, 0, 0, 1], port).into()),
         };
         node.until("healthy", |status, _| status == 200, "/api/health")
             .await;
         node
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).send().await.expect("GET");
-        json_of(r).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        json_of(r).await
-    }
-
-    async fn delete(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .delete(self.url(path))
-            .send()
-            .await
-            .expect("DELETE");
-        json_of(r).await
-    }
-
-    async fn create_topic(&self, name: &str) {
-        let (status, body) = self.post("/api/topics", json!({ "name": name })).await;
-        assert_eq!(status, 201, "create {name}: {body}");
-    }
-
-    async fn publish(&self, topic: &str, payload: Value) -> u64 {
-        let (status, body) = self
-            .post(
-                &format!("/api/topics/{topic}/messages"),
-                json!({ "payload": payload }),
-            )
-            .await;
-        assert_eq!(status, 201, "publish to {topic}: {body}");
-        body["seq"].as_u64().expect("seq")
     }
 
     async fn ws(&self) -> Ws {
@@ -242,12 +205,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-async fn json_of(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let text = r.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn cluster() -> (Nats, Vec<Node>) {

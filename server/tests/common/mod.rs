@@ -23,8 +23,17 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub addr: SocketAddr,
     pub state: AppState,
-    pub http: reqwest::Client,
+    /// Its REST API (`s.get(…)`, `s.http`, `s.url(…)` reach it through `Deref`).
+    pub rest: Rest,
     served: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Rest;
+
+    fn deref(&self) -> &Rest {
+        &self.rest
+    }
 }
 
 impl TestServer {
@@ -44,13 +53,58 @@ impl TestServer {
         TestServer {
             addr,
             state,
-            http: reqwest::Client::new(),
+            rest: Rest::new(addr),
             served: Some(served),
         }
     }
 
+    pub async fn ws(&self) -> Ws {
+        Ws::connect(&format!("ws://{}/ws", self.addr)).await
+    }
+
+    /// Triggers a graceful shutdown and waits until `serve` returned.
+    pub async fn shut_down(&mut self) -> std::io::Result<()> {
+        self.state.shutdown.trigger();
+        let served = self.served.take().expect("not shut down twice");
+        tokio::time::timeout(PATIENCE, served)
+            .await
+            .expect("shutdown in time")
+            .expect("join")
+    }
+
+    /// Polls `check` until it holds (the server settles asynchronously).
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting until {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A client of one server's REST API, with the contract's common calls.
+pub struct Rest {
+    pub http: reqwest::Client,
+    base: String,
+}
+
+impl Rest {
+    pub fn new(addr: SocketAddr) -> Self {
+        Rest {
+            http: reqwest::Client::new(),
+            base: format!("http://{addr}"),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}{}", self.base, path)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -110,36 +164,6 @@ impl TestServer {
 
     pub async fn stats(&self) -> Value {
         self.get("/api/stats").await.1
-    }
-
-    pub async fn ws(&self) -> Ws {
-        Ws::connect(&format!("ws://{}/ws", self.addr)).await
-    }
-
-    /// Triggers a graceful shutdown and waits until `serve` returned.
-    pub async fn shut_down(&mut self) -> std::io::Result<()> {
-        self.state.shutdown.trigger();
-        let served = self.served.take().expect("not shut down twice");
-        tokio::time::timeout(PATIENCE, served)
-            .await
-            .expect("shutdown in time")
-            .expect("join")
-    }
-
-    /// Polls `check` until it holds (the server settles asynchronously).
-    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !check().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting until {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 }
 
