@@ -58,14 +58,6 @@ impl Backplane {
         }
     }
 
-    /// `"memory"` or `"nats"`, for logs and health.
-    pub fn mode(&self) -> &'static str {
-        match self {
-            Backplane::Memory(_) => "memory",
-            Backplane::Nats(_) => "nats",
-        }
-    }
-
     /// `Err(reason)` while this instance cannot serve the contract (cluster
     /// mode with NATS unreachable).
     pub fn health(&self) -> Result<(), String> {

@@ -203,15 +203,13 @@ impl NatsBackplane {
                 // The create may have been stored even so (a lost answer):
                 // the stream goes only if the registry surely lacks it.
                 match registry.entry(key_of(name)).await {
-                    Ok(Some(entry))
-                        if registered_epoch(&entry).as_deref() == Some(&*registration.epoch) =>
-                    {
-                        entry.revision
-                    }
-                    Ok(_) => {
-                        let _ = self.js.delete_stream(&stream).await;
-                        return Err(unavailable(e));
-                    }
+                    Ok(entry) => match entry.and_then(registered) {
+                        Some((entry, held)) if held.epoch == registration.epoch => entry.revision,
+                        _ => {
+                            let _ = self.js.delete_stream(&stream).await;
+                            return Err(unavailable(e));
+                        }
+                    },
                     Err(_) => return Err(unavailable(e)),
                 }
             }
@@ -626,15 +624,6 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(js)
         if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
-}
-
-/// The epoch a registry entry holds, if it is a live registration.
-fn registered_epoch(entry: &kv::Entry) -> Option<String> {
-    if entry.operation != kv::Operation::Put {
-        return None;
-    }
-    let registration: Registration = serde_json::from_slice(&entry.value).ok()?;
-    Some(registration.epoch)
 }
 
 /// A live registry entry and what it says.
