@@ -207,32 +207,23 @@ async fn create_topic(common: &Common, topic: &str) -> std::io::Result<()> {
         return Ok(());
     }
     let http = common.http.unwrap_or(common.addr);
+    let body = format!("{{\"name\":\"{topic}\"}}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let answer = post_topic(http, topic).await?;
-        if answer.starts_with(b"HTTP/1.1 201") || answer.starts_with(b"HTTP/1.1 409") {
+        let (status, answer) = crate::http::request(http, "POST", "/api/topics", Some(&body))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if status == 201 || status == 409 {
             return Ok(());
         }
-        if !answer.starts_with(b"HTTP/1.1 503") || Instant::now() > deadline {
-            return Err(std::io::Error::other(
-                String::from_utf8_lossy(&answer).into_owned(),
-            ));
+        if status != 503 || Instant::now() > deadline {
+            return Err(std::io::Error::other(format!(
+                "creating topic {topic}: status {status}: {}",
+                String::from_utf8_lossy(&answer)
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn post_topic(http: SocketAddr, topic: &str) -> std::io::Result<Vec<u8>> {
-    let mut s = tokio::net::TcpStream::connect(http).await?;
-    let body = format!("{{\"name\":\"{topic}\"}}");
-    let req = format!(
-        "POST /api/topics HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut answer = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer).await?;
-    Ok(answer)
 }
 
 /// What all subscriber tasks add to.
