@@ -38,6 +38,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub subscriber_queue: u64,
 
+    /// Bytes of frames (events and replies) queued per connection before the
+    /// slow-consumer policy applies; unread replies stop the connection's
+    /// requests being read at half of it.
+    #[arg(long, env = "PUBSUB_MAX_QUEUE_BYTES", default_value_t = 16 << 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queue_bytes: u64,
+
+    /// Bytes of retained history over all topics: past it, the oldest
+    /// messages of the topics holding the most bytes are evicted (a `since`
+    /// into them is then `recovered: false`).
+    #[arg(long, env = "PUBSUB_MAX_HISTORY_BYTES", default_value_t = 256 << 20)]
+    pub max_history_bytes: u64,
+
     /// What happens to a connection whose queue is full.
     #[arg(
         long,
@@ -92,9 +105,21 @@ pub struct Config {
     #[arg(long, env = "PUBSUB_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 
-    /// A browser origin (`https://app.example.com`) allowed to open
+    /// The origin browsers reach this server at (`https://pubsub.example.com`),
+    /// repeatable: its pages may open WebSockets and change state, and on a
+    /// loopback address only requests whose `Host` is one of these names are
+    /// served (DNS rebinding). Default: `http://ADDR` of --addr, plus
+    /// `http://localhost:PORT` when it is a loopback address.
+    #[arg(
+        long = "public-origin",
+        env = "PUBSUB_PUBLIC_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub public_origins: Vec<String>,
+
+    /// A further browser origin (`https://app.example.com`) allowed to open
     /// WebSockets and send state-changing REST requests; repeatable, `*` for
-    /// any. The server's own origin is always allowed.
+    /// any. The public origins are always allowed.
     #[arg(
         long = "allowed-origin",
         env = "PUBSUB_ALLOWED_ORIGINS",
@@ -105,6 +130,17 @@ pub struct Config {
     /// Open WebSocket connections; one more is refused with 429 RATE_LIMITED.
     #[arg(long, env = "PUBSUB_MAX_CONNECTIONS", default_value_t = 65_536)]
     pub max_connections: usize,
+
+    /// Open plain HTTP connections (REST, UI, upgrade requests not yet
+    /// upgraded); one more is answered 429 RATE_LIMITED and closed.
+    #[arg(long, env = "PUBSUB_MAX_HTTP_CONNECTIONS", default_value_t = 1_024)]
+    pub max_http_connections: usize,
+
+    /// Time a client has to send a whole request head, and how long an idle
+    /// keep-alive connection waits for the next one; also how long a
+    /// response may go without the client taking any byte of it.
+    #[arg(long, env = "PUBSUB_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
 
     /// Subscriptions per WebSocket connection (RATE_LIMITED above).
     #[arg(long, env = "PUBSUB_MAX_SUBSCRIPTIONS", default_value_t = 1_024)]
@@ -177,6 +213,10 @@ pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriber_queue: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queue_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_history_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub slow_consumer_policy: Option<PolicyArg>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat_interval: Option<String>,
@@ -196,9 +236,15 @@ pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_keys_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_origins: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_origins: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_http_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_subscriptions: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -298,8 +344,11 @@ impl Config {
         if file.api_keys_file.is_some() && defaulted("api_keys_file") {
             self.api_keys_file = file.api_keys_file;
         }
+        take!(max_history_bytes);
+        take!(public_origins);
         take!(allowed_origins);
         take!(max_connections);
+        take!(max_http_connections);
         take!(max_subscriptions);
         take!(max_topics);
         take!(publish_rate);
@@ -316,6 +365,14 @@ impl Config {
                 .map_err(|e| bad(format!("api_keys: {e}")))?;
             if defaulted("api_keys") {
                 self.api_keys = keys;
+            }
+        }
+        if let Some(q) = file.max_queue_bytes {
+            if q == 0 {
+                return Err(bad("max_queue_bytes: must be at least 1".into()));
+            }
+            if defaulted("max_queue_bytes") {
+                self.max_queue_bytes = q;
             }
         }
         if let Some(q) = file.subscriber_queue {
@@ -337,6 +394,11 @@ impl Config {
                 &file.shutdown_timeout,
                 &mut self.shutdown_timeout,
             ),
+            (
+                "header_read_timeout",
+                &file.header_read_timeout,
+                &mut self.header_read_timeout,
+            ),
         ] {
             if let Some(text) = text {
                 let d = parse_duration(text).map_err(|e| bad(format!("{key}: {e}")))?;
@@ -354,6 +416,8 @@ impl Config {
             addr: Some(self.addr),
             history_size: Some(self.history_size),
             subscriber_queue: Some(self.subscriber_queue),
+            max_queue_bytes: Some(self.max_queue_bytes),
+            max_history_bytes: Some(self.max_history_bytes),
             slow_consumer_policy: Some(self.slow_consumer_policy),
             heartbeat_interval: Some(
                 humantime::format_duration(self.heartbeat_interval).to_string(),
@@ -365,8 +429,13 @@ impl Config {
             metrics_topic_limit: Some(self.metrics_topic_limit),
             api_keys: None,
             api_keys_file: self.api_keys_file.clone(),
+            public_origins: Some(self.public_origins.clone()),
             allowed_origins: Some(self.allowed_origins.clone()),
             max_connections: Some(self.max_connections),
+            max_http_connections: Some(self.max_http_connections),
+            header_read_timeout: Some(
+                humantime::format_duration(self.header_read_timeout).to_string(),
+            ),
             max_subscriptions: Some(self.max_subscriptions),
             max_topics: Some(self.max_topics),
             publish_rate: Some(self.publish_rate),
@@ -394,6 +463,8 @@ impl Config {
         BrokerConfig {
             history_size: self.history_size,
             subscriber_queue: usize::try_from(self.subscriber_queue).unwrap_or(usize::MAX),
+            max_queue_bytes: usize::try_from(self.max_queue_bytes).unwrap_or(usize::MAX),
+            max_history_bytes: usize::try_from(self.max_history_bytes).unwrap_or(usize::MAX),
             slow_consumer_policy: match self.slow_consumer_policy {
                 PolicyArg::DropOldest => SlowConsumerPolicy::DropOldest,
                 PolicyArg::Disconnect => SlowConsumerPolicy::Disconnect,

@@ -2,7 +2,8 @@
 //! and delete topics, subscribe with `last_n` or `since` with the right or a
 //! stale epoch, unsubscribe, publish, drain part of a queue, a failed write,
 //! disconnect) over a few topics and connections, with queues small enough
-//! that both slow-consumer policies fire.
+//! that both slow-consumer policies fire. Unsubscribe and delete discard
+//! the topic's queued events at once (second edition).
 //!
 //! A model of the contract runs beside the broker: topics with `seq` and
 //! history, subscriptions, and each connection's queue with its policy. After
@@ -268,6 +269,7 @@ impl World {
         result.expect("delete an existing topic");
         for client in &mut self.clients {
             if topic.subscribers.contains(&client.conn.id) {
+                client.discard(name, topic.instance);
                 client.push_reply(Expected::TopicDeleted {
                     topic: name.to_owned(),
                 });
@@ -353,12 +355,13 @@ impl World {
         self.broker
             .unsubscribe(&client.conn, name, None)
             .expect("unsubscribe is always acked");
-        if client.subscriptions.remove(name).is_some() {
+        if let Some(instance) = client.subscriptions.remove(name) {
             let topic = self
                 .topics
                 .get_mut(name)
                 .expect("a subscribed topic exists");
             topic.subscribers.remove(&client.conn.id);
+            client.discard(name, instance);
         }
         client.push_reply(Expected::UnsubscribeAck {
             topic: name.to_owned(),
@@ -539,6 +542,18 @@ impl Client {
             announced: HashMap::new(),
             view: HashMap::new(),
         }
+    }
+
+    /// Unsubscribe and delete: the topic's queued events are discarded at
+    /// once and its owed `SLOW_CONSUMER` notice is forgotten.
+    fn discard(&mut self, name: &str, of: u64) {
+        self.queue.retain(
+            |item| !matches!(item, Item::Event { topic, instance, .. } if topic == name && *instance == of),
+        );
+        match self.announced.get(name) {
+            Some(&announced) => self.evicted.insert(name.to_owned(), announced),
+            None => self.evicted.remove(name),
+        };
     }
 
     fn push_reply(&mut self, expected: Expected) {

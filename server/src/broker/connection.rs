@@ -2,7 +2,7 @@
 //! of topics it is subscribed to (so that closing it removes them all), what
 //! it may do and how fast it may publish.
 
-use super::outbox::{Outbox, SlowConsumerPolicy};
+use super::outbox::{Bounds, Outbox, SlowConsumerPolicy};
 use super::topic::Topic;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -81,7 +81,7 @@ pub struct Connection {
 impl Connection {
     pub(super) fn new(
         id: u64,
-        queue: usize,
+        queue: Bounds,
         policy: SlowConsumerPolicy,
         permits: Permits,
         rate: Rate,

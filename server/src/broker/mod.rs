@@ -23,7 +23,7 @@ use dashmap::DashMap;
 pub use error::BrokerError;
 pub use frame::EventDraft;
 use frame::Frame;
-pub use outbox::{Drained, End, Queued, SlowConsumerPolicy};
+pub use outbox::{Bounds, Drained, End, Queued, SlowConsumerPolicy};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,6 +40,12 @@ pub struct BrokerConfig {
     pub history_size: usize,
     /// Events queued per connection before the slow-consumer policy applies.
     pub subscriber_queue: usize,
+    /// Bytes queued per connection (events and replies) before the
+    /// slow-consumer policy applies.
+    pub max_queue_bytes: usize,
+    /// Bytes of history kept over all topics (0: no budget beyond
+    /// `history_size` per topic).
+    pub max_history_bytes: usize,
     pub slow_consumer_policy: SlowConsumerPolicy,
     /// Largest serialized payload accepted.
     pub max_message_bytes: usize,
@@ -58,6 +64,8 @@ impl Default for BrokerConfig {
         BrokerConfig {
             history_size: 100,
             subscriber_queue: 1024,
+            max_queue_bytes: 16 << 20,
+            max_history_bytes: 256 << 20,
             slow_consumer_policy: SlowConsumerPolicy::DropOldest,
             max_message_bytes: 65_536,
             max_topics: 10_000,
@@ -128,6 +136,11 @@ pub struct Broker {
     /// concurrent creates cannot pass `max_topics` together.
     topic_slots: AtomicUsize,
     totals: Arc<Totals>,
+    /// Open connections by id (for the queued-bytes gauge and, later, the
+    /// connections list); a connection leaves it when disconnected.
+    connections: DashMap<u64, Arc<Connection>>,
+    /// Held by the one caller evicting history for the byte budget.
+    evicting: parking_lot::Mutex<()>,
     next_connection: AtomicU64,
     started: Instant,
 }
@@ -139,6 +152,8 @@ impl Broker {
             topics: DashMap::new(),
             topic_slots: AtomicUsize::new(0),
             totals: Arc::new(Totals::default()),
+            connections: DashMap::new(),
+            evicting: parking_lot::Mutex::new(()),
             next_connection: AtomicU64::new(1),
             started: Instant::now(),
         }
@@ -228,8 +243,9 @@ impl Broker {
             .is_ok()
     }
 
-    /// Deletes a topic; every subscriber gets `info topic_deleted` (after the
-    /// events already queued for it) and loses the subscription.
+    /// Deletes a topic; every subscriber gets `info topic_deleted` and loses
+    /// the subscription, and the topic's events still queued to it are
+    /// discarded (counted as dropped).
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         error::check_topic_name(name)?;
         if self.drop_topic(name, None) {
@@ -251,8 +267,12 @@ impl Broker {
         self.topic_slots.fetch_sub(1, Relaxed);
         let mut st = topic.state.lock();
         st.deleted = true;
+        let freed = st.history.clear();
+        topic.history_bytes.store(0, Relaxed);
+        self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);
         let notice = Frame::info(InfoKind::TopicDeleted, Some(name.to_owned()));
         for (_, conn) in st.subscribers.drain(..) {
+            conn.outbox.discard_topic(&topic.tally);
             conn.outbox.push_reply(notice.clone());
             conn.forget(&topic);
             self.totals.subscriptions.fetch_sub(1, Relaxed);
@@ -398,6 +418,7 @@ impl Broker {
         let seq = st.seq + 1;
         self.fan_out(&topic, &mut st, seq, draft);
         drop(st);
+        self.enforce_history_budget();
         Ok(Receipt { id, seq })
     }
 
@@ -421,6 +442,8 @@ impl Broker {
             }
         }
         self.fan_out(topic, &mut st, seq, draft);
+        drop(st);
+        self.enforce_history_budget();
         seq
     }
 
@@ -440,8 +463,73 @@ impl Broker {
         for conn in st.subscribers.values() {
             conn.outbox.push_event(&event, false);
         }
-        st.history.push(event);
+        let change = st.history.push(event);
+        topic.history_bytes.store(st.history.bytes(), Relaxed);
+        if change >= 0 {
+            self.totals.history_bytes.fetch_add(change as u64, Relaxed);
+        } else {
+            self.totals
+                .history_bytes
+                .fetch_sub(change.unsigned_abs() as u64, Relaxed);
+        }
         self.totals.published.fetch_add(1, Relaxed);
+    }
+
+    /// Keeps the history of all topics within `max_history_bytes`: once
+    /// past it, evicts the oldest messages of the topics that hold the most
+    /// bytes, down to 1/16 under the budget, so that one pass (a look at
+    /// every topic) serves many publishes. Called with no topic locked;
+    /// one caller evicts at a time, the others go on.
+    fn enforce_history_budget(&self) {
+        let budget = self.config.max_history_bytes as u64;
+        if budget == 0 || self.totals.history_bytes.load(Relaxed) <= budget {
+            return;
+        }
+        let Some(_evicting) = self.evicting.try_lock() else {
+            return;
+        };
+        let target = budget - budget / 16;
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .iter()
+            .filter(|e| e.value().history_bytes.load(Relaxed) > 0)
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        // (bytes, index into `topics`): the biggest on top.
+        let mut biggest: std::collections::BinaryHeap<(usize, usize)> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.history_bytes.load(Relaxed), i))
+            .collect();
+        while self.totals.history_bytes.load(Relaxed) > target {
+            let Some((_, i)) = biggest.pop() else {
+                break;
+            };
+            let topic = &topics[i];
+            // Down to the next biggest topic's size, then look again.
+            let floor = biggest.peek().map_or(0, |(b, _)| *b);
+            let mut st = topic.state.lock();
+            let mut evicted = 0;
+            loop {
+                let freed = st.history.pop_oldest();
+                if freed == 0 {
+                    break;
+                }
+                evicted += 1;
+                self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);
+                if st.history.bytes() <= floor || self.totals.history_bytes.load(Relaxed) <= target
+                {
+                    break;
+                }
+            }
+            let left = st.history.bytes();
+            topic.history_bytes.store(left, Relaxed);
+            drop(st);
+            self.totals.history_evicted.fetch_add(evicted, Relaxed);
+            if left > 0 {
+                biggest.push((left, i));
+            }
+        }
     }
 
     // --------------------------------------------------- subscriptions
@@ -456,16 +544,34 @@ impl Broker {
     pub fn connect_with(&self, permits: Permits) -> Arc<Connection> {
         let id = self.next_connection.fetch_add(1, Relaxed);
         self.totals.connections.fetch_add(1, Relaxed);
-        Arc::new(Connection::new(
+        let conn = Arc::new(Connection::new(
             id,
-            self.config.subscriber_queue,
+            Bounds {
+                events: self.config.subscriber_queue,
+                bytes: self.config.max_queue_bytes,
+            },
             self.config.slow_consumer_policy,
             permits,
             connection::Rate {
                 per_sec: self.config.publish_rate,
                 burst: self.config.publish_burst,
             },
-        ))
+        ));
+        self.connections.insert(id, Arc::clone(&conn));
+        conn
+    }
+
+    /// `(frames, bytes)` queued over every open connection.
+    pub fn queued(&self) -> (u64, u64) {
+        let conns: Vec<Arc<Connection>> = self
+            .connections
+            .iter()
+            .map(|c| Arc::clone(c.value()))
+            .collect();
+        conns.iter().fold((0, 0), |(f, b), c| {
+            let (frames, bytes) = c.outbox.depth();
+            (f + frames as u64, b + bytes as u64)
+        })
     }
 
     /// Closes a connection: removes all its subscriptions at once and drops
@@ -490,6 +596,7 @@ impl Broker {
             }
         }
         conn.outbox.close(end);
+        self.connections.remove(&conn.id);
         self.totals.connections.fetch_sub(1, Relaxed);
     }
 
@@ -570,9 +677,10 @@ impl Broker {
         Ok(())
     }
 
-    /// Unsubscribes `conn` from a topic and queues the `ack` after every
-    /// event of that topic already queued; nothing of the topic follows it.
-    /// Acked also when the connection was not subscribed.
+    /// Unsubscribes `conn` from a topic: its events still queued are
+    /// discarded (counted as dropped, no `SLOW_CONSUMER` notice), then the
+    /// `ack` is queued; nothing of the topic follows it. Acked also when the
+    /// connection was not subscribed.
     pub fn unsubscribe(
         &self,
         conn: &Arc<Connection>,
@@ -586,6 +694,7 @@ impl Broker {
             if st.subscribers.swap_remove(&conn.id).is_some() {
                 self.totals.subscriptions.fetch_sub(1, Relaxed);
             }
+            conn.outbox.discard_topic(&topic.tally);
             conn.forget(&topic);
         }
         conn.outbox

@@ -3,15 +3,17 @@
 //!
 //! Publishers push into it while holding their topic's lock; the
 //! connection's writer drains it in batches. A queue never blocks a
-//! publisher: when it holds `capacity` events, `drop_oldest` evicts the
-//! oldest event (counted, and owed to the client as one `SLOW_CONSUMER`
-//! notice per topic), and `disconnect` ends the connection. Replies (`ack`,
-//! `error`, `pong`, `info`) are never evicted; instead the connection's
-//! reader stops reading requests while `reply_limit` replies are unread.
+//! publisher: when it holds `capacity` events, or an event would take its
+//! frames past the byte bound (events and replies together), `drop_oldest`
+//! evicts the oldest events (counted, and owed to the client as one
+//! `SLOW_CONSUMER` notice per topic), and `disconnect` ends the connection.
+//! Replies (`ack`, `error`, `pong`, `info`) are never evicted; instead the
+//! connection's reader stops reading requests while `reply_limit` replies,
+//! or half the byte bound in replies, are unread.
 //!
-//! One FIFO holds both kinds, so order is simply push order: an `ack` pushed
-//! before replayed events is written before them, and an `unsubscribe` ack
-//! is written after every event of that topic that was queued before it.
+//! Order is push order: an `ack` pushed before replayed events is written
+//! before them. Unsubscribing (or deleting) a topic discards its queued
+//! events at once, so nothing of it follows the `ack`.
 
 use super::frame::Frame;
 use super::tally::{Settlement, TopicTally};
@@ -47,24 +49,52 @@ pub enum End {
     Gone,
 }
 
-enum Outgoing {
-    Reply(Frame),
-    Event {
-        event: Arc<PublishedEvent>,
-        /// Replayed from history: written like any event, but not counted
-        /// as delivered or dropped.
-        replay: bool,
-    },
+/// An event waiting in the queue, with its place in push order.
+struct QueuedEvent {
+    order: u64,
+    event: Arc<PublishedEvent>,
+    /// Replayed from history: written like any event, but not counted
+    /// as delivered or dropped.
+    replay: bool,
 }
 
+/// Events and replies wait in two queues, each in push order, and every
+/// item carries its place in the one order of pushes: the writer merges
+/// them back by it. Two queues because `drop_oldest` evicts the oldest
+/// *event*: with one FIFO it had to scan past (and then shift) every unread
+/// reply, under the publisher's lock; here it is a `pop_front`.
 struct State {
-    queue: VecDeque<Outgoing>,
-    events: usize,
-    replies: usize,
+    events: VecDeque<QueuedEvent>,
+    replies: VecDeque<(u64, Frame)>,
+    /// The next push's place.
+    next: u64,
+    /// Bytes of the queued events' and replies' frames.
+    event_bytes: usize,
+    reply_bytes: usize,
     /// `SLOW_CONSUMER` notices owed: per topic, events dropped since the
     /// last notice, in order of first drop.
     owed: Vec<(Arc<TopicTally>, u64)>,
     end: Option<End>,
+}
+
+impl State {
+    fn bytes(&self) -> usize {
+        self.event_bytes + self.reply_bytes
+    }
+
+    fn place(&mut self) -> u64 {
+        let order = self.next;
+        self.next += 1;
+        order
+    }
+
+    /// Takes the oldest event (counting it as dropped if live); `None`
+    /// when no event is queued.
+    fn pop_event(&mut self) -> Option<QueuedEvent> {
+        let item = self.events.pop_front()?;
+        self.event_bytes -= item.event.frame.bytes().len();
+        Some(item)
+    }
 }
 
 /// A frame taken from the queue for writing. An event stays the shared
@@ -110,10 +140,35 @@ pub enum Drained {
     End(End),
 }
 
+/// The bounds of one connection's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Events queued before the slow-consumer policy applies.
+    pub events: usize,
+    /// Bytes of events and replies queued before the policy applies to
+    /// events; unread replies stop the reader at half of it.
+    pub bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            events: 1024,
+            bytes: 16 << 20,
+        }
+    }
+}
+
+/// Bytes of frames one drain hands the writer at most (at least one frame):
+/// what a connection holds outside its queue while a batch is written.
+pub const DRAIN_BYTES: usize = 256 << 10;
+
 pub struct Outbox {
     state: Mutex<State>,
     capacity: usize,
+    max_bytes: usize,
     reply_limit: usize,
+    reply_byte_limit: usize,
     policy: SlowConsumerPolicy,
     /// Wakes the writer when the queue turns non-empty or ends.
     writable: Notify,
@@ -122,18 +177,23 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(capacity: usize, policy: SlowConsumerPolicy) -> Self {
-        let capacity = capacity.max(1);
+    pub fn new(bounds: Bounds, policy: SlowConsumerPolicy) -> Self {
+        let capacity = bounds.events.max(1);
+        let max_bytes = bounds.bytes.max(1);
         Outbox {
             state: Mutex::new(State {
-                queue: VecDeque::new(),
-                events: 0,
-                replies: 0,
+                events: VecDeque::new(),
+                replies: VecDeque::new(),
+                next: 0,
+                event_bytes: 0,
+                reply_bytes: 0,
                 owed: Vec::new(),
                 end: None,
             }),
             capacity,
+            max_bytes,
             reply_limit: capacity.max(MIN_REPLY_LIMIT),
+            reply_byte_limit: (max_bytes / 2).max(1),
             policy,
             writable: Notify::new(),
             drained: Notify::new(),
@@ -146,16 +206,18 @@ impl Outbox {
         if st.end.is_some() {
             return;
         }
-        let was_empty = st.queue.is_empty();
-        st.queue.push_back(Outgoing::Reply(frame));
-        st.replies += 1;
+        let was_empty = st.events.is_empty() && st.replies.is_empty();
+        let order = st.place();
+        st.reply_bytes += frame.bytes().len();
+        st.replies.push_back((order, frame));
         drop(st);
         if was_empty {
             self.writable.notify_one();
         }
     }
 
-    /// Queues an event, applying the slow-consumer policy when full.
+    /// Queues an event, applying the slow-consumer policy when the queue
+    /// holds `capacity` events or the event would pass its byte bound.
     /// Called with the event's topic locked, so events of one topic enter
     /// every queue in `seq` order.
     pub fn push_event(&self, event: &Arc<PublishedEvent>, replay: bool) {
@@ -166,11 +228,20 @@ impl Outbox {
             }
             return;
         }
-        if st.events >= self.capacity {
+        let size = event.frame.bytes().len();
+        let full = |st: &State| {
+            !st.events.is_empty()
+                && (st.events.len() >= self.capacity || st.bytes() + size > self.max_bytes)
+        };
+        if full(&st) {
             match self.policy {
-                SlowConsumerPolicy::DropOldest => evict_oldest_event(&mut st),
+                SlowConsumerPolicy::DropOldest => {
+                    while full(&st) {
+                        evict_oldest_event(&mut st);
+                    }
+                }
                 SlowConsumerPolicy::Disconnect => {
-                    let mut dropped = drop_queued_events(&mut st);
+                    let mut dropped = drop_queued_events(&mut st, None);
                     if !replay {
                         event.tally.add_dropped(1);
                     }
@@ -187,16 +258,28 @@ impl Outbox {
                 }
             }
         }
-        let was_empty = st.queue.is_empty();
-        st.queue.push_back(Outgoing::Event {
+        let was_empty = st.events.is_empty() && st.replies.is_empty();
+        let order = st.place();
+        st.event_bytes += size;
+        st.events.push_back(QueuedEvent {
+            order,
             event: Arc::clone(event),
             replay,
         });
-        st.events += 1;
         drop(st);
         if was_empty {
             self.writable.notify_one();
         }
+    }
+
+    /// Discards every queued event of one topic (it was unsubscribed or
+    /// deleted), counting the live ones as dropped, and forgets the
+    /// `SLOW_CONSUMER` notice owed for it: the client asked to hear no more
+    /// of the topic. Returns how many events were discarded.
+    pub fn discard_topic(&self, tally: &Arc<TopicTally>) -> u64 {
+        let mut st = self.state.lock();
+        st.owed.retain(|(t, _)| !Arc::ptr_eq(t, tally));
+        drop_queued_events(&mut st, Some(tally))
     }
 
     /// Ends the queue: what is still queued is dropped and counted, and the
@@ -204,9 +287,9 @@ impl Outbox {
     pub fn close(&self, end: End) {
         let mut st = self.state.lock();
         if st.end.is_none() {
-            drop_queued_events(&mut st);
-            st.queue.clear();
-            st.replies = 0;
+            drop_queued_events(&mut st, None);
+            st.replies.clear();
+            st.reply_bytes = 0;
             st.end = Some(end);
         }
         drop(st);
@@ -214,11 +297,18 @@ impl Outbox {
         self.drained.notify_waiters();
     }
 
-    /// Moves up to `max` queued frames into `out`, in order, with the
-    /// `SLOW_CONSUMER` notices that are due: before the next event of a
-    /// topic that lost events, or, for every such topic, once the queue is
-    /// empty. Live events taken are added to `settle`; the caller settles
-    /// them as delivered or dropped once it knows which.
+    /// `(frames, bytes)` queued now.
+    pub fn depth(&self) -> (usize, usize) {
+        let st = self.state.lock();
+        (st.events.len() + st.replies.len(), st.bytes())
+    }
+
+    /// Moves up to `max` queued frames (and at most about [`DRAIN_BYTES`])
+    /// into `out`, in push order, with the `SLOW_CONSUMER` notices that are
+    /// due: before the next event of a topic that lost events, or, for every
+    /// such topic, once the queue is empty. Live events taken are added to
+    /// `settle`; the caller settles them as delivered or dropped once it
+    /// knows which.
     pub fn drain_into(
         &self,
         out: &mut Vec<Queued>,
@@ -229,44 +319,52 @@ impl Outbox {
         if let Some(end) = &st.end {
             return Drained::End(end.clone());
         }
-        let replies_before = st.replies;
+        let had_room = self.has_room(&st);
         let mut taken = 0;
-        while taken < max {
-            let Some(item) = st.queue.pop_front() else {
-                break;
+        let mut bytes = 0;
+        while taken < max && bytes < DRAIN_BYTES {
+            let next_is_reply = match (st.replies.front(), st.events.front()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((r, _)), Some(e)) => *r < e.order,
             };
             taken += 1;
-            match item {
-                Outgoing::Reply(frame) => {
-                    st.replies -= 1;
-                    out.push(Queued::Reply(frame));
-                }
-                Outgoing::Event { event, replay } => {
-                    st.events -= 1;
-                    if !st.owed.is_empty() {
-                        if let Some(i) = st
-                            .owed
-                            .iter()
-                            .position(|(t, _)| Arc::ptr_eq(t, &event.tally))
-                        {
-                            let (tally, n) = st.owed.remove(i);
-                            out.push(Queued::Reply(slow_consumer_notice(&tally, n)));
-                        }
-                    }
-                    if !replay {
-                        settle.add(&event.tally, event.published_at);
-                    }
-                    out.push(Queued::Event(event));
+            if next_is_reply {
+                let Some((_, frame)) = st.replies.pop_front() else {
+                    break;
+                };
+                st.reply_bytes -= frame.bytes().len();
+                bytes += frame.bytes().len();
+                out.push(Queued::Reply(frame));
+                continue;
+            }
+            let Some(QueuedEvent { event, replay, .. }) = st.pop_event() else {
+                break;
+            };
+            bytes += event.frame.bytes().len();
+            if !st.owed.is_empty() {
+                if let Some(i) = st
+                    .owed
+                    .iter()
+                    .position(|(t, _)| Arc::ptr_eq(t, &event.tally))
+                {
+                    let (tally, n) = st.owed.remove(i);
+                    out.push(Queued::Reply(slow_consumer_notice(&tally, n)));
                 }
             }
+            if !replay {
+                settle.add(&event.tally, event.published_at);
+            }
+            out.push(Queued::Event(event));
         }
-        let empty = st.queue.is_empty();
+        let empty = st.events.is_empty() && st.replies.is_empty();
         if empty {
             for (tally, n) in st.owed.drain(..) {
                 out.push(Queued::Reply(slow_consumer_notice(&tally, n)));
             }
         }
-        let freed_reply_room = replies_before >= self.reply_limit && st.replies < self.reply_limit;
+        let freed_reply_room = !had_room && self.has_room(&st);
         drop(st);
         if freed_reply_room {
             self.drained.notify_waiters();
@@ -278,24 +376,34 @@ impl Outbox {
         }
     }
 
+    /// Whether the reader may take another request: fewer than
+    /// `reply_limit` replies and their bytes under half the byte bound.
+    fn has_room(&self, st: &State) -> bool {
+        st.replies.len() < self.reply_limit && st.reply_bytes < self.reply_byte_limit
+    }
+
+    /// Whether a request may be read now (see [`Outbox::reply_room`]).
+    pub fn may_read(&self) -> bool {
+        let st = self.state.lock();
+        self.has_room(&st) || st.end.is_some()
+    }
+
     /// Waits until the writer has something to do. Use after
     /// [`Outbox::drain_into`] returned [`Drained::Empty`].
     pub async fn writable(&self) {
         self.writable.notified().await;
     }
 
-    /// Waits until fewer than `reply_limit` replies are unread (or the queue
-    /// ended): the reader's backpressure.
+    /// Waits until the unread replies are under their bounds (count and
+    /// bytes) or the queue ended: the reader's backpressure. Each request
+    /// adds at most one reply, so replies stay within their bound plus one.
     pub async fn reply_room(&self) {
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            {
-                let st = self.state.lock();
-                if st.replies < self.reply_limit || st.end.is_some() {
-                    return;
-                }
+            if self.may_read() {
+                return;
             }
             drained.await;
         }
@@ -308,20 +416,12 @@ fn slow_consumer_notice(tally: &TopicTally, dropped: u64) -> Frame {
     Frame::slow_consumer(&tally.name, dropped)
 }
 
-/// `drop_oldest`: evicts the first event (replies stay), counts it, and owes
-/// the client a notice for its topic.
+/// `drop_oldest`: evicts the oldest event (replies stay), counts it, and
+/// owes the client a notice for its topic.
 fn evict_oldest_event(st: &mut State) {
-    let Some(i) = st
-        .queue
-        .iter()
-        .position(|o| matches!(o, Outgoing::Event { .. }))
-    else {
+    let Some(QueuedEvent { event, replay, .. }) = st.pop_event() else {
         return;
     };
-    let Some(Outgoing::Event { event, replay }) = st.queue.remove(i) else {
-        return;
-    };
-    st.events -= 1;
     if !replay {
         event.tally.add_dropped(1);
     }
@@ -335,21 +435,25 @@ fn evict_oldest_event(st: &mut State) {
     }
 }
 
-/// Removes every queued event, counting the live ones as dropped; returns
-/// how many events were removed. Replies stay.
-fn drop_queued_events(st: &mut State) -> u64 {
+/// Removes the queued events (of one topic, or all), counting the live
+/// ones as dropped; returns how many were removed. Replies stay.
+fn drop_queued_events(st: &mut State, of: Option<&Arc<TopicTally>>) -> u64 {
     let mut removed = 0;
-    st.queue.retain(|o| match o {
-        Outgoing::Reply(_) => true,
-        Outgoing::Event { event, replay } => {
-            if !replay {
-                event.tally.add_dropped(1);
-            }
-            removed += 1;
-            false
+    let mut bytes = 0;
+    st.events.retain(|e| {
+        if of.is_some_and(|t| !Arc::ptr_eq(t, &e.event.tally)) {
+            return true;
         }
+        if !e.replay {
+            e.event.tally.add_dropped(1);
+        }
+        removed += 1;
+        bytes += e.event.frame.bytes().len();
+        false
     });
-    st.events = 0;
-    st.owed.clear();
+    st.event_bytes -= bytes;
+    if of.is_none() {
+        st.owed.clear();
+    }
     removed
 }

@@ -48,6 +48,10 @@ pub struct Totals {
     pub connections: AtomicU64,
     /// Subscriptions over all topics and connections (a gauge).
     pub subscriptions: AtomicU64,
+    /// Bytes of history retained over all topics (a gauge).
+    pub history_bytes: AtomicU64,
+    /// Messages evicted from history to keep `max_history_bytes`.
+    pub history_evicted: AtomicU64,
 }
 
 /// The counters of one topic. Events point at it, so the connection that

@@ -307,29 +307,60 @@ fn repeated_subscribe_is_idempotent() {
     assert_eq!(b.topic_info("t").unwrap().subscribers, 1);
 }
 
+/// Second edition: unsubscribing discards the topic's queued events at
+/// once (counted as dropped, no `SLOW_CONSUMER` notice); events of other
+/// topics stay, and nothing of the topic follows the ack.
 #[test]
-fn unsubscribe_acks_after_queued_events_and_stops_delivery() {
+fn unsubscribe_discards_queued_events_and_stops_delivery() {
     let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
     b.create_topic("t").unwrap();
+    b.create_topic("other").unwrap();
     let c = b.connect();
     b.unsubscribe(&c, "t", Some("never".into())).unwrap();
     b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    b.subscribe(&c, "other", Replay::default(), None).unwrap();
     b.publish("t", msg(json!(1))).unwrap();
-    b.unsubscribe(&c, "t", Some("u".into())).unwrap();
+    b.publish("other", msg(json!("kept"))).unwrap();
     b.publish("t", msg(json!(2))).unwrap();
+    assert_eq!(c.outbox.depth().0, 6, "3 acks and 3 events queued");
+    b.unsubscribe(&c, "t", Some("u".into())).unwrap();
+    b.publish("t", msg(json!(3))).unwrap();
     let frames = read_all(&c);
-    let kinds: Vec<&str> = frames
+    let kinds: Vec<String> = frames
         .iter()
         .map(|f| match f {
-            ServerFrame::Ack(a) if a.request_id.as_deref() == Some("u") => "unsub-ack",
-            ServerFrame::Ack(_) => "ack",
-            ServerFrame::Event(_) => "event",
-            _ => "other",
+            ServerFrame::Ack(a) if a.request_id.as_deref() == Some("u") => "unsub-ack".into(),
+            ServerFrame::Ack(_) => "ack".into(),
+            ServerFrame::Event(e) => format!("event {}", e.topic),
+            other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(kinds, ["ack", "ack", "event", "unsub-ack"]);
+    assert_eq!(kinds, ["ack", "ack", "ack", "event other", "unsub-ack"]);
+    let t = b.topic_counts("t").unwrap();
+    assert_eq!((t.enqueued, t.delivered, t.dropped), (2, 0, 2));
+    assert_invariant(&b, "t", 0);
+    assert_invariant(&b, "other", 0);
     assert_eq!(b.topic_info("t").unwrap().subscribers, 0);
-    assert_eq!(b.totals().subscriptions.load(Relaxed), 0);
+    assert_eq!(b.totals().subscriptions.load(Relaxed), 1);
+    assert_eq!(b.totals().slow_consumer_events.load(Relaxed), 0);
+}
+
+/// An owed `SLOW_CONSUMER` notice of an unsubscribed topic is forgotten.
+#[test]
+fn unsubscribe_forgets_the_owed_notice() {
+    let b = broker_with(2, 10, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    let c = b.connect();
+    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    let _ = read_all(&c);
+    for i in 0..5 {
+        b.publish("t", msg(json!(i))).unwrap();
+    }
+    b.unsubscribe(&c, "t", None).unwrap();
+    let frames = read_all(&c);
+    assert_eq!(frames.len(), 1, "only the ack: {frames:?}");
+    assert_invariant(&b, "t", 0);
+    assert_eq!(b.topic_counts("t").unwrap().dropped, 5);
 }
 
 #[test]
@@ -436,31 +467,154 @@ fn disconnect_removes_every_subscription_and_counts_the_queue() {
     assert_eq!(b.topic_counts("a").unwrap().enqueued, 1);
 }
 
+/// Second edition: deleting discards the topic's queued events (counted
+/// as dropped) and notifies at once.
 #[test]
-fn delete_notifies_after_queued_events() {
+fn delete_discards_queued_events_and_notifies() {
     let b = broker_with(16, 10, SlowConsumerPolicy::DropOldest);
     b.create_topic("t").unwrap();
     let c = b.connect();
     b.subscribe(&c, "t", Replay::default(), None).unwrap();
     b.publish("t", msg(json!(1))).unwrap();
+    let counts = b.topic_counts("t").unwrap();
     b.delete_topic("t").unwrap();
     let frames = read_all(&c);
-    assert!(matches!(frames[1], ServerFrame::Event(_)));
-    let ServerFrame::Info(info) = &frames[2] else {
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    let ServerFrame::Info(info) = &frames[1] else {
         panic!("{frames:?}")
     };
     assert_eq!(
         (info.msg, info.topic.as_deref()),
         (InfoKind::TopicDeleted, Some("t"))
     );
+    assert_eq!(counts.enqueued, 1);
+    assert_eq!(b.totals().dropped.load(Relaxed), 1, "the discarded event");
     assert!(c.topics().is_empty());
     assert_eq!(b.totals().subscriptions.load(Relaxed), 0);
+    assert_eq!(b.totals().history_bytes.load(Relaxed), 0, "history freed");
     assert_eq!(
         b.subscribe(&c, "t", Replay::default(), None)
             .unwrap_err()
             .code,
         ErrorCode::TopicNotFound
     );
+}
+
+/// A queue is bounded by bytes as well as events: 64 KiB events into a
+/// 256 KiB queue keep at most 4 of them, the rest evicted and signalled.
+#[test]
+fn the_queue_is_bounded_by_bytes() {
+    let b = Broker::new(BrokerConfig {
+        subscriber_queue: 1024,
+        max_queue_bytes: 256 << 10,
+        max_message_bytes: 65_536,
+        ..BrokerConfig::default()
+    });
+    b.create_topic("t").unwrap();
+    let c = b.connect();
+    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    let _ = read_all(&c);
+    let big = "x".repeat(65_000);
+    for _ in 0..100 {
+        b.publish("t", msg(json!(big))).unwrap();
+        let (_, bytes) = c.outbox.depth();
+        assert!(bytes <= 256 << 10, "{bytes} bytes queued");
+    }
+    assert_eq!(c.outbox.depth().0, 4);
+    assert_eq!(b.queued(), (4, c.outbox.depth().1 as u64));
+    let frames = read_all(&c);
+    let ServerFrame::Error(e) = &frames[0] else {
+        panic!("{:?}", frames[0])
+    };
+    assert_eq!(
+        (e.error.code, e.dropped),
+        (ErrorCode::SlowConsumer, Some(96))
+    );
+    assert_eq!(event_seqs(&frames), vec![97, 98, 99, 100]);
+    assert_invariant(&b, "t", 0);
+}
+
+/// Unread replies stop the reader at half the byte bound, whatever their
+/// count: 1 MiB pongs are not read past 8 MiB by default.
+#[tokio::test]
+async fn unread_reply_bytes_backpressure_the_reader() {
+    let b = Broker::new(BrokerConfig::default());
+    let c = b.connect();
+    let id = "r".repeat(1 << 20);
+    let mut pushed = 0;
+    while c.outbox.may_read() {
+        c.outbox.push_reply(Frame::pong(Some(id.clone())));
+        pushed += 1;
+    }
+    assert_eq!(pushed, 8, "8 MiB of pongs, then no room");
+    let (_, bytes) = c.outbox.depth();
+    assert!(bytes <= (8 << 20) + 64 * 8, "{bytes}");
+    // One drain hands over at most DRAIN_BYTES (and at least one frame).
+    let mut out = Vec::new();
+    let mut settle = Settlement::default();
+    assert_eq!(
+        c.outbox.drain_into(&mut out, &mut settle, 256),
+        Drained::More
+    );
+    assert_eq!(out.len(), 1, "one 1 MiB frame per drain");
+    tokio::time::timeout(std::time::Duration::from_secs(5), c.outbox.reply_room())
+        .await
+        .expect("room again after a drain");
+}
+
+/// History has a byte budget over all topics: past it, the topics holding
+/// the most bytes lose their oldest messages first, and `since` into what
+/// is gone is `recovered: false`.
+#[test]
+fn history_is_kept_within_its_byte_budget() {
+    let b = Broker::new(BrokerConfig {
+        history_size: 100,
+        max_history_bytes: 1 << 20,
+        max_message_bytes: 65_536,
+        ..BrokerConfig::default()
+    });
+    b.create_topic("big").unwrap();
+    b.create_topic("small").unwrap();
+    for i in 0..10 {
+        b.publish("small", msg(json!(i))).unwrap();
+    }
+    let small_bytes = b.totals().history_bytes.load(Relaxed);
+    let big = "x".repeat(20_000);
+    for _ in 0..1000 {
+        b.publish("big", msg(json!(big))).unwrap();
+        let held = b.totals().history_bytes.load(Relaxed);
+        assert!(held <= (1 << 20) + 21_000, "{held} bytes of history");
+    }
+    let (_, small) = b.history("small", HistoryRange::All).unwrap();
+    assert_eq!(small.len(), 10, "the small topic keeps everything");
+    let (_, kept) = b.history("big", HistoryRange::All).unwrap();
+    // 1 MiB less the 1/16 slack, in 20 KB messages.
+    assert!((45..=52).contains(&kept.len()), "{}", kept.len());
+    assert_eq!(kept.last().unwrap().seq, 1000);
+    let held: usize = kept.iter().map(|e| e.frame.bytes().len()).sum();
+    assert_eq!(
+        b.totals().history_bytes.load(Relaxed),
+        (held as u64) + small_bytes,
+        "the gauge is exact"
+    );
+    assert!(b.totals().history_evicted.load(Relaxed) > 0);
+    // `since` before what history still holds: not recovered.
+    let c = b.connect();
+    let epoch = b.topic_info("big").unwrap().epoch;
+    b.subscribe(
+        &c,
+        "big",
+        Replay {
+            last_n: None,
+            since: Some(Since { seq: 850, epoch }),
+        },
+        None,
+    )
+    .unwrap();
+    let ServerFrame::Ack(ack) = &read_all(&c)[0] else {
+        panic!()
+    };
+    assert_eq!(ack.recovered, Some(false));
 }
 
 #[test]

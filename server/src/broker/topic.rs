@@ -47,6 +47,9 @@ pub struct Topic {
     pub epoch: String,
     pub created_at: String,
     pub tally: Arc<TopicTally>,
+    /// Bytes its history holds (written under `state`'s lock, read without
+    /// it when the broker picks the biggest topics to evict from).
+    pub(super) history_bytes: std::sync::atomic::AtomicUsize,
     pub(super) state: Mutex<TopicState>,
 }
 
@@ -72,6 +75,7 @@ impl Topic {
             epoch,
             created_at,
             tally,
+            history_bytes: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(TopicState {
                 seq: 0,
                 history: History::new(history_size),
@@ -88,10 +92,13 @@ impl Topic {
     }
 }
 
-/// The last `capacity` events of a topic, oldest first.
+/// The last `capacity` events of a topic, oldest first, and the bytes of
+/// their frames (the broker keeps the sum over topics within
+/// `max_history_bytes` by evicting the oldest from the biggest).
 pub struct History {
     ring: VecDeque<Arc<PublishedEvent>>,
     capacity: usize,
+    bytes: usize,
 }
 
 impl History {
@@ -99,17 +106,41 @@ impl History {
         History {
             ring: VecDeque::with_capacity(capacity.min(1024)),
             capacity,
+            bytes: 0,
         }
     }
 
-    pub fn push(&mut self, event: Arc<PublishedEvent>) {
+    /// Appends an event, dropping the oldest when full. Returns the change
+    /// in bytes held (positive: grew).
+    pub fn push(&mut self, event: Arc<PublishedEvent>) -> isize {
         if self.capacity == 0 {
-            return;
+            return 0;
         }
+        let mut change = event.frame.bytes().len() as isize;
         if self.ring.len() == self.capacity {
-            self.ring.pop_front();
+            change -= self.pop_oldest() as isize;
         }
+        self.bytes += event.frame.bytes().len();
         self.ring.push_back(event);
+        change
+    }
+
+    /// Drops the oldest event; returns its bytes (0 when empty).
+    pub fn pop_oldest(&mut self) -> usize {
+        let freed = self.ring.pop_front().map_or(0, |e| e.frame.bytes().len());
+        self.bytes -= freed;
+        freed
+    }
+
+    /// Drops everything; returns the bytes freed.
+    pub fn clear(&mut self) -> usize {
+        self.ring.clear();
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// Bytes of the frames held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {

@@ -163,6 +163,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
     pong: &PendingPong,
 ) {
     let mut inflight = Inflight::default();
+    // The requests already received wait for reply room: checked before
+    // each one, not only before a read, since one read brings many.
+    let mut paused = false;
     loop {
         // Everything already received, then read more.
         loop {
@@ -172,6 +175,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             if inflight.is_full() {
                 inflight.answer_next(conn).await;
+            }
+            if !conn.outbox.may_read() {
+                paused = true;
+                break;
             }
             let message = match decoder.decode(&mut buf) {
                 Ok(Some(message)) => message,
@@ -209,8 +216,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             // Idle connections hold no read buffer.
             buf = BytesMut::new();
         }
-        // Backpressure: while the client leaves `reply_limit` replies
-        // unread, read none of its requests.
+        // Backpressure: while the client leaves its replies unread (the
+        // outbox's count and byte bounds), take none of its requests.
+        let waiting_with_requests = std::mem::take(&mut paused);
         let read = tokio::select! {
             // Once shutdown is triggered, no more requests are taken.
             biased;
@@ -222,9 +230,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
             _ = inflight.answer_next(conn), if !inflight.is_empty() => continue,
             read = async {
                 conn.outbox.reply_room().await;
+                if waiting_with_requests {
+                    // Answer what is buffered before reading more, so the
+                    // read buffer stays within a frame and a chunk.
+                    return None;
+                }
                 buf.reserve(READ_CHUNK);
-                input.read_buf(&mut buf).await
+                Some(input.read_buf(&mut buf).await)
             } => read,
+        };
+        let Some(read) = read else {
+            continue;
         };
         match read {
             Ok(0) => {
