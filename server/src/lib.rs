@@ -10,6 +10,8 @@
 //! - [`ui`]: the server-rendered, hydrated web UI at `/`.
 //! - [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`config`]: flags, environment variables and the config file.
+//! - [`http_server`]: the accept loop, with the HTTP bounds (connections,
+//!   header time, stalled responses, a shutdown that always ends).
 //! - [`shutdown`]: graceful shutdown, passed down as a value.
 
 pub mod api;
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod backplane;
 pub mod broker;
 pub mod config;
+pub mod http_server;
 pub mod metrics;
 pub mod shutdown;
 pub mod ui;
@@ -25,7 +28,6 @@ pub mod ws;
 use axum::extract::FromRef;
 use axum::http::{HeaderName, Request};
 use axum::routing::{any, get};
-use axum::serve::ListenerExt;
 use axum::Router;
 use backplane::Backplane;
 use broker::sampler::Sampler;
@@ -146,33 +148,17 @@ fn request_span<B>(request: &Request<B>) -> tracing::Span {
     tracing::debug_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
 }
 
-/// Serves until `state.shutdown` is triggered, then lets the WebSocket
-/// sessions flush (up to `shutdown_timeout`) and returns.
+/// Serves until `state.shutdown` is triggered, then lets the connections
+/// and WebSocket sessions finish for up to `shutdown_timeout` and returns,
+/// whatever clients do.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    let shutdown = state.shutdown.clone();
-    let deadline = state.config.shutdown_timeout;
     tokio::spawn(sample_stats(
         Arc::clone(&state.broker),
         Arc::clone(&state.sampler),
-        shutdown.clone(),
+        state.shutdown.clone(),
     ));
-    let app = router(state);
-    let stop = shutdown.token();
-    // Without TCP_NODELAY, Nagle's algorithm holds small event frames back
-    // until the peer's (delayed, up to 40 ms) ACK: measured as a 40 ms p99.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
-    let unfinished = shutdown.drain(deadline).await;
-    if unfinished > 0 {
-        tracing::warn!(
-            unfinished,
-            "shutdown deadline passed with sessions still flushing"
-        );
-    }
+    let app = router(state.clone());
+    http_server::run(listener, app, &state).await;
     Ok(())
 }
 

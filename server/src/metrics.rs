@@ -124,7 +124,8 @@ pub fn render(state: &AppState) -> String {
     let b = &state.broker;
     let t = b.totals();
     let mut out = String::with_capacity(4096);
-    let simple: [(&str, &str, &str, u64); 11] = [
+    let (_, queued_bytes) = b.queued();
+    let simple: [(&str, &str, &str, u64); 14] = [
         ("pubsub_uptime_seconds", "gauge", "Seconds since the server started.", b.uptime_sec()),
         ("pubsub_connections", "gauge", "Open WebSocket connections.", t.connections.load(Relaxed)),
         ("pubsub_subscriptions", "gauge", "Subscriptions over all topics and connections.", t.subscriptions.load(Relaxed)),
@@ -137,6 +138,24 @@ pub fn render(state: &AppState) -> String {
             "gauge",
             "Live events in connection queues or being written (queue depth, summed over connections).",
             t.enqueued.load(Relaxed).saturating_sub(t.delivered.load(Relaxed) + t.dropped.load(Relaxed)),
+        ),
+        (
+            "pubsub_queued_bytes",
+            "gauge",
+            "Bytes of frames (events and replies) in connection queues, summed over connections.",
+            queued_bytes,
+        ),
+        (
+            "pubsub_history_bytes",
+            "gauge",
+            "Bytes of history retained over all topics (bounded by max_history_bytes).",
+            t.history_bytes.load(Relaxed),
+        ),
+        (
+            "pubsub_history_evicted_total",
+            "counter",
+            "Messages evicted from history to stay within max_history_bytes.",
+            t.history_evicted.load(Relaxed),
         ),
         (
             "pubsub_slow_consumer_events_total",
@@ -160,6 +179,20 @@ pub fn render(state: &AppState) -> String {
     for (name, kind, help, value) in simple {
         family(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
+    }
+    family(
+        &mut out,
+        "pubsub_refused_total",
+        "counter",
+        "Requests and connections refused by a limit (the knob's name), or for their Host or Origin.",
+    );
+    for limit in crate::broker::Limit::ALL {
+        let _ = writeln!(
+            out,
+            "pubsub_refused_total{{limit=\"{}\"}} {}",
+            limit.label(),
+            t.refused(limit)
+        );
     }
 
     // Per topic, bounded.

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 use tally::TopicTally;
-pub use tally::{Settlement, Totals};
+pub use tally::{Limit, Settlement, Totals};
 pub use topic::{PublishedEvent, Topic};
 
 use app::wire::ErrorCode;
@@ -191,6 +191,7 @@ impl Broker {
 
     /// The error of a create over `max_topics`.
     pub fn too_many_topics(&self) -> BrokerError {
+        self.totals.refuse(Limit::MaxTopics);
         BrokerError::new(
             ErrorCode::RateLimited,
             format!(
@@ -364,6 +365,7 @@ impl Broker {
             ));
         }
         if !conn.take_publish_token() {
+            self.totals.refuse(Limit::PublishRate);
             return Err(BrokerError::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -626,6 +628,7 @@ impl Broker {
         // Only this connection's reader subscribes it, so the count cannot
         // grow between this check and the insertion below.
         if !repeat && conn.subscriptions.lock().len() >= self.config.max_subscriptions {
+            self.totals.refuse(Limit::MaxSubscriptions);
             return Err(BrokerError::new(
                 ErrorCode::RateLimited,
                 format!(

@@ -52,6 +52,57 @@ pub struct Totals {
     pub history_bytes: AtomicU64,
     /// Messages evicted from history to keep `max_history_bytes`.
     pub history_evicted: AtomicU64,
+    /// Requests and connections refused by a limit, per limit.
+    pub refused: [AtomicU64; Limit::ALL.len()],
+}
+
+/// A limit that refuses requests or connections, counted in
+/// `pubsub_refused_total{limit}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    MaxConnections,
+    MaxHttpConnections,
+    MaxTopics,
+    MaxSubscriptions,
+    PublishRate,
+    HostNotAllowed,
+    OriginNotAllowed,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 7] = [
+        Limit::MaxConnections,
+        Limit::MaxHttpConnections,
+        Limit::MaxTopics,
+        Limit::MaxSubscriptions,
+        Limit::PublishRate,
+        Limit::HostNotAllowed,
+        Limit::OriginNotAllowed,
+    ];
+
+    /// The label value: the knob's name, or what was refused.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::MaxConnections => "max_connections",
+            Limit::MaxHttpConnections => "max_http_connections",
+            Limit::MaxTopics => "max_topics",
+            Limit::MaxSubscriptions => "max_subscriptions",
+            Limit::PublishRate => "publish_rate",
+            Limit::HostNotAllowed => "host",
+            Limit::OriginNotAllowed => "origin",
+        }
+    }
+}
+
+impl Totals {
+    /// Counts one refusal by `limit`.
+    pub fn refuse(&self, limit: Limit) {
+        self.refused[limit as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn refused(&self, limit: Limit) -> u64 {
+        self.refused[limit as usize].load(Relaxed)
+    }
 }
 
 /// The counters of one topic. Events point at it, so the connection that

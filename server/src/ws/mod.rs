@@ -9,6 +9,7 @@ pub mod session;
 use crate::api::ApiError;
 use crate::auth::{self, Need, Refusal, Role};
 use crate::broker::Permits;
+use crate::http_server::HttpStream;
 use crate::AppState;
 use app::wire::ErrorCode;
 use axum::body::Body;
@@ -16,7 +17,6 @@ use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tracing::Instrument;
 
 /// `SO_SNDBUF` of a WebSocket, as given to the kernel.
@@ -54,6 +54,10 @@ pub async fn upgrade(
     let on_upgrade = hyper::upgrade::on(&mut request);
     // Held by the session until it ends (or dropped if the upgrade fails).
     let Ok(slot) = state.connection_slots.clone().try_acquire_owned() else {
+        state
+            .broker
+            .totals()
+            .refuse(crate::broker::Limit::MaxConnections);
         return ApiError::new(
             ErrorCode::RateLimited,
             format!(
@@ -85,9 +89,9 @@ pub async fn upgrade(
             }
         };
         // axum serves TCP streams: take ours back for lock-free halves.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        match upgraded.downcast::<TokioIo<HttpStream>>() {
             Ok(parts) => {
-                let tcp = parts.io.into_inner();
+                let tcp = parts.io.into_inner().into_inner();
                 // A small kernel send buffer: a slow reader's backlog then
                 // waits in its bounded outbox, where drop_oldest signals
                 // it, instead of megabytes of socket buffer (the kernel
