@@ -173,6 +173,8 @@ pub enum Refusal {
     Forbidden(Role),
     /// A browser page from another origin: 403.
     Origin,
+    /// A `Host` that is not one of the server's names (DNS rebinding): 403.
+    Host,
 }
 
 impl IntoResponse for Refusal {
@@ -196,7 +198,12 @@ impl IntoResponse for Refusal {
             .into_response(),
             Refusal::Origin => ApiError::new(
                 ErrorCode::Forbidden,
-                "requests from this Origin are not allowed (see --allowed-origin)",
+                "requests from this Origin are not allowed (see --public-origin and --allowed-origin)",
+            )
+            .into_response(),
+            Refusal::Host => ApiError::new(
+                ErrorCode::Forbidden,
+                "this Host is not one of the server's names (see --public-origin)",
             )
             .into_response(),
         }
@@ -288,23 +295,57 @@ pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<C
 }
 
 /// Which browser origins may open WebSockets and send state-changing REST
-/// requests. The server's own origin (the UI) always may; requests without
-/// an `Origin` header (programs, not browsers) are not restricted here.
+/// requests, and which `Host` names are served.
+///
+/// An `Origin` is compared with the server's configured public origins
+/// (default: `http://ADDR`, and `http://localhost:PORT` on loopback) and the
+/// `--allowed-origin` list, never with the request's own `Host`: a foreign
+/// page whose name was rebound to 127.0.0.1 sends its own name as `Host`,
+/// and would look "same origin". On a loopback address the `Host` itself
+/// must be one of the server's names (an IP literal, `localhost`, or a
+/// public origin's host), so such a page cannot even read. Requests without
+/// an `Origin` (programs, not browsers) are not restricted by it.
 #[derive(Debug, Clone, Default)]
 pub struct Origins {
     any: bool,
+    /// Normalized `scheme://host[:port]` of public and allowed origins.
     listed: Vec<String>,
+    /// Host names (no port) a request may name on a loopback address;
+    /// `None`: any (the server does not listen on loopback).
+    hosts: Option<Vec<String>>,
 }
 
 impl Origins {
-    /// From `--allowed-origin` values; `*` allows every origin.
-    pub fn new(allowed: &[String]) -> Self {
+    /// From `--public-origin` (or its default for `addr`, the address the
+    /// server listens on) and `--allowed-origin` (`*` allows every origin).
+    pub fn new(public: &[String], allowed: &[String], addr: std::net::SocketAddr) -> Self {
+        let public: Vec<String> = if public.is_empty() {
+            let mut own = vec![format!("http://{addr}")];
+            if addr.ip().is_loopback() {
+                own.push(format!("http://localhost:{}", addr.port()));
+            }
+            own
+        } else {
+            public.to_vec()
+        };
+        let listed: Vec<String> = public.iter().chain(allowed).map(|o| normalize(o)).collect();
+        let hosts = addr.ip().is_loopback().then(|| {
+            let mut hosts: Vec<String> = public
+                .iter()
+                .filter_map(|o| normalize(o).split_once("://").map(|(_, h)| hostname(h).to_owned()))
+                .collect();
+            hosts.push("localhost".into());
+            hosts
+        });
         Origins {
             any: allowed.iter().any(|o| o.trim() == "*"),
-            listed: allowed.iter().map(|o| normalize(o)).collect(),
+            listed,
+            hosts,
         }
     }
 
+    /// Whether the request's `Origin` (if any) may change state or open a
+    /// WebSocket.
     pub fn permits(&self, headers: &HeaderMap) -> bool {
         let Some(origin) = headers.get(ORIGIN) else {
             return true;
@@ -315,18 +356,53 @@ impl Origins {
         let Ok(origin) = origin.to_str() else {
             return false;
         };
-        let origin = normalize(origin);
-        let same_origin = headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .zip(origin.split_once("://"))
-            .is_some_and(|(host, (_, origin_host))| origin_host == host.to_ascii_lowercase());
-        same_origin || self.listed.contains(&origin)
+        self.listed.contains(&normalize(origin))
+    }
+
+    /// Whether the request's `Host` is one of the server's names (always,
+    /// when it does not listen on loopback). A missing `Host` is not a
+    /// browser's request.
+    pub fn serves_host(&self, headers: &HeaderMap) -> bool {
+        let Some(names) = &self.hosts else {
+            return true;
+        };
+        let Some(host) = headers.get(HOST) else {
+            return true;
+        };
+        let Ok(host) = host.to_str() else {
+            return false;
+        };
+        let host = host.trim().to_ascii_lowercase();
+        let name = hostname(&host);
+        let ip_literal = name.parse::<std::net::IpAddr>().is_ok()
+            || name
+                .strip_prefix('[')
+                .and_then(|n| n.strip_suffix(']'))
+                .is_some_and(|n| n.parse::<std::net::Ipv6Addr>().is_ok());
+        ip_literal || names.iter().any(|n| n == name)
     }
 }
 
+/// `scheme://host[:port]`, lowercased, without a trailing `/` or the
+/// scheme's default port.
 fn normalize(origin: &str) -> String {
-    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+    let o = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
+        if o.starts_with(scheme) {
+            if let Some(bare) = o.strip_suffix(port) {
+                return bare.to_owned();
+            }
+        }
+    }
+    o
+}
+
+/// The name part of `host[:port]` (`[v6]` kept in brackets).
+fn hostname(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 /// What a REST request or scrape needs; the WebSocket upgrade is checked in
@@ -343,20 +419,26 @@ pub fn need_of(method: &Method, path: &str) -> Need {
         (["health"] | ["openapi.json"], _) => Need::Open,
         (["topics"], &Method::POST) | (["topics", _], &Method::DELETE) => Need::Role(Role::Admin),
         (["topics", _, "messages"], &Method::POST) => Need::Role(Role::Publish),
-        (["topics", _, "messages"], &Method::GET) => Need::Role(Role::Subscribe),
+        // HEAD needs what GET needs, on every route.
+        (["topics", _, "messages"], &Method::GET | &Method::HEAD) => Need::Role(Role::Subscribe),
         _ => Need::AnyKey,
     }
 }
 
-/// The REST guard: the origin policy for requests that change state, then
-/// the key and role the route needs.
+/// The guard of every request: the `Host` (on loopback), the origin policy
+/// for requests that change state, then the key and role the route needs.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
+    if !state.origins().serves_host(headers) {
+        state.broker.totals().refuse(crate::broker::Limit::HostNotAllowed);
+        return Refusal::Host.into_response();
+    }
     let changes_state = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if changes_state && !state.origins.permits(headers) {
+    if changes_state && !state.origins().permits(headers) {
+        state.broker.totals().refuse(crate::broker::Limit::OriginNotAllowed);
         return Refusal::Origin.into_response();
     }
     let need = need_of(request.method(), request.uri().path());
@@ -441,19 +523,53 @@ mod tests {
     }
 
     #[test]
-    fn origins() {
+    fn origins_are_the_public_ones_never_the_host() {
+        let addr: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let mut h = HeaderMap::new();
-        let default = Origins::new(&[]);
+        let default = Origins::new(&[], &[], addr);
         assert!(default.permits(&h), "no Origin: not a browser");
-        h.insert(HOST, HeaderValue::from_static("localhost:4000"));
-        h.insert(ORIGIN, HeaderValue::from_static("http://localhost:4000"));
-        assert!(default.permits(&h), "same origin");
-        h.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
+        for own in ["http://127.0.0.1:4000", "http://localhost:4000/", "HTTP://LOCALHOST:4000"] {
+            h.insert(ORIGIN, HeaderValue::from_str(own).unwrap());
+            assert!(default.permits(&h), "{own}");
+        }
+        // DNS rebinding: the page's own name as Host and Origin.
+        h.insert(HOST, HeaderValue::from_static("evil.example:4000"));
+        h.insert(ORIGIN, HeaderValue::from_static("http://evil.example:4000"));
         assert!(!default.permits(&h));
-        assert!(Origins::new(&["https://Evil.example/".into()]).permits(&h));
-        assert!(Origins::new(&["*".into()]).permits(&h));
+        assert!(!default.serves_host(&h), "a foreign name on loopback");
+        h.insert(ORIGIN, HeaderValue::from_static("http://localhost:4001"));
+        assert!(!default.permits(&h), "another port is another origin");
         h.insert(ORIGIN, HeaderValue::from_static("null"));
         assert!(!default.permits(&h));
+        h.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(Origins::new(&[], &["https://Evil.example/".into()], addr).permits(&h));
+        assert!(Origins::new(&[], &["*".into()], addr).permits(&h));
+        let public = Origins::new(&["https://pubsub.example.com".into()], &[], addr);
+        h.insert(ORIGIN, HeaderValue::from_static("https://pubsub.example.com:443"));
+        assert!(public.permits(&h), "default port");
+        h.insert(ORIGIN, HeaderValue::from_static("http://127.0.0.1:4000"));
+        assert!(!public.permits(&h), "configured origins replace the default");
+    }
+
+    #[test]
+    fn hosts_on_loopback() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let o = Origins::new(&["https://pubsub.example.com".into()], &[], loopback);
+        let with_host = |host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(HOST, HeaderValue::from_str(host).unwrap());
+            h
+        };
+        for ok in ["127.0.0.1:4000", "localhost:4000", "LOCALHOST", "[::1]:4000", "pubsub.example.com", "10.0.0.2:80"] {
+            assert!(o.serves_host(&with_host(ok)), "{ok}");
+        }
+        for bad in ["evil.example", "evil.example:4000", "localhost.evil.example:4000", "[::1"] {
+            assert!(!o.serves_host(&with_host(bad)), "{bad}");
+        }
+        assert!(o.serves_host(&HeaderMap::new()), "no Host: not a browser");
+        let public: std::net::SocketAddr = "0.0.0.0:4000".parse().unwrap();
+        let any_host = Origins::new(&[], &[], public);
+        assert!(any_host.serves_host(&with_host("evil.example")), "not on loopback");
     }
 
     #[test]
@@ -480,6 +596,11 @@ mod tests {
         assert_eq!(
             need_of(&Method::GET, "/api/topics/a/messages"),
             Role(super::Role::Subscribe)
+        );
+        assert_eq!(
+            need_of(&Method::HEAD, "/api/topics/a/messages"),
+            Role(super::Role::Subscribe),
+            "HEAD needs what GET needs"
         );
         assert_eq!(need_of(&Method::GET, "/api/nope"), AnyKey);
     }

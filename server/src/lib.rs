@@ -60,7 +60,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     pub leptos_options: LeptosOptions,
     pub keys: Arc<auth::Keys>,
-    pub origins: Arc<auth::Origins>,
+    /// Set from the address actually listened on (see [`AppState::origins`]).
+    pub origins: Arc<std::sync::OnceLock<auth::Origins>>,
     /// One permit per open WebSocket (`max_connections`).
     pub connection_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -94,7 +95,7 @@ impl AppState {
             sampler: Arc::new(Sampler::new(STATS_HISTORY_SAMPLES)),
             http_requests: Arc::default(),
             keys: Arc::new(auth::Keys::new(config.api_keys.clone())),
-            origins: Arc::new(auth::Origins::new(&config.allowed_origins)),
+            origins: Arc::default(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(
                 config
                     .max_connections
@@ -104,6 +105,22 @@ impl AppState {
             shutdown,
             leptos_options,
         }
+    }
+}
+
+impl AppState {
+    /// The origin and `Host` policy, for the address the server listens on
+    /// (known once bound: tests listen on port 0).
+    pub fn origins(&self) -> &auth::Origins {
+        self.origins.get_or_init(|| self.origins_for(self.config.addr))
+    }
+
+    fn origins_for(&self, addr: std::net::SocketAddr) -> auth::Origins {
+        auth::Origins::new(
+            &self.config.public_origins,
+            &self.config.allowed_origins,
+            addr,
+        )
     }
 }
 
@@ -157,6 +174,9 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
         Arc::clone(&state.sampler),
         state.shutdown.clone(),
     ));
+    if let Ok(addr) = listener.local_addr() {
+        let _ = state.origins.set(state.origins_for(addr));
+    }
     let app = router(state.clone());
     http_server::run(listener, app, &state).await;
     Ok(())
