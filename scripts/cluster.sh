@@ -5,6 +5,9 @@
 # to target/cluster/*.log; Ctrl-C stops everything. Put a load balancer in
 # front of the three (deploy/nginx-cluster.conf) to give them one address.
 # Flags are passed on to every instance: scripts/cluster.sh --history-size 1000
+# Browsers may use each node's own address or the balancer's, PUBLIC_ORIGINS
+# (default http://127.0.0.1:8080,http://localhost:8080, nginx-cluster.conf's):
+# the nodes refuse WebSockets and state changes from any other origin.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -26,7 +29,9 @@ say "nats-server with JetStream on 127.0.0.1:$NATS_PORT (log: target/cluster/nat
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd target/cluster/nats > target/cluster/nats.log 2>&1 &
 pids+=($!)
 export LEPTOS_SITE_ROOT="${LEPTOS_SITE_ROOT:-target/site}"
+PUBLIC_ORIGINS="${PUBLIC_ORIGINS:-http://127.0.0.1:8080,http://localhost:8080}"
 for port in 4001 4002 4003; do
+  PUBSUB_PUBLIC_ORIGINS="$PUBLIC_ORIGINS,http://127.0.0.1:$port,http://localhost:$port" \
   ./target/release/pubsub-server --addr "127.0.0.1:$port" \
     --cluster-nats "nats://127.0.0.1:$NATS_PORT" "$@" > "target/cluster/node-$port.log" 2>&1 &
   pids+=($!)

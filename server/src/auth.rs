@@ -332,7 +332,11 @@ impl Origins {
         let hosts = addr.ip().is_loopback().then(|| {
             let mut hosts: Vec<String> = public
                 .iter()
-                .filter_map(|o| normalize(o).split_once("://").map(|(_, h)| hostname(h).to_owned()))
+                .filter_map(|o| {
+                    normalize(o)
+                        .split_once("://")
+                        .map(|(_, h)| hostname(h).to_owned())
+                })
                 .collect();
             hosts.push("localhost".into());
             hosts
@@ -430,7 +434,10 @@ pub fn need_of(method: &Method, path: &str) -> Need {
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     if !state.origins().serves_host(headers) {
-        state.broker.totals().refuse(crate::broker::Limit::HostNotAllowed);
+        state
+            .broker
+            .totals()
+            .refuse(crate::broker::Limit::HostNotAllowed);
         return Refusal::Host.into_response();
     }
     let changes_state = !matches!(
@@ -438,7 +445,10 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     if changes_state && !state.origins().permits(headers) {
-        state.broker.totals().refuse(crate::broker::Limit::OriginNotAllowed);
+        state
+            .broker
+            .totals()
+            .refuse(crate::broker::Limit::OriginNotAllowed);
         return Refusal::Origin.into_response();
     }
     let need = need_of(request.method(), request.uri().path());
@@ -528,7 +538,11 @@ mod tests {
         let mut h = HeaderMap::new();
         let default = Origins::new(&[], &[], addr);
         assert!(default.permits(&h), "no Origin: not a browser");
-        for own in ["http://127.0.0.1:4000", "http://localhost:4000/", "HTTP://LOCALHOST:4000"] {
+        for own in [
+            "http://127.0.0.1:4000",
+            "http://localhost:4000/",
+            "HTTP://LOCALHOST:4000",
+        ] {
             h.insert(ORIGIN, HeaderValue::from_str(own).unwrap());
             assert!(default.permits(&h), "{own}");
         }
@@ -545,10 +559,16 @@ mod tests {
         assert!(Origins::new(&[], &["https://Evil.example/".into()], addr).permits(&h));
         assert!(Origins::new(&[], &["*".into()], addr).permits(&h));
         let public = Origins::new(&["https://pubsub.example.com".into()], &[], addr);
-        h.insert(ORIGIN, HeaderValue::from_static("https://pubsub.example.com:443"));
+        h.insert(
+            ORIGIN,
+            HeaderValue::from_static("https://pubsub.example.com:443"),
+        );
         assert!(public.permits(&h), "default port");
         h.insert(ORIGIN, HeaderValue::from_static("http://127.0.0.1:4000"));
-        assert!(!public.permits(&h), "configured origins replace the default");
+        assert!(
+            !public.permits(&h),
+            "configured origins replace the default"
+        );
     }
 
     #[test]
@@ -560,16 +580,31 @@ mod tests {
             h.insert(HOST, HeaderValue::from_str(host).unwrap());
             h
         };
-        for ok in ["127.0.0.1:4000", "localhost:4000", "LOCALHOST", "[::1]:4000", "pubsub.example.com", "10.0.0.2:80"] {
+        for ok in [
+            "127.0.0.1:4000",
+            "localhost:4000",
+            "LOCALHOST",
+            "[::1]:4000",
+            "pubsub.example.com",
+            "10.0.0.2:80",
+        ] {
             assert!(o.serves_host(&with_host(ok)), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:4000", "localhost.evil.example:4000", "[::1"] {
+        for bad in [
+            "evil.example",
+            "evil.example:4000",
+            "localhost.evil.example:4000",
+            "[::1",
+        ] {
             assert!(!o.serves_host(&with_host(bad)), "{bad}");
         }
         assert!(o.serves_host(&HeaderMap::new()), "no Host: not a browser");
         let public: std::net::SocketAddr = "0.0.0.0:4000".parse().unwrap();
         let any_host = Origins::new(&[], &[], public);
-        assert!(any_host.serves_host(&with_host("evil.example")), "not on loopback");
+        assert!(
+            any_host.serves_host(&with_host("evil.example")),
+            "not on loopback"
+        );
     }
 
     #[test]

@@ -112,7 +112,8 @@ impl AppState {
     /// The origin and `Host` policy, for the address the server listens on
     /// (known once bound: tests listen on port 0).
     pub fn origins(&self) -> &auth::Origins {
-        self.origins.get_or_init(|| self.origins_for(self.config.addr))
+        self.origins
+            .get_or_init(|| self.origins_for(self.config.addr))
     }
 
     fn origins_for(&self, addr: std::net::SocketAddr) -> auth::Origins {

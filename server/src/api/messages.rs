@@ -5,13 +5,18 @@ use super::openapi::{
     BadRequest, Forbidden, PayloadTooLarge, TopicNotFound, Unauthorized, Unavailable,
 };
 use super::{history_range, json_body, ApiResult, TopicName};
+use crate::broker::PublishedEvent;
 use crate::AppState;
 use app::wire::{HistoryPage, PublishMessage, Published};
+use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// Publish a message
 ///
@@ -89,13 +94,44 @@ pub(super) async fn history(
     State(state): State<AppState>,
     TopicName(name): TopicName,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<HistoryPage>> {
+) -> ApiResult<Response> {
     let range = history_range(query.as_deref().unwrap_or(""))?;
     let (epoch, events) = state.backplane.history(&name, range).await?;
-    let messages = events.iter().filter_map(|e| e.history_message()).collect();
-    Ok(Json(HistoryPage {
-        topic: name,
-        epoch,
-        messages,
-    }))
+    Ok(stream_page(&name, &epoch, events))
+}
+
+/// A [`HistoryPage`] as a body written one message at a time, as the client
+/// takes it: a full history (100 x 64 KB) is never one 6.5 MB buffer held
+/// for a reader that does not read. The events are the history's own,
+/// shared; a reader that takes nothing for `header_read_timeout` is cut
+/// (see [`crate::http_server`]).
+fn stream_page(topic: &str, epoch: &str, events: Vec<Arc<PublishedEvent>>) -> Response {
+    let head = format!(
+        "{{\"topic\":{},\"epoch\":{},\"messages\":[",
+        json_string(topic),
+        json_string(epoch)
+    );
+    let messages = events
+        .into_iter()
+        .filter_map(|e| e.history_message())
+        .enumerate()
+        .map(|(i, m)| {
+            let mut chunk = if i == 0 { Vec::new() } else { vec![b','] };
+            // A HistoryMessage always serializes (string keys, JSON values).
+            let _ = serde_json::to_writer(&mut chunk, &m);
+            Bytes::from(chunk)
+        });
+    let chunks = std::iter::once(Bytes::from(head))
+        .chain(messages)
+        .chain(std::iter::once(Bytes::from_static(b"]}")))
+        .map(Ok::<_, std::convert::Infallible>);
+    (
+        [(CONTENT_TYPE, "application/json")],
+        Body::from_stream(futures_util::stream::iter(chunks)),
+    )
+        .into_response()
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }

@@ -35,7 +35,10 @@ pub async fn upgrade(
     // Cross-site WebSocket hijacking: a page of another origin must not
     // open a socket in its visitor's name.
     if !state.origins().permits(headers) {
-        state.broker.totals().refuse(crate::broker::Limit::OriginNotAllowed);
+        state
+            .broker
+            .totals()
+            .refuse(crate::broker::Limit::OriginNotAllowed);
         return Refusal::Origin.into_response();
     }
     let key = auth::presented(headers, query.as_deref());
