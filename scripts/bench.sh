@@ -13,17 +13,26 @@
 #                              counter invariant, then SIGTERM under load; appends
 #                              to soak-results.jsonl and rewrites BENCHMARKS.md
 #                              (the main tables come from bench-results.jsonl)
+#   scripts/bench.sh --attack [--quick]
+#                              the attack suite: each attack on the resource bounds
+#                              against a fresh server with default limits (RSS, queued
+#                              and history bytes against the bound, a bystander that
+#                              must get every event); writes bench/results/attacks.md
+#                              and rewrites BENCHMARKS.md; --quick (about 40 s, in the
+#                              test command) uses fewer attackers and writes to a temp dir
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 MODE=full
 DURATION=10m
+QUICK=
 while [ $# -gt 0 ]; do
   case $1 in
-    --smoke|--soak) MODE=$1;;
+    --smoke|--soak|--attack) MODE=$1;;
+    --quick) QUICK=--quick;;
     --duration) DURATION=${2:?--duration needs a value, e.g. 10m}; shift;;
     --duration=*) DURATION=${1#--duration=};;
-    *) echo "usage: scripts/bench.sh [--smoke | --soak [--duration 10m]]" >&2; exit 2;;
+    *) echo "usage: scripts/bench.sh [--smoke | --soak [--duration 10m] | --attack [--quick]]" >&2; exit 2;;
   esac
   shift
 done
@@ -53,6 +62,22 @@ if [ "$MODE" = "--soak" ]; then
   "$BENCH" report "$ROOT/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$ROOT/benchmarks.svg" \
     --command "scripts/bench.sh" --soak "$ROOT/soak-results.jsonl"
   say "wrote BENCHMARKS.md (soak section) and soak-results.jsonl"
+  exit 0
+fi
+
+if [ "$MODE" = "--attack" ]; then
+  say "building release binaries"
+  cargo build --release -p pubsub-server -p pubsub-bench
+  ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  if [ -n "$QUICK" ]; then OUT="$(mktemp -d)"; else OUT="$ROOT/bench/results"; mkdir -p "$OUT"; fi
+  say "attack suite $QUICK (server logs: target/attack-*.log)"
+  "$BENCH" attack --server "$ROOT/target/release/pubsub-server" --logs "$ROOT/target" \
+    --out "$OUT/attacks.md" $QUICK
+  if [ -z "$QUICK" ] && [ -f "$ROOT/bench-results.jsonl" ]; then
+    "$BENCH" report "$ROOT/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$ROOT/benchmarks.svg" \
+      --command "scripts/bench.sh" --soak "$ROOT/soak-results.jsonl"
+    say "wrote bench/results/attacks.md and BENCHMARKS.md"
+  fi
   exit 0
 fi
 

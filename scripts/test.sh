@@ -41,4 +41,7 @@ say "the REST API against its OpenAPI document (schemathesis, 1-2 minutes)"
 say "benchmark harness smoke run (seconds; no timed assertions)"
 ./scripts/bench.sh --smoke
 
+say "attack suite, short form (about 40 s): every attack on the resource bounds against the release server"
+./scripts/bench.sh --attack --quick
+
 say "all tests passed"

@@ -7,6 +7,7 @@
 //! send time, so that it measures the broker and not itself; its own CPU
 //! use is printed beside every figure.
 
+mod attack;
 mod floor;
 mod http;
 mod procstat;
@@ -48,6 +49,10 @@ enum Command {
     /// half the maximum rate, with abrupt disconnects and resumes, then a
     /// graceful shutdown under load. Starts the server itself (pubsub only).
     Soak(Box<soak::SoakArgs>),
+    /// The attack suite: each attack on the resource bounds against a fresh
+    /// server with default limits, RSS and queued bytes against the bound,
+    /// a bystander that must get every event (starts the server itself).
+    Attack(attack::AttackArgs),
     /// (e) The floor: a server that writes pre-encoded frames with no broker logic.
     Floor {
         #[arg(long, default_value = "127.0.0.1:4300")]
@@ -160,6 +165,7 @@ fn main() -> std::io::Result<()> {
             Command::Latency(a) => print(&latency(a).await?),
             Command::Idle(a) => print(&idle(a).await?),
             Command::Soak(a) => soak::run(*a).await?,
+            Command::Attack(a) => attack::run(a).await?,
             Command::Floor { addr } => floor::serve(addr).await?,
             Command::Report {
                 results,

@@ -253,6 +253,11 @@ pub fn write(
             let _ = writeln!(md, "\n{}", text.trim_end());
         }
     }
+    // The attack suite's last full run (scripts/bench.sh --attack).
+    let attacks = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/attacks.md");
+    if let Ok(text) = std::fs::read_to_string(attacks) {
+        let _ = writeln!(md, "\n{}", text.trim_end());
+    }
     // The hand-written part (targets, profile, what changed) lives beside
     // the generator and is appended to every regenerated report.
     let analysis = Path::new(env!("CARGO_MANIFEST_DIR")).join("ANALYSIS.md");

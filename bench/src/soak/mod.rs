@@ -19,7 +19,7 @@
 mod ledger;
 mod publisher;
 pub mod report;
-mod server;
+pub(crate) mod server;
 mod session;
 mod shutdown;
 mod subscriber;

@@ -128,16 +128,26 @@ impl EventDraft {
             id: &'a str,
             payload: &'a RawValue,
         }
-        let mut head = serde_json::to_string(&Head {
-            r#type: "event",
-            topic,
-            message: MessageRef { id, payload },
-        })
-        .unwrap_or_default();
+        // Sized up front: serde_json grows its buffer by doubling, and a
+        // 65 KB payload then sat in a 128 KiB allocation, kept by history
+        // and every queue.
+        let tail = format!(",\"ts\":\"{ts}\"}}");
+        // The fixed keys, `,"seq":` and a u64 take under 100 bytes.
+        let estimate = payload.get().len() + topic.len() + id.len() + 128 + tail.len();
+        let mut buf = Vec::with_capacity(estimate);
+        let _ = serde_json::to_writer(
+            &mut buf,
+            &Head {
+                r#type: "event",
+                topic,
+                message: MessageRef { id, payload },
+            },
+        );
+        // serde_json writes UTF-8 only.
+        let mut head = String::from_utf8(buf).unwrap_or_default();
         // Reopen the object to append `seq` and `ts`.
         head.pop();
         head.push_str(",\"seq\":");
-        let tail = format!(",\"ts\":\"{ts}\"}}");
         EventDraft { head, tail }
     }
 
