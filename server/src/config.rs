@@ -549,6 +549,35 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/pubsub.toml"));
     }
 
+    /// Every flag is in the README's table with its variable, and every
+    /// file key --print-config writes is a flag's name.
+    #[test]
+    fn the_readme_lists_every_knob() {
+        let readme = include_str!("../../README.md");
+        let command = Config::command();
+        let mut flags = Vec::new();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["help", "version"].contains(&long) {
+                continue;
+            }
+            flags.push(arg.get_id().as_str().to_owned());
+            assert!(
+                readme.contains(&format!("| `--{long}`")),
+                "README lacks --{long}"
+            );
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(readme.contains(&format!("`{env}`")), "README lacks {env}");
+            }
+        }
+        let printed = Config::default_for_tests().to_toml();
+        for line in printed.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap_or_default();
+            assert!(flags.iter().any(|f| f == key), "file key {key} is no flag");
+        }
+    }
+
     #[test]
     fn printed_config_reads_back_the_same() {
         let c = Config::parse_from([
