@@ -596,3 +596,23 @@ async fn nats_down_is_said_and_survived() {
     nodes[1].create_topic("climate").await;
     drop(nats);
 }
+
+/// A topic's stream is bounded in bytes on NATS's disk too: two histories
+/// of the largest messages (here 2 x 50 x (64 KiB + 512)), within the
+/// history budget.
+#[tokio::test]
+async fn a_topic_stream_is_bounded_in_bytes() {
+    let (nats, nodes) = cluster().await;
+    nodes[0].create_topic("bounded").await;
+    let (_, info) = nodes[1].get("/api/topics/bounded").await;
+    let epoch = info["epoch"].as_str().expect("epoch");
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .get_stream(format!("PUBSUB_{epoch}"))
+        .await
+        .expect("the topic's stream");
+    let config = &stream.cached_info().config;
+    assert_eq!(config.max_bytes, 2 * 50 * (65_536 + 512));
+    assert_eq!(config.max_messages, 50 + 10_000);
+}

@@ -163,9 +163,13 @@ impl Backplane {
         }
     }
 
-    /// Subscribes a connection. In cluster mode this instance first takes in
-    /// every message published anywhere before the call, so replay and the
-    /// `ack`'s `seq` are the cluster's, not a lagging mirror's.
+    /// Subscribes a connection. In cluster mode, when the subscribe replays
+    /// (`last_n`, or a `since` ahead of this instance's copy) or names a
+    /// topic this instance does not know yet, it first takes in every
+    /// message published anywhere before the call, so replay and the
+    /// `ack`'s `seq` are the cluster's. Otherwise it is served from the copy
+    /// (one JetStream request less per subscribe): live events follow on
+    /// from it without a gap or a duplicate.
     pub async fn subscribe(
         &self,
         conn: &Arc<Connection>,
@@ -173,10 +177,26 @@ impl Backplane {
         replay: Replay,
         request_id: Option<String>,
     ) -> Result<(), BrokerError> {
-        if conn.permits.subscribe {
+        if conn.permits.subscribe && !self.copy_serves(name, &replay) {
             self.fresh(name).await?;
         }
         self.broker().subscribe(conn, name, replay, request_id)
+    }
+
+    /// Whether this instance's copy of `name` can answer this subscribe as
+    /// well as the cluster would (always, in memory).
+    fn copy_serves(&self, name: &str, replay: &Replay) -> bool {
+        let Backplane::Nats(_) = self else {
+            return true;
+        };
+        let Ok(topic) = self.broker().topic(name) else {
+            return false;
+        };
+        match (&replay.since, replay.last_n) {
+            (Some(since), _) => since.epoch == topic.epoch && since.seq <= topic.snapshot().0,
+            (None, Some(_)) => false,
+            (None, None) => true,
+        }
     }
 }
 

@@ -15,8 +15,15 @@
 //!   into its broker (history ring and its own subscribers). A publish is
 //!   answered with JetStream's acknowledgement; the publisher's own
 //!   instance, like every other, delivers the event when it reads it back.
-//! - Reads that must see the whole cluster (subscribe, history, topic info)
-//!   first wait until this instance has taken in the stream's last sequence.
+//! - Reads that must see the whole cluster (history, topic info, a
+//!   subscribe with `last_n` or a `since` ahead of this instance's copy)
+//!   first wait until this instance has taken in the stream's last
+//!   sequence. Other subscribes are served from the copy: live events
+//!   follow on from it without a gap. Clients may cause at most
+//!   [`CLIENT_REQUESTS_PER_SEC`] JetStream requests a second per instance.
+//! - A stream keeps at most two histories of the largest messages on disk
+//!   (`max_bytes`, within `max_history_bytes`); delete tombstones live a
+//!   minute.
 
 use super::super::broker::{clock, Broker, BrokerError, EventDraft, Receipt, Topic, TopicInfo};
 use app::wire::{ErrorCode, PublishMessage};
@@ -51,6 +58,17 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 const LAG_ROOM: usize = 10_000;
 /// Pause before a failed registry watch or stream follower starts again.
 const RETRY: Duration = Duration::from_millis(250);
+/// How long a delete's tombstone is kept: it guards against adopting a
+/// registration read just before the delete (a lookup racing the watch),
+/// which is at most one request (3 s) old. Pruned beyond that, so deletes
+/// do not grow memory for the process lifetime.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
+/// JetStream requests clients may cause on this instance per second (a
+/// lookup of a name it does not know, a catch-up before a read), with as
+/// many saved up: one client cannot saturate the shared NATS's API. Past
+/// it, reads answer from this instance's copy and lookups of unknown names
+/// are `RATE_LIMITED`.
+const CLIENT_REQUESTS_PER_SEC: f64 = 2_000.0;
 
 pub struct NatsBackplane {
     broker: Arc<Broker>,
@@ -63,7 +81,10 @@ pub struct NatsBackplane {
     /// Per name, the registry revision of the latest delete seen: an older
     /// registration read a moment before (a lookup racing the watch) is
     /// not adopted again.
-    tombstones: DashMap<Arc<str>, u64>,
+    tombstones: DashMap<Arc<str>, (u64, std::time::Instant)>,
+    /// Tokens for the JetStream requests clients cause
+    /// ([`CLIENT_REQUESTS_PER_SEC`]): (tokens, last refill).
+    client_requests: parking_lot::Mutex<(f64, std::time::Instant)>,
     /// The newest registry revision the watch has taken in, for
     /// [`NatsBackplane::catch_up_registry`].
     registry_seen: watch::Sender<u64>,
@@ -132,6 +153,10 @@ impl NatsBackplane {
             registry: RwLock::new(None),
             mirrors: DashMap::new(),
             tombstones: DashMap::new(),
+            client_requests: parking_lot::Mutex::new((
+                CLIENT_REQUESTS_PER_SEC,
+                std::time::Instant::now(),
+            )),
             registry_seen: watch::Sender::new(0),
             url: url.to_owned(),
             history_size,
@@ -167,6 +192,35 @@ impl NatsBackplane {
             .ok_or_else(|| unavailable("the topic registry is not ready"))
     }
 
+    /// Takes a token for one JetStream request a client causes; false when
+    /// this instance is over [`CLIENT_REQUESTS_PER_SEC`].
+    fn may_ask(&self) -> bool {
+        let mut bucket = self.client_requests.lock();
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() * CLIENT_REQUESTS_PER_SEC;
+        bucket.0 = (bucket.0 + refill).min(CLIENT_REQUESTS_PER_SEC);
+        bucket.1 = now;
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Bytes one topic's stream may keep on NATS's disk: two histories of
+    /// the largest messages (history plus as much lag room), and never more
+    /// than the whole history budget of an instance.
+    fn stream_bytes(&self) -> i64 {
+        let c = self.broker.config();
+        let two_histories = 2 * c.history_size.max(1) * (c.max_message_bytes + 512);
+        let bytes = match c.max_history_bytes {
+            0 => two_histories,
+            budget => two_histories.min(budget),
+        };
+        i64::try_from(bytes.max(1 << 20)).unwrap_or(i64::MAX)
+    }
+
     pub async fn create_topic(self: &Arc<Self>, name: &str) -> Result<TopicInfo, BrokerError> {
         crate::broker::error::check_topic_name(name)?;
         let registry = self.available()?;
@@ -185,6 +239,7 @@ impl NatsBackplane {
                 description: Some(format!("pubsub-server topic {name}")),
                 subjects: vec![subject(&registration.epoch)],
                 max_messages: (self.history_size + LAG_ROOM) as i64,
+                max_bytes: self.stream_bytes(),
                 discard: stream::DiscardPolicy::Old,
                 storage: stream::StorageType::File,
                 ..Default::default()
@@ -318,6 +373,11 @@ impl NatsBackplane {
         crate::broker::error::check_topic_name(name)?;
         let mirror = self.mirror(name).await?;
         self.available()?;
+        if !self.may_ask() {
+            // Over the budget: this instance's copy, as it stands (what it
+            // has not taken in yet follows in order).
+            return Ok(());
+        }
         let last = match self.js.get_stream(stream_name(&mirror.epoch)).await {
             Ok(stream) => stream.cached_info().state.last_sequence,
             Err(e) if is_stream_not_found(&e) => {
@@ -339,6 +399,14 @@ impl NatsBackplane {
             return Ok(Arc::clone(mirror.value()));
         }
         let registry = self.available()?;
+        if !self.may_ask() {
+            return Err(BrokerError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "this instance looks up more than {CLIENT_REQUESTS_PER_SEC} unknown topics a second in the cluster's registry; try again"
+                ),
+            ));
+        }
         match registry.entry(key_of(name)).await {
             Ok(entry) => match entry.and_then(registered) {
                 Some((entry, registration)) => self
@@ -374,7 +442,7 @@ impl NatsBackplane {
         }
         // Read under the entry: `forsake` records its tombstone before it
         // looks for the mirror, so it either finds ours or we see it.
-        let deleted_at = self.tombstones.get(name).map(|t| *t.value());
+        let deleted_at = self.tombstones.get(name).map(|t| t.value().0);
         if deleted_at.is_some_and(|at| at > revision) {
             return held;
         }
@@ -407,10 +475,18 @@ impl NatsBackplane {
     /// revision of its delete in the registry) and deletes it here (its
     /// subscribers get `topic_deleted`).
     fn forsake(&self, name: &str, revision: u64) {
+        let now = std::time::Instant::now();
+        if self.tombstones.len() >= 1024 {
+            self.tombstones
+                .retain(|_, (_, at)| now.duration_since(*at) < TOMBSTONE_TTL);
+        }
         self.tombstones
             .entry(Arc::from(name))
-            .and_modify(|at| *at = (*at).max(revision))
-            .or_insert(revision);
+            .and_modify(|(rev, at)| {
+                *rev = (*rev).max(revision);
+                *at = now;
+            })
+            .or_insert((revision, now));
         self.unfollow(name, |mirror| mirror.revision < revision);
     }
 
