@@ -5,6 +5,9 @@ import { defineConfig } from '@playwright/test';
 // site (target/site). Port 4100 keeps it apart from a server run by hand.
 const port = Number(process.env.E2E_PORT ?? 4100);
 export const baseURL = `http://127.0.0.1:${port}`;
+// The reconnect test's TCP proxy: pages loaded through it have its origin,
+// which the server allows as a deployment would list its public names.
+export const proxyPort = port + 1;
 
 export default defineConfig({
   testDir: './tests',
@@ -31,7 +34,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `./target/release/pubsub-server --addr 127.0.0.1:${port}`,
+    command: `./target/release/pubsub-server --addr 127.0.0.1:${port} --allowed-origin http://127.0.0.1:${proxyPort}`,
     cwd: '..',
     url: `${baseURL}/api/health`,
     reuseExistingServer: false,

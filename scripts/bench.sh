@@ -20,6 +20,11 @@
 #                              must get every event); writes bench/results/attacks.md
 #                              and rewrites BENCHMARKS.md; --quick (about 40 s, in the
 #                              test command) uses fewer attackers and writes to a temp dir
+#   scripts/bench.sh --chaos [--duration 60]
+#                              the cluster chaos soak: three instances and their
+#                              nats-server under load, nodes SIGKILLed and restarted,
+#                              NATS restarted; writes bench/results/chaos.md and
+#                              rewrites BENCHMARKS.md
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -28,11 +33,11 @@ DURATION=10m
 QUICK=
 while [ $# -gt 0 ]; do
   case $1 in
-    --smoke|--soak|--attack) MODE=$1;;
+    --smoke|--soak|--attack|--chaos) MODE=$1;;
     --quick) QUICK=--quick;;
     --duration) DURATION=${2:?--duration needs a value, e.g. 10m}; shift;;
     --duration=*) DURATION=${1#--duration=};;
-    *) echo "usage: scripts/bench.sh [--smoke | --soak [--duration 10m] | --attack [--quick]]" >&2; exit 2;;
+    *) echo "usage: scripts/bench.sh [--smoke | --soak [--duration 10m] | --attack [--quick] | --chaos [--duration SECS]]" >&2; exit 2;;
   esac
   shift
 done
@@ -78,6 +83,24 @@ if [ "$MODE" = "--attack" ]; then
       --command "scripts/bench.sh" --soak "$ROOT/soak-results.jsonl"
     say "wrote bench/results/attacks.md and BENCHMARKS.md"
   fi
+  exit 0
+fi
+
+if [ "$MODE" = "--chaos" ]; then
+  source "$ROOT/scripts/setup.sh"
+  ensure_nats_server
+  say "building release binaries"
+  cargo build --release -p pubsub-server -p pubsub-bench
+  SECS="${DURATION%s}"; [ "$SECS" = 10m ] && SECS=60
+  mkdir -p "$ROOT/bench/results"
+  say "cluster chaos soak for $SECS s (logs: target/chaos-*.log)"
+  "$BENCH" chaos --server "$ROOT/target/release/pubsub-server" --logs "$ROOT/target" \
+    --secs "$SECS" --out "$ROOT/bench/results/chaos.md"
+  if [ -f "$ROOT/bench-results.jsonl" ]; then
+    "$BENCH" report "$ROOT/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$ROOT/benchmarks.svg" \
+      --command "scripts/bench.sh" --soak "$ROOT/soak-results.jsonl"
+  fi
+  say "wrote bench/results/chaos.md and BENCHMARKS.md"
   exit 0
 fi
 

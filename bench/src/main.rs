@@ -8,6 +8,7 @@
 //! use is printed beside every figure.
 
 mod attack;
+mod chaos;
 mod floor;
 mod http;
 mod procstat;
@@ -53,6 +54,10 @@ enum Command {
     /// server with default limits, RSS and queued bytes against the bound,
     /// a bystander that must get every event (starts the server itself).
     Attack(attack::AttackArgs),
+    /// The cluster chaos soak: three instances and their nats-server under
+    /// load, nodes killed and restarted, NATS restarted; no acknowledged
+    /// publish lost, no gap without a notice, every resume recovered.
+    Chaos(chaos::ChaosArgs),
     /// (e) The floor: a server that writes pre-encoded frames with no broker logic.
     Floor {
         #[arg(long, default_value = "127.0.0.1:4300")]
@@ -166,6 +171,7 @@ fn main() -> std::io::Result<()> {
             Command::Idle(a) => print(&idle(a).await?),
             Command::Soak(a) => soak::run(*a).await?,
             Command::Attack(a) => attack::run(a).await?,
+            Command::Chaos(a) => chaos::run(a).await?,
             Command::Floor { addr } => floor::serve(addr).await?,
             Command::Report {
                 results,

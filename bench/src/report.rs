@@ -253,10 +253,13 @@ pub fn write(
             let _ = writeln!(md, "\n{}", text.trim_end());
         }
     }
-    // The attack suite's last full run (scripts/bench.sh --attack).
-    let attacks = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/attacks.md");
-    if let Ok(text) = std::fs::read_to_string(attacks) {
-        let _ = writeln!(md, "\n{}", text.trim_end());
+    // The last full runs of the attack suite and the cluster chaos soak
+    // (scripts/bench.sh --attack, --chaos).
+    for section in ["results/attacks.md", "results/chaos.md"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(section);
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let _ = writeln!(md, "\n{}", text.trim_end());
+        }
     }
     // The hand-written part (targets, profile, what changed) lives beside
     // the generator and is appended to every regenerated report.

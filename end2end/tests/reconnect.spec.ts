@@ -1,6 +1,6 @@
 import { test, expect } from '@playwright/test';
 import * as net from 'node:net';
-import { baseURL } from '../playwright.config';
+import { baseURL, proxyPort } from '../playwright.config';
 
 // A TCP proxy in front of the server lets the test cut the page's
 // connections while the server keeps running, as a flaky network would.
@@ -17,7 +17,9 @@ function startProxy(target: URL): Promise<{ url: string; cut: () => void; close:
     upstream.pipe(client);
   });
   return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
+    // On the port the server lists as an allowed origin (the page's
+    // WebSocket comes from this origin).
+    server.listen(proxyPort, '127.0.0.1', () => {
       const port = (server.address() as net.AddressInfo).port;
       resolve({
         url: `http://127.0.0.1:${port}`,
