@@ -44,4 +44,7 @@ say "benchmark harness smoke run (seconds; no timed assertions)"
 say "attack suite, short form (about 40 s): every attack on the resource bounds against the release server"
 ./scripts/bench.sh --attack --quick
 
+say "cluster chaos soak, short form (about 25 s): nodes SIGKILLed and NATS restarted under load"
+./scripts/bench.sh --chaos --quick
+
 say "all tests passed"

@@ -92,7 +92,11 @@ struct Shared {
 fn behind(s: &Shared, finals: &HashMap<String, u64>) -> u64 {
     s.followed
         .iter()
-        .flat_map(|f| TOPICS.iter().map(move |t| f.get(*t).copied().unwrap_or(0) < finals[*t]))
+        .flat_map(|f| {
+            TOPICS
+                .iter()
+                .map(move |t| f.get(*t).copied().unwrap_or(0) < finals[*t])
+        })
         .filter(|b| *b)
         .count() as u64
 }
@@ -126,11 +130,19 @@ pub async fn run(args: ChaosArgs) -> std::io::Result<()> {
     }
     for topic in TOPICS {
         let body = format!("{{\"name\":\"{topic}\"}}");
-        let (status, _) = crate::http::request(addrs[0], "POST", "/api/topics", Some(&body))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        if status != 201 && status != 409 {
-            return Err(std::io::Error::other(format!("create {topic}: {status}")));
+        // 503 until the node has reached NATS's registry.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, _) = crate::http::request(addrs[0], "POST", "/api/topics", Some(&body))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            if status == 201 || status == 409 {
+                break;
+            }
+            if status != 503 || Instant::now() > deadline {
+                return Err(std::io::Error::other(format!("create {topic}: {status}")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     let state: State = Rc::default();
@@ -179,6 +191,18 @@ pub async fn run(args: ChaosArgs) -> std::io::Result<()> {
     state.borrow_mut().stop = true;
     for t in tasks {
         let _ = t.await;
+    }
+    // Every node back on NATS (a restart of NATS or of a node is recent).
+    for addr in &addrs {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while crate::http::get_json(*addr, "/api/health").await.is_err() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "{addr} not healthy 30 s after the chaos"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     let finals = final_seqs(addrs[0]).await?;
     let settle = Instant::now();
@@ -261,7 +285,9 @@ async fn start_node(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(std::io::Error::other(format!("node {i} did not start on {addr}")))
+    Err(std::io::Error::other(format!(
+        "node {i} did not start on {addr}"
+    )))
 }
 
 /// A WebSocket client speaking JSON frames.
@@ -376,7 +402,6 @@ async fn subscriber(state: State, addrs: Vec<SocketAddr>, me: usize) {
     // Per topic: (epoch, last seq).
     let mut pos: HashMap<String, (String, u64)> = HashMap::new();
     let mut announced: HashMap<String, u64> = HashMap::new();
-    let mut first = true;
     loop {
         let Ok(mut client) = Client::connect(addrs[at]).await else {
             at = (at + 1) % addrs.len();
@@ -407,7 +432,7 @@ async fn subscriber(state: State, addrs: Vec<SocketAddr>, me: usize) {
                 break;
             };
             let epoch = ack["epoch"].as_str().unwrap_or("").to_owned();
-            if !first {
+            if pos.contains_key(topic) {
                 let mut s = state.borrow_mut();
                 s.book.resumes += 1;
                 match ack["recovered"].as_bool() {
@@ -419,7 +444,6 @@ async fn subscriber(state: State, addrs: Vec<SocketAddr>, me: usize) {
             pos.entry(topic.to_owned())
                 .or_insert((epoch, ack["seq"].as_u64().unwrap_or(0)));
         }
-        first = false;
         while ok {
             match client.next(Duration::from_secs(10)).await {
                 Ok(v) => see(&state, me, &v, &mut pos, &mut announced),
@@ -507,27 +531,58 @@ async fn history(addr: SocketAddr, topic: &str) -> std::io::Result<HashMap<u64, 
 /// The Markdown section BENCHMARKS.md includes.
 fn section(b: &Book, args: &ChaosArgs) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "## Cluster chaos soak
-");
     let _ = writeln!(
         md,
-        "`scripts/bench.sh --chaos`: three instances and their nats-server on this machine for {} s;          one WebSocket publisher per node ({} msg/s each, round-robin over 3 topics) and two subscribers          per node following all three; every {} s a node is killed (SIGKILL) and restarted a second later,          and once, half-way, NATS itself is stopped for two seconds and restarted on its store. Clients          whose node dies move to the next one and resume with `since`.\n",
+        "## Cluster chaos soak
+"
+    );
+    let _ = writeln!(
+        md,
+        "`scripts/bench.sh --chaos`: three instances and their nats-server on this machine for {} s; one WebSocket publisher per node ({} msg/s each, round-robin over 3 topics) and two subscribers per node following all three; every {} s a node is killed (SIGKILL) and restarted a second later, and once, half-way, NATS itself is stopped for two seconds and restarted on its store. Clients whose node dies move to the next one and resume with `since`.\n",
         b.secs, args.rate, args.kill_every
     );
     let _ = writeln!(md, "| figure | value |\n|---|---|");
     for (k, v) in [
         ("publishes acknowledged", b.acked.to_string()),
-        ("answered UNAVAILABLE (may or may not be stored)", b.unavailable.to_string()),
+        (
+            "answered UNAVAILABLE (may or may not be stored)",
+            b.unavailable.to_string(),
+        ),
         ("other errors", b.other_errors.to_string()),
-        ("node kills / NATS restarts", format!("{} / {}", b.node_kills, b.nats_restarts)),
-        ("publisher moves to another node", b.publisher_moves.to_string()),
-        ("subscriber resumes (recovered / not)", format!("{} ({} / {})", b.resumes, b.recovered, b.not_recovered)),
+        (
+            "node kills / NATS restarts",
+            format!("{} / {}", b.node_kills, b.nats_restarts),
+        ),
+        (
+            "publisher moves to another node",
+            b.publisher_moves.to_string(),
+        ),
+        (
+            "subscriber resumes (recovered / not)",
+            format!("{} ({} / {})", b.resumes, b.recovered, b.not_recovered),
+        ),
         ("events received", b.events.to_string()),
-        ("gaps announced by SLOW_CONSUMER / silent", format!("{} / {}", b.announced_gaps, b.silent_gaps)),
+        (
+            "gaps announced by SLOW_CONSUMER / silent",
+            format!("{} / {}", b.announced_gaps, b.silent_gaps),
+        ),
         ("out of order or duplicate", b.out_of_order.to_string()),
-        ("acknowledged publishes missing from history", b.lost_acked.to_string()),
-        ("subscriber-topic pairs behind at the end", b.behind_at_end.to_string()),
-        ("verdict", if b.passed { "passed".into() } else { "**failed**".into() }),
+        (
+            "acknowledged publishes missing from history",
+            b.lost_acked.to_string(),
+        ),
+        (
+            "subscriber-topic pairs behind at the end",
+            b.behind_at_end.to_string(),
+        ),
+        (
+            "verdict",
+            if b.passed {
+                "passed".into()
+            } else {
+                "**failed**".into()
+            },
+        ),
     ] {
         let _ = writeln!(md, "| {k} | {v} |");
     }
