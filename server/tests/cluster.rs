@@ -137,6 +137,11 @@ impl std::ops::Deref for Node {
 
 impl Node {
     async fn start(nats: &Nats) -> Self {
+        Node::start_with(nats, &[]).await
+    }
+
+    /// A node with `extra` flags after the usual ones.
+    async fn start_with(nats: &Nats, extra: &[&str]) -> Self {
         let mut command = Command::new(BIN);
         command
             .args([
@@ -153,6 +158,7 @@ impl Node {
                 "--log-format",
                 "json",
             ])
+            .args(extra)
             .env("RUST_LOG", "warn,pubsub_server=info");
         let (child, port) = spawn_listening(command, "pubsub-server", |line| {
             let line: Value = serde_json::from_str(line).ok()?;
@@ -615,4 +621,101 @@ async fn a_topic_stream_is_bounded_in_bytes() {
     let config = &stream.cached_info().config;
     assert_eq!(config.max_bytes, 2 * 50 * (65_536 + 512));
     assert_eq!(config.max_messages, 50 + 10_000);
+}
+
+/// `max_topics` counts the cluster's topics, not each node's: creates
+/// racing on every node for the last slots get exactly that many `201`s.
+#[tokio::test]
+async fn max_topics_holds_across_the_cluster() {
+    let nats = Nats::start().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Node::start_with(&nats, &["--max-topics", "6"]).await);
+    }
+    let creates = (0..18).map(|i| {
+        let node = &nodes[i % 3];
+        async move {
+            node.post("/api/topics", json!({"name": format!("race-{i}")}))
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    let created = answers.iter().filter(|(status, _)| *status == 201).count();
+    assert_eq!(created, 6, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 201) {
+        assert_eq!(*status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+    }
+    for node in &nodes {
+        node.until(
+            "showing the six topics",
+            |_, body| body["topics"].as_array().is_some_and(|t| t.len() == 6),
+            "/api/topics",
+        )
+        .await;
+    }
+
+    // A delete anywhere frees a slot everywhere, once.
+    let (_, list) = nodes[0].get("/api/topics").await;
+    let name = list["topics"][0]["name"]
+        .as_str()
+        .expect("a name")
+        .to_owned();
+    let (status, _) = nodes[1].delete(&format!("/api/topics/{name}")).await;
+    assert_eq!(status, 200);
+    let (status, body) = nodes[2].post("/api/topics", json!({"name": "after"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = nodes[0].post("/api/topics", json!({"name": "over"})).await;
+    assert_eq!(status, 429, "{body}");
+
+    // A failed create gives its slot back: an existing name is a 409 and
+    // leaves the count as it was.
+    let (status, _) = nodes[1].delete("/api/topics/after").await;
+    assert_eq!(status, 200);
+    let existing = name_of_any(&nodes[1]).await;
+    let (status, _) = nodes[0]
+        .post("/api/topics", json!({"name": existing}))
+        .await;
+    assert_eq!(status, 409);
+    let (status, body) = nodes[2].post("/api/topics", json!({"name": "last"})).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn name_of_any(node: &Node) -> String {
+    let (_, list) = node.get("/api/topics").await;
+    list["topics"][0]["name"]
+        .as_str()
+        .expect("a name")
+        .to_owned()
+}
+
+/// A count left too high (a node that died between taking a slot and
+/// registering its topic) is set right once the registry has been quiet
+/// for a while; until then creates are refused, never let past the bound.
+#[tokio::test]
+async fn a_drifted_topic_count_is_set_right_when_the_registry_is_quiet() {
+    let nats = Nats::start().await;
+    let node = Node::start_with(&nats, &["--max-topics", "2"]).await;
+    node.create_topic("one").await;
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let bucket = js.get_key_value("pubsub_topics").await.expect("registry");
+    bucket
+        .put("=topic-count", "2".into())
+        .await
+        .expect("the count");
+    let (status, body) = node.post("/api/topics", json!({"name": "two"})).await;
+    assert_eq!(status, 429, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = node.post("/api/topics", json!({"name": "two"})).await;
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 429, "{body}");
+        assert!(Instant::now() < deadline, "the count was never corrected");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, _) = node.post("/api/topics", json!({"name": "three"})).await;
+    assert_eq!(status, 429, "the bound holds after the correction");
 }

@@ -18,6 +18,7 @@
 //! bytes.
 
 pub mod nats;
+mod slots;
 
 use crate::broker::Broker;
 use crate::broker::{

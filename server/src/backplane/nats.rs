@@ -4,6 +4,8 @@
 //!   topic name (`.` written `=2E`, which KV keys cannot hold as-is), value =
 //!   `{"epoch","created_at"}`. Creating is the bucket's atomic create, so two
 //!   instances creating one name at once get one `201` and one `409`.
+//!   The bucket also holds the cluster's topic count, which a create takes
+//!   a slot of first, so `max_topics` holds across instances ([`slots`]).
 //! - Each topic is the stream `PUBSUB_<epoch>` on subject
 //!   `pubsub.topic.<epoch>`, file-backed, keeping `history_size` messages
 //!   plus room for a lagging instance ([`LAG_ROOM`]).
@@ -26,6 +28,7 @@
 //!   minute.
 
 use super::super::broker::{clock, Broker, BrokerError, EventDraft, Receipt, Topic, TopicInfo};
+use super::slots;
 use app::wire::{ErrorCode, PublishMessage};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use dashmap::DashMap;
@@ -161,7 +164,8 @@ impl NatsBackplane {
             url: url.to_owned(),
             history_size,
         });
-        tokio::spawn(Arc::clone(&me).keep_registry(shutdown));
+        tokio::spawn(Arc::clone(&me).keep_registry(shutdown.clone()));
+        tokio::spawn(Arc::clone(&me).keep_count(shutdown));
         Ok(me)
     }
 
@@ -224,9 +228,32 @@ impl NatsBackplane {
     pub async fn create_topic(self: &Arc<Self>, name: &str) -> Result<TopicInfo, BrokerError> {
         crate::broker::error::check_topic_name(name)?;
         let registry = self.available()?;
-        if self.broker.topic_count() as usize >= self.broker.config().max_topics {
-            return Err(self.broker.too_many_topics());
+        // The cluster-wide bound (this instance's copy may not have seen
+        // a delete elsewhere yet): a slot first, then the name.
+        match slots::take(&registry, self.broker.config().max_topics).await {
+            Ok(slots::Slot::Taken) => {}
+            Ok(slots::Slot::Full) => return Err(self.broker.too_many_topics()),
+            Err(e) => return Err(unavailable(e)),
         }
+        match self.register(&registry, name).await {
+            Ok(info) => Ok(info),
+            Err((e, slot_held)) => {
+                if !slot_held {
+                    slots::give_back(&registry).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The stream and the registry entry of a new topic, once its slot is
+    /// taken. A failure says whether the slot is still in use: false when
+    /// the topic surely was not registered.
+    async fn register(
+        self: &Arc<Self>,
+        registry: &kv::Store,
+        name: &str,
+    ) -> Result<TopicInfo, (BrokerError, bool)> {
         let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
         let registration = Registration {
             epoch,
@@ -245,14 +272,14 @@ impl NatsBackplane {
                 ..Default::default()
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| (unavailable(e), false))?;
         let value = serde_json::to_vec(&registration).unwrap_or_default();
         let revision = match registry.create(key_of(name), value.into()).await {
             Ok(revision) => revision,
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 // Nobody can know this stream: it goes again.
                 let _ = self.js.delete_stream(&stream).await;
-                return Err(BrokerError::topic_exists(name));
+                return Err((BrokerError::topic_exists(name), false));
             }
             Err(e) => {
                 // The create may have been stored even so (a lost answer):
@@ -262,16 +289,22 @@ impl NatsBackplane {
                         Some((entry, held)) if held.epoch == registration.epoch => entry.revision,
                         _ => {
                             let _ = self.js.delete_stream(&stream).await;
-                            return Err(unavailable(e));
+                            return Err((unavailable(e), false));
                         }
                     },
-                    Err(_) => return Err(unavailable(e)),
+                    // Unknown either way: the slot stays taken until the
+                    // registry is quiet and the count is checked.
+                    Err(_) => return Err((unavailable(e), true)),
                 }
             }
         };
-        let mirror = self
-            .adopt(name, &registration, revision)
-            .ok_or_else(|| unavailable("the topic was deleted while it was being created"))?;
+        // Its delete gave the slot back.
+        let mirror = self.adopt(name, &registration, revision).ok_or_else(|| {
+            (
+                unavailable("the topic was deleted while it was being created"),
+                true,
+            )
+        })?;
         Ok(crate::broker::info_of(&mirror.topic))
     }
 
@@ -295,6 +328,7 @@ impl NatsBackplane {
                 _ => unavailable(e),
             });
         }
+        slots::give_back(&registry).await;
         if let Err(e) = self
             .js
             .delete_stream(stream_name(&registration.epoch))
@@ -525,6 +559,42 @@ impl NatsBackplane {
         }
     }
 
+    /// Sets the cluster's topic count right again after a create or
+    /// delete was cut off between its steps (see [`slots`]): whenever the
+    /// registry has stayed unchanged for a whole [`slots::QUIET`] period.
+    async fn keep_count(self: Arc<Self>, shutdown: Shutdown) {
+        let mut quiet = slots::Quiet::default();
+        loop {
+            tokio::select! {
+                _ = shutdown.triggered() => return,
+                _ = tokio::time::sleep(slots::QUIET) => {}
+            }
+            let Ok(store) = self.available() else {
+                continue;
+            };
+            let Ok(before) = self.registry_revision().await else {
+                continue;
+            };
+            if !quiet.look(before) {
+                continue;
+            }
+            let checked = async {
+                let registered = slots::registered(&store).await?;
+                let count = slots::read(&store).await?;
+                match self.registry_revision().await {
+                    // Still quiet: nothing between its steps.
+                    Ok(now) if now == before => slots::correct(&store, registered, count).await,
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            match checked.await {
+                Ok(()) => quiet.checked(before),
+                Err(e) => tracing::warn!(error = %e, "cluster topic count not checked"),
+            }
+        }
+    }
+
     async fn watch_registry(self: &Arc<Self>) -> Result<(), async_nats::Error> {
         // The bucket's stream as `create_key_value` would make it; that call
         // itself reads account fields nats-server 2.9 does not send. Creating
@@ -751,7 +821,7 @@ fn key_of(name: &str) -> String {
     name.replace('.', "=2E")
 }
 
-fn name_of(key: &str) -> Option<String> {
+pub(super) fn name_of(key: &str) -> Option<String> {
     let name = key.replace("=2E", ".");
     app::wire::topic_name_problem(&name)
         .is_none()
