@@ -2,7 +2,7 @@
 # The whole comparison in one go: pubsub-server, nats-server (TCP and
 # WebSocket), redis-server and the no-logic floor, each alone and pinned to
 # CPU 0, driven by pubsub-bench pinned to CPU 1. Writes BENCHMARKS.md and
-# benchmarks.svg (a few minutes).
+# bench/results/ (bench-results.jsonl, benchmarks.svg; a few minutes).
 #
 #   scripts/bench.sh           full run, rewrites BENCHMARKS.md
 #   scripts/bench.sh --smoke   seconds, small numbers, writes to a temp dir
@@ -11,7 +11,7 @@
 #                              the soak (pubsub only): half the maximum rate of the
 #                              last full run, abrupt disconnects and resumes, the
 #                              counter invariant, then SIGTERM under load; appends
-#                              to soak-results.jsonl and rewrites BENCHMARKS.md
+#                              to bench/results/soak-results.jsonl and rewrites BENCHMARKS.md
 #                              (the main tables come from bench-results.jsonl)
 #   scripts/bench.sh --attack [--quick]
 #                              the attack suite: each attack on the resource bounds
@@ -28,6 +28,8 @@
 #                              command): 16 s, a node killed every 4 s, to a temp dir
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Every result file lives here; BENCHMARKS.md (at the root) is made from them.
+RES="$ROOT/bench/results"
 cd "$ROOT"
 MODE=full
 DURATION=10m
@@ -53,7 +55,7 @@ soak() { # results-file server-log command-for-the-report [extra pubsub-bench so
   local results=$1 log=$2 command=$3; shift 3
   taskset -c 1 "$BENCH" soak --server "$ROOT/target/release/pubsub-server" --server-cpu 0 \
     --addr 127.0.0.1:4426 --server-log "$log" --out "$results" \
-    --max-from "$ROOT/bench-results.jsonl" --command "$command" \
+    --max-from "$RES/bench-results.jsonl" --command "$command" \
     --date "$(date -u +%Y-%m-%dT%H:%MZ)" --version "$(git describe --always --dirty 2>/dev/null || echo '?')" \
     --machine "$MACHINE, $CPU_MODEL" "$@" > /dev/null
 }
@@ -64,9 +66,9 @@ if [ "$MODE" = "--soak" ]; then
   ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   COMMAND="scripts/bench.sh --soak --duration $DURATION"
   say "soak for $DURATION, then SIGTERM under load (log: target/soak-server.log)"
-  soak "$ROOT/soak-results.jsonl" "$ROOT/target/soak-server.log" "$COMMAND" --duration "$DURATION"
-  "$BENCH" report "$ROOT/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$ROOT/benchmarks.svg" \
-    --command "scripts/bench.sh" --soak "$ROOT/soak-results.jsonl"
+  soak "$RES/soak-results.jsonl" "$ROOT/target/soak-server.log" "$COMMAND" --duration "$DURATION"
+  "$BENCH" report "$RES/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$RES/benchmarks.svg" \
+    --command "scripts/bench.sh" --soak "$RES/soak-results.jsonl"
   say "wrote BENCHMARKS.md (soak section) and soak-results.jsonl"
   exit 0
 fi
@@ -79,9 +81,9 @@ if [ "$MODE" = "--attack" ]; then
   say "attack suite $QUICK (server logs: target/attack-*.log)"
   "$BENCH" attack --server "$ROOT/target/release/pubsub-server" --logs "$ROOT/target" \
     --out "$OUT/attacks.md" $QUICK
-  if [ -z "$QUICK" ] && [ -f "$ROOT/bench-results.jsonl" ]; then
-    "$BENCH" report "$ROOT/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$ROOT/benchmarks.svg" \
-      --command "scripts/bench.sh" --soak "$ROOT/soak-results.jsonl"
+  if [ -z "$QUICK" ] && [ -f "$RES/bench-results.jsonl" ]; then
+    "$BENCH" report "$RES/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$RES/benchmarks.svg" \
+      --command "scripts/bench.sh" --soak "$RES/soak-results.jsonl"
     say "wrote bench/results/attacks.md and BENCHMARKS.md"
   fi
   exit 0
@@ -103,9 +105,9 @@ if [ "$MODE" = "--chaos" ]; then
   say "cluster chaos soak for $SECS s (logs: target/chaos-*.log)"
   "$BENCH" chaos --server "$ROOT/target/release/pubsub-server" --logs "$ROOT/target" \
     --secs "$SECS" --out "$ROOT/bench/results/chaos.md"
-  if [ -f "$ROOT/bench-results.jsonl" ]; then
-    "$BENCH" report "$ROOT/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$ROOT/benchmarks.svg" \
-      --command "scripts/bench.sh" --soak "$ROOT/soak-results.jsonl"
+  if [ -f "$RES/bench-results.jsonl" ]; then
+    "$BENCH" report "$RES/bench-results.jsonl" --out "$ROOT/BENCHMARKS.md" --chart "$RES/benchmarks.svg" \
+      --command "scripts/bench.sh" --soak "$RES/soak-results.jsonl"
   fi
   say "wrote bench/results/chaos.md and BENCHMARKS.md"
   exit 0
@@ -127,12 +129,13 @@ if [ "$MODE" = "--smoke" ]; then
   LATENCY=(--subscribers 20 --rate 500 --secs 0.5)
   IDLE=(--connections 300)
 else
-  OUT="$ROOT"
+  OUT="$RES"
   FANOUT=(--subscribers 1000 --step-secs 2)
   TOPICS=(--topics 1000 --subscribers 10000 --publishers 10 --step-secs 2 --start-rate 5000)
   LATENCY=(--subscribers 100 --rate 5000 --secs 5)
   IDLE=(--connections 19000)
 fi
+mkdir -p "$OUT"
 RESULTS="$OUT/bench-results.jsonl"
 : > "$RESULTS"
 
@@ -246,9 +249,10 @@ if [ "$MODE" = "--smoke" ]; then
     --mean-lifetime 1s --heartbeat 500ms --shutdown-after 1s --sample-every 1s
 fi
 # The soak section comes from soak-results.jsonl, so this run keeps it.
-"$BENCH" report "$RESULTS" --out "$OUT/BENCHMARKS.md" --chart "$OUT/benchmarks.svg" --command "$COMMAND" \
+if [ "$OUT" = "$RES" ]; then REPORT="$ROOT/BENCHMARKS.md"; else REPORT="$REPORT"; fi
+"$BENCH" report "$RESULTS" --out "$REPORT" --chart "$OUT/benchmarks.svg" --command "$COMMAND" \
   --soak "$OUT/soak-results.jsonl"
-say "wrote $OUT/BENCHMARKS.md"
+say "wrote $REPORT"
 if [ "$MODE" = "--smoke" ]; then
   # The harness worked if every broker produced a result for every scenario.
   for t in pubsub nats-tcp nats-ws redis floor; do
@@ -259,9 +263,9 @@ if [ "$MODE" = "--smoke" ]; then
   for s in cluster-fanout cluster-latency; do
     grep -q "\"scenario\":\"$s\"" "$RESULTS" || { echo "no $s result" >&2; exit 1; }
   done
-  grep -q 'Cluster mode (issue 7)' "$OUT/BENCHMARKS.md" || { echo "no cluster section in the report" >&2; exit 1; }
+  grep -q 'Cluster mode (issue 7)' "$REPORT" || { echo "no cluster section in the report" >&2; exit 1; }
   # The soak's checks are reported, not asserted: it may find server bugs.
   grep -q '"scenario":"soak"' "$OUT/soak-results.jsonl" || { echo "no soak result" >&2; exit 1; }
-  grep -q 'Soak and chaos' "$OUT/BENCHMARKS.md" || { echo "no soak section in the report" >&2; exit 1; }
+  grep -q 'Soak and chaos' "$REPORT" || { echo "no soak section in the report" >&2; exit 1; }
   echo "bench smoke: 20 results, 2 cluster results and a soak, report written"
 fi

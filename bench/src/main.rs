@@ -68,7 +68,7 @@ enum Command {
         results: std::path::PathBuf,
         #[arg(long, default_value = "BENCHMARKS.md")]
         out: std::path::PathBuf,
-        #[arg(long, default_value = "benchmarks.svg")]
+        #[arg(long, default_value = "bench/results/benchmarks.svg")]
         chart: std::path::PathBuf,
         /// The command that produced the results, quoted in the report.
         #[arg(long)]

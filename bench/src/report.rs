@@ -243,7 +243,7 @@ pub fn write(
     let _ = writeln!(
         md,
         "\n![throughput and latency]({})",
-        chart.file_name().and_then(|f| f.to_str()).unwrap_or("")
+        link(out, chart)
     );
     if let Some(row) = soak.and_then(latest_soak) {
         md.push_str(&crate::soak::report::section(&row));
@@ -420,4 +420,20 @@ fn svg(fanout: &[&Value], lat: &[&Value]) -> String {
     }
     s.push_str("</svg>");
     s
+}
+
+/// The chart's path as BENCHMARKS.md links it: relative to the report's
+/// folder (both are written by one command, usually the report at the root
+/// and the chart in `bench/results/`).
+fn link(out: &Path, chart: &Path) -> String {
+    let absolute = |p: &Path| {
+        std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+    };
+    let folder = absolute(out).parent().map(Path::to_path_buf).unwrap_or_default();
+    let chart = absolute(chart);
+    chart
+        .strip_prefix(&folder)
+        .unwrap_or(&chart)
+        .display()
+        .to_string()
 }

@@ -60,7 +60,7 @@ pub struct SoakArgs {
     #[arg(long)]
     rate: Option<f64>,
     /// The results of the last full `scripts/bench.sh` run.
-    #[arg(long, default_value = "bench-results.jsonl")]
+    #[arg(long, default_value = "bench/results/bench-results.jsonl")]
     max_from: PathBuf,
     #[arg(long, default_value_t = 10)]
     topics: usize,
@@ -444,7 +444,7 @@ pub async fn run(a: SoakArgs) -> std::io::Result<()> {
         history_size: a.history_size,
         shutdown_timeout_secs: a.shutdown_timeout.as_secs_f64(),
         seed,
-        server_command: command.join(" "),
+        server_command: shown_command(&command),
     };
     eprintln!(
         "soak: {:.0} messages/s ({:.0} deliveries/s: {}) for {:.0} s; server: {}",
@@ -873,4 +873,20 @@ async fn settle_and_check(addr: SocketAddr, ctx: &Ctx) -> Invariant {
     inv.ok = inv.settled && notes.is_empty() && !inv.topics.is_empty();
     inv.note = notes.join("; ");
     inv
+}
+
+/// The server's command line as results record it: paths relative to the
+/// working directory, so committed results name no machine's folders.
+fn shown_command(command: &[String]) -> String {
+    let here = std::env::current_dir().unwrap_or_default();
+    command
+        .iter()
+        .map(|arg| {
+            std::path::Path::new(arg)
+                .strip_prefix(&here)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| arg.clone())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
