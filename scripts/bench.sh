@@ -249,7 +249,7 @@ if [ "$MODE" = "--smoke" ]; then
     --mean-lifetime 1s --heartbeat 500ms --shutdown-after 1s --sample-every 1s
 fi
 # The soak section comes from soak-results.jsonl, so this run keeps it.
-if [ "$OUT" = "$RES" ]; then REPORT="$ROOT/BENCHMARKS.md"; else REPORT="$REPORT"; fi
+if [ "$OUT" = "$RES" ]; then REPORT="$ROOT/BENCHMARKS.md"; else REPORT="$OUT/BENCHMARKS.md"; fi
 "$BENCH" report "$RESULTS" --out "$REPORT" --chart "$OUT/benchmarks.svg" --command "$COMMAND" \
   --soak "$OUT/soak-results.jsonl"
 say "wrote $REPORT"

@@ -240,11 +240,7 @@ pub fn write(
             let _ = writeln!(md, "- {n}");
         }
     }
-    let _ = writeln!(
-        md,
-        "\n![throughput and latency]({})",
-        link(out, chart)
-    );
+    let _ = writeln!(md, "\n![throughput and latency]({})", link(out, chart));
     if let Some(row) = soak.and_then(latest_soak) {
         md.push_str(&crate::soak::report::section(&row));
         // What the figures mean, written by hand after a run.
@@ -426,10 +422,11 @@ fn svg(fanout: &[&Value], lat: &[&Value]) -> String {
 /// folder (both are written by one command, usually the report at the root
 /// and the chart in `bench/results/`).
 fn link(out: &Path, chart: &Path) -> String {
-    let absolute = |p: &Path| {
-        std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-    };
-    let folder = absolute(out).parent().map(Path::to_path_buf).unwrap_or_default();
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let folder = absolute(out)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let chart = absolute(chart);
     chart
         .strip_prefix(&folder)
