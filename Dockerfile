@@ -15,7 +15,7 @@ COPY end2end/package.json end2end/package-lock.json end2end/
 RUN ./scripts/setup.sh
 COPY . .
 RUN ./scripts/setup.sh \
- && PATH="/src/end2end/node_modules/.bin:$PATH" cargo leptos build --release \
+ && PATH="/src/end2end/node_modules/.bin:$PATH" cargo leptos build --release --precompress \
  && cargo build --release -p pubsub-cli
 
 FROM debian:bookworm-slim

@@ -15,8 +15,8 @@ ensure_build_tools
 ensure_nats_server
 cd "$ROOT"
 NATS_PORT="${NATS_PORT:-4222}"
-say "building (cargo leptos build --release)"
-cargo leptos build --release
+say "building (cargo leptos build --release --precompress)"
+cargo leptos build --release --precompress
 mkdir -p target/cluster/nats
 pids=()
 stop() {

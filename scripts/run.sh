@@ -6,8 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
 ensure_build_tools
 cd "$ROOT"
-say "building (cargo leptos build --release)"
-cargo leptos build --release
+say "building (cargo leptos build --release --precompress)"
+cargo leptos build --release --precompress
 say "starting target/release/pubsub-server $*"
 export LEPTOS_SITE_ROOT="${LEPTOS_SITE_ROOT:-target/site}"
 exec ./target/release/pubsub-server "$@"

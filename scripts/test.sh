@@ -24,8 +24,8 @@ cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 say "cargo test (the cluster tests start nats-server with JetStream and three instances)"
 cargo test -p app -p pubsub-server -p pubsub-cli -p pubsub-bench
 
-say "release build (cargo leptos build --release)"
-cargo leptos build --release
+say "release build (cargo leptos build --release --precompress)"
+cargo leptos build --release --precompress
 cargo build --release -p pubsub-cli
 ls -l target/site/pkg/
 

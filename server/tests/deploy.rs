@@ -12,7 +12,7 @@ fn the_image_is_built_and_run_as_documented() {
     let test_script = read("scripts/test.sh");
     for command in [
         "./scripts/setup.sh",
-        "cargo leptos build --release",
+        "cargo leptos build --release --precompress",
         "cargo build --release -p pubsub-cli",
     ] {
         assert!(
