@@ -1,22 +1,19 @@
-//! The web UI's components and the wire types of the contract, shared by the
-//! server (feature `ssr`) and the browser (feature `hydrate`).
+//! The web UI's components, rendered by the server (feature `ssr`) and
+//! hydrated in the browser (feature `hydrate`).
 //!
-//! - [`wire`]: every REST body and WebSocket frame of `PROTOCOL.md`.
+//! - [`wire`]: every REST body and WebSocket frame of `PROTOCOL.md`: the
+//!   `protocol` crate, re-exported for the pages.
 //! - [`client`]: the browser's calls to the REST API (hydrate only).
 //! - [`auth`]: the API key, asked for when the server requires one.
 //! - [`live`]: a live WebSocket subscription with reconnect and resume.
 //! - [`pages`]: one module per page; [`components`]: pieces they share.
-//! - `schema` (server only): the JSON Schema details of [`wire`] for the
-//!   server's OpenAPI document.
 
 pub mod auth;
 pub mod client;
 pub mod components;
 pub mod live;
 pub mod pages;
-#[cfg(feature = "ssr")]
-pub mod schema;
-pub mod wire;
+pub use protocol as wire;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};

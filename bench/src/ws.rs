@@ -1,6 +1,7 @@
-//! Just enough WebSocket for a load generator: the client handshake, masked
-//! client frames, and a parser for the server's unmasked frames that hands
-//! out payload slices without copying.
+//! Just enough WebSocket for a load generator: the client handshake and
+//! masked client frames (both from the protocol crate's `testing`), the
+//! floor server's unmasked frames, and a parser of the server's frames that
+//! hands out payload slices without copying.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -8,10 +9,7 @@ use tokio::net::TcpStream;
 /// Sends the upgrade request and waits for `101`. The accept key is not
 /// checked: the peers are our own loopback servers.
 pub async fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> std::io::Result<Vec<u8>> {
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
+    let request = protocol::testing::upgrade_request(host, path);
     stream.write_all(request.as_bytes()).await?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -40,24 +38,7 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Appends one masked client frame (opcode 1 text, 2 binary) to `out`.
-pub fn encode_client(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len < 65536 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    // A fixed mask: masking is for proxies, not for secrecy.
-    let mask = [0x12, 0x34, 0x56, 0x78];
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-}
+pub use protocol::testing::encode_client;
 
 /// Appends one unmasked server frame to `out` (for the floor server).
 pub fn encode_server(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {

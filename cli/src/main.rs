@@ -6,20 +6,13 @@
 //! Exit codes: 0 success, 1 the server refused (its error is printed),
 //! 2 bad usage or the server cannot be reached.
 
-use app::wire::{
-    ClientFrame, CreateTopic, ErrorCode, HistoryPage, PublishMessage, Published, RestError,
-    ServerFrame, Since, TopicDetail, TopicList,
-};
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use protocol::client::{self, Client};
+use protocol::{ClientFrame, ErrorCode, PublishMessage, ServerFrame, Since};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use tokio_tungstenite::tungstenite::Message;
-
-type WebSocket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 #[derive(Parser)]
 #[command(
@@ -118,10 +111,19 @@ enum Failure {
 
 type Outcome = Result<(), Failure>;
 
+impl From<client::Error> for Failure {
+    fn from(e: client::Error) -> Self {
+        match e {
+            client::Error::Refused { .. } => Failure::Refused(e.to_string()),
+            client::Error::Transport(_) | client::Error::Body(_) => Failure::Broken(e.to_string()),
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = Client::new(&cli.server, cli.api_key.clone());
+    let client = Client::new(&cli.server).with_api_key(cli.api_key.clone());
     let outcome = match cli.command {
         Command::Topics { action } => topics(&client, action).await,
         Command::Pub { topic, payload, id } if payload == "-" => {
@@ -145,10 +147,12 @@ async fn main() -> ExitCode {
         Command::Stats => client
             .get::<serde_json::Value>("/api/stats")
             .await
+            .map_err(Failure::from)
             .map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),
         Command::Health => client
             .get::<serde_json::Value>("/api/health")
             .await
+            .map_err(Failure::from)
             .and_then(|v| {
                 if v["status"] == "ok" {
                     println!("ok");
@@ -174,7 +178,7 @@ async fn main() -> ExitCode {
 async fn topics(client: &Client, action: TopicsAction) -> Outcome {
     match action {
         TopicsAction::List { json } => {
-            let list: TopicList = client.get("/api/topics").await?;
+            let list = client.topics().await?;
             let mut out = std::io::stdout().lock();
             if json {
                 let _ = writeln!(
@@ -194,25 +198,17 @@ async fn topics(client: &Client, action: TopicsAction) -> Outcome {
             Ok(())
         }
         TopicsAction::Create { name } => {
-            client
-                .send::<_, serde_json::Value>(
-                    "POST",
-                    "/api/topics",
-                    Some(&CreateTopic { name: name.clone() }),
-                )
-                .await?;
+            client.create_topic(&name).await?;
             println!("created {name}");
             Ok(())
         }
         TopicsAction::Delete { name } => {
-            client
-                .send::<(), serde_json::Value>("DELETE", &format!("/api/topics/{name}"), None)
-                .await?;
+            client.delete_topic(&name).await?;
             println!("deleted {name}");
             Ok(())
         }
         TopicsAction::Show { name } => {
-            let t: TopicDetail = client.get(&format!("/api/topics/{name}")).await?;
+            let t = client.topic(&name).await?;
             println!("{}", serde_json::to_string_pretty(&t).unwrap_or_default());
             Ok(())
         }
@@ -226,13 +222,7 @@ fn parse_payload(text: &str) -> Result<serde_json::Value, String> {
 async fn publish_one(client: &Client, topic: &str, payload: &str, id: Option<String>) -> Outcome {
     let payload = parse_payload(payload).map_err(Failure::Broken)?;
     let message = PublishMessage { id, payload };
-    let p: Published = client
-        .send(
-            "POST",
-            &format!("/api/topics/{topic}/messages"),
-            Some(&message),
-        )
-        .await?;
+    let p = client.publish(topic, &message).await?;
     println!("{}", serde_json::json!({ "seq": p.seq, "id": p.id }));
     Ok(())
 }
@@ -317,7 +307,7 @@ async fn subscribe(
     let since = match (since, epoch) {
         (Some(seq), Some(epoch)) => Some(Since { seq, epoch }),
         (Some(seq), None) => {
-            let t: TopicDetail = client.get(&format!("/api/topics/{topic}")).await?;
+            let t = client.topic(topic).await?;
             Some(Since {
                 seq,
                 epoch: t.epoch,
@@ -391,7 +381,7 @@ async fn subscribe(
                     e.error.code, e.error.message
                 )))
             }
-            Ok(ServerFrame::Info(info)) if info.msg == app::wire::InfoKind::TopicDeleted => {
+            Ok(ServerFrame::Info(info)) if info.msg == protocol::InfoKind::TopicDeleted => {
                 eprintln!("pubsub: topic {topic} was deleted");
                 return Ok(());
             }
@@ -403,107 +393,11 @@ async fn subscribe(
 }
 
 async fn history(client: &Client, topic: &str, last_n: Option<u64>) -> Outcome {
-    let query = last_n.map(|n| format!("?last_n={n}")).unwrap_or_default();
-    let page: HistoryPage = client
-        .get(&format!("/api/topics/{topic}/messages{query}"))
-        .await?;
+    let query = last_n.map(|n| format!("last_n={n}")).unwrap_or_default();
+    let page = client.history(topic, &query).await?;
     let mut out = std::io::stdout().lock();
     for m in page.messages {
         let _ = writeln!(out, "{}", serde_json::to_string(&m).unwrap_or_default());
     }
     Ok(())
-}
-
-struct Client {
-    base: String,
-    http: reqwest::Client,
-    api_key: Option<String>,
-}
-
-impl Client {
-    fn new(base: &str, api_key: Option<String>) -> Self {
-        Client {
-            base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
-            api_key,
-        }
-    }
-
-    fn ws_url(&self) -> String {
-        let rest = self
-            .base
-            .strip_prefix("https://")
-            .map(|r| format!("wss://{r}"))
-            .or_else(|| {
-                self.base
-                    .strip_prefix("http://")
-                    .map(|r| format!("ws://{r}"))
-            })
-            .unwrap_or_else(|| format!("ws://{}", self.base));
-        format!("{rest}/ws")
-    }
-
-    async fn websocket(&self) -> Result<WebSocket, Failure> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = self.ws_url();
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| Failure::Broken(format!("invalid server URL {url}: {e}")))?;
-        if let Some(key) = &self.api_key {
-            let value = format!("Bearer {key}")
-                .parse()
-                .map_err(|_| Failure::Broken("the API key is not a valid header value".into()))?;
-            request.headers_mut().insert("authorization", value);
-        }
-        match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(ws),
-            Err(e) => Err(Failure::Broken(format!(
-                "cannot open the WebSocket at {url}: {e}"
-            ))),
-        }
-    }
-
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
-        self.send::<(), T>("GET", path, None).await
-    }
-
-    async fn send<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<T, Failure> {
-        let url = format!("{}{path}", self.base);
-        let mut request = match method {
-            "POST" => self.http.post(&url),
-            "DELETE" => self.http.delete(&url),
-            _ => self.http.get(&url),
-        };
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Failure::Broken(format!("cannot reach {}: {e}", self.base)))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| Failure::Broken(e.to_string()))?;
-        if !status.is_success() {
-            return Err(Failure::Refused(
-                match serde_json::from_str::<RestError>(&text) {
-                    Ok(e) => format!("{}: {}", e.error.code, e.error.message),
-                    Err(_) => format!("HTTP {status}: {text}"),
-                },
-            ));
-        }
-        serde_json::from_str(&text)
-            .map_err(|e| Failure::Broken(format!("unexpected answer ({e}): {text}")))
-    }
 }

@@ -16,9 +16,9 @@
 //! `{"error": {"code", "message"}}` with the code of that status; a success
 //! has the route's documented shape.
 
-use app::wire::{HistoryPage, Published, RestError, TopicChanged, TopicDetail};
 use axum::body::Body;
 use axum::http::{self, Method, StatusCode};
+use protocol::{HistoryPage, Published, RestError, TopicChanged, TopicDetail};
 use pubsub_server::config::Config;
 use pubsub_server::shutdown::Shutdown;
 use pubsub_server::AppState;

@@ -21,8 +21,8 @@
 //! - once every connection is gone, no subscription is left and each topic's
 //!   counters balance: enqueued = delivered + dropped.
 
-use app::wire::{ErrorCode, ServerFrame};
 use bytes::BytesMut;
+use protocol::{ErrorCode, ServerFrame};
 use pubsub_server::backplane::Backplane;
 use pubsub_server::broker::frame::Frame;
 use pubsub_server::broker::{

@@ -5,8 +5,8 @@
 //!
 //! `cargo bench -p pubsub-server --bench core`
 
-use app::wire::PublishMessage;
 use criterion::{criterion_group, Criterion, Throughput};
+use protocol::PublishMessage;
 use pubsub_server::broker::{Broker, BrokerConfig, Connection, Queued, Replay, Settlement};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

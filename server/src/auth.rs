@@ -14,12 +14,12 @@
 
 use crate::api::ApiError;
 use crate::AppState;
-use app::wire::ErrorCode;
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use protocol::ErrorCode;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::fmt;

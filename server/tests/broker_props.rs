@@ -21,8 +21,8 @@
 //! At the end every connection is disconnected: no subscription is left and
 //! every topic's counters balance with nothing queued.
 
-use app::wire::{ErrorCode, InfoKind, PublishMessage, ServerFrame, Since};
 use proptest::prelude::*;
+use protocol::{ErrorCode, InfoKind, PublishMessage, ServerFrame, Since};
 use pubsub_server::broker::frame::Frame;
 use pubsub_server::broker::{
     Broker, BrokerConfig, Connection, Drained, End, Queued, Replay, Settlement, SlowConsumerPolicy,

@@ -643,10 +643,11 @@ async fn open_topics(addr: SocketAddr, n: usize) -> std::io::Result<Vec<TopicLed
             .await
             .map_err(fail)?;
         if status != 201 && status != 409 {
-            return Err(fail(http::HttpError::Status(
+            return Err(fail(http::HttpError::Refused {
                 status,
-                String::from_utf8_lossy(&answer).into_owned(),
-            )));
+                code: None,
+                message: String::from_utf8_lossy(&answer).into_owned(),
+            }));
         }
         topics.push(name);
     }

@@ -2,10 +2,10 @@
 //! `{"error": {"code": CODE, "message": text}}` with the contract's status.
 
 use crate::broker::BrokerError;
-use app::wire::{ErrorBody, ErrorCode, RestError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use protocol::{ErrorBody, ErrorCode, RestError};
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -7,7 +7,6 @@ use super::openapi::{
 use super::{history_range, json_body, ApiResult, TopicName};
 use crate::broker::PublishedEvent;
 use crate::AppState;
-use app::wire::{HistoryPage, PublishMessage, Published};
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
@@ -16,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use protocol::{HistoryPage, PublishMessage, Published};
 use std::sync::Arc;
 
 /// Publish a message
@@ -29,7 +29,7 @@ use std::sync::Arc;
     operation_id = "publish_message",
     tag = "messages",
     security(("bearer" = []), ("apiKey" = [])),
-    params(("name" = app::schema::TopicName, Path, description = "The topic to publish to.")),
+    params(("name" = protocol::schema::TopicName, Path, description = "The topic to publish to.")),
     request_body(content = PublishMessage, content_type = "application/json",
         description = "The message. The body is read as JSON whatever its Content-Type.",
         example = json!({"id": "order-1042", "payload": {"item": "book", "qty": 1}})),
@@ -75,7 +75,7 @@ pub(super) async fn publish(
     tag = "messages",
     security(("bearer" = []), ("apiKey" = [])),
     params(
-        ("name" = app::schema::TopicName, Path, description = "The topic to read."),
+        ("name" = protocol::schema::TopicName, Path, description = "The topic to read."),
         ("last_n" = Option<u64>, Query, format = "uint64", minimum = 0, maximum = 18446744073709551615_u64,
          description = "Only the newest N messages (not with since_seq)."),
         ("since_seq" = Option<u64>, Query, format = "uint64", minimum = 0, maximum = 18446744073709551615_u64,

@@ -45,12 +45,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TopicName {
 
 use crate::broker::HistoryRange;
 use crate::AppState;
-use app::wire::ErrorCode;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::OriginalUri;
 use axum::http::{Method, StatusCode};
 use axum::Router;
 use bytes::Bytes;
+use protocol::ErrorCode;
 use serde::de::DeserializeOwned;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn bodies_are_json_objects() {
-        use app::wire::{CreateTopic, PublishMessage};
+        use protocol::{CreateTopic, PublishMessage};
         let body = |text: &'static str| Ok(Bytes::from_static(text.as_bytes()));
         let created: CreateTopic = json_body(body(" {\"name\": \"a\"}")).unwrap();
         assert_eq!(created.name, "a");

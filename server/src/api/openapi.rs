@@ -2,15 +2,15 @@
 //! `GET /api/openapi.json`.
 //!
 //! The operations come from the handlers' `#[utoipa::path]` attributes via
-//! [`super::routes`], the schemas from the wire types of `app::wire` (which
+//! [`super::routes`], the schemas from the wire types of the `protocol` crate (which
 //! derive `ToSchema` on the server only). This module adds what belongs to
 //! the API as a whole: the description (`openapi.md`), the security
 //! schemes and the error responses, one per contract code, each narrowing
 //! `code` to what that status can carry so a fuzzer can hold the server to it.
 
-use app::wire::{ErrorCode, RestError};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+use protocol::{ErrorCode, RestError};
 use std::sync::OnceLock;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};

@@ -5,9 +5,9 @@ use super::openapi::{BadRequest, Unauthorized, Unavailable};
 use super::{history_range, ApiError, ApiResult};
 use crate::broker::{BrokerError, HistoryRange};
 use crate::AppState;
-use app::wire::{ErrorCode, Health, Stats, StatsHistory, StatsTotals, TopicStats};
 use axum::extract::{RawQuery, State};
 use axum::Json;
+use protocol::{ErrorCode, Health, Stats, StatsHistory, StatsTotals, TopicStats};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Liveness, with the main gauges

@@ -8,12 +8,12 @@ use super::openapi::{
 use super::{json_body, ApiResult, TopicName};
 use crate::broker::TopicInfo;
 use crate::AppState;
-use app::wire::{CreateTopic, TopicChanged, TopicDetail, TopicList, TopicSummary};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
+use protocol::{CreateTopic, TopicChanged, TopicDetail, TopicList, TopicSummary};
 
 /// Every topic, sorted by name
 ///
@@ -85,7 +85,7 @@ pub(super) async fn create_topic(
     path = "/topics/{name}",
     tag = "topics",
     security(("bearer" = []), ("apiKey" = [])),
-    params(("name" = app::schema::TopicName, Path, description = "The topic's name.")),
+    params(("name" = protocol::schema::TopicName, Path, description = "The topic's name.")),
     responses(
         (status = 200, description = "The topic.", body = TopicDetail),
         (status = 400, response = BadRequest),
@@ -119,7 +119,7 @@ pub(super) async fn get_topic(
     path = "/topics/{name}",
     tag = "topics",
     security(("bearer" = []), ("apiKey" = [])),
-    params(("name" = app::schema::TopicName, Path, description = "The topic's name.")),
+    params(("name" = protocol::schema::TopicName, Path, description = "The topic's name.")),
     responses(
         (status = 200, description = "The topic was deleted.", body = TopicChanged,
          example = json!({"status": "deleted", "topic": "orders"})),

@@ -24,8 +24,8 @@ use crate::broker::Broker;
 use crate::broker::{
     BrokerError, Connection, HistoryRange, PublishedEvent, Receipt, Replay, TopicInfo,
 };
-use app::wire::{ErrorCode, PublishMessage};
 use futures_util::future::BoxFuture;
+use protocol::{ErrorCode, PublishMessage};
 use std::sync::Arc;
 
 /// A publish that was sent: its outcome, or (cluster mode) the wait for

@@ -29,12 +29,12 @@
 
 use super::super::broker::{clock, Broker, BrokerError, EventDraft, Receipt, Topic, TopicInfo};
 use super::slots;
-use app::wire::{ErrorCode, PublishMessage};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use dashmap::DashMap;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use parking_lot::RwLock;
+use protocol::{ErrorCode, PublishMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -823,7 +823,7 @@ fn key_of(name: &str) -> String {
 
 pub(super) fn name_of(key: &str) -> Option<String> {
     let name = key.replace("=2E", ".");
-    app::wire::topic_name_problem(&name)
+    protocol::topic_name_problem(&name)
         .is_none()
         .then_some(name)
 }

@@ -3,7 +3,7 @@
 //! The REST and WebSocket adapters turn it into their own shapes; the code
 //! never changes on the way, so both speak the same language.
 
-use app::wire::ErrorCode;
+use protocol::ErrorCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -41,7 +41,7 @@ impl BrokerError {
 
 /// Checks a topic name against the contract's rules.
 pub fn check_topic_name(name: &str) -> Result<(), BrokerError> {
-    match app::wire::topic_name_problem(name) {
+    match protocol::topic_name_problem(name) {
         None => Ok(()),
         Some(problem) => Err(BrokerError::bad_request(problem)),
     }

@@ -5,8 +5,8 @@
 //! subscriber queue and by the history ring; replies (`ack`, `error`, `pong`,
 //! `info`) are encoded once for the one connection they go to.
 
-use app::wire::{Ack, ErrorBody, ErrorCode, ErrorFrame, Info, InfoKind, Pong, ServerFrame};
 use bytes::Bytes;
+use protocol::{Ack, ErrorBody, ErrorCode, ErrorFrame, Info, InfoKind, Pong, ServerFrame};
 use serde_json::value::RawValue;
 
 /// The UTF-8 JSON text of one server frame. Cloning is a reference count.

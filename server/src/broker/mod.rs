@@ -17,13 +17,13 @@ pub mod sampler;
 pub mod tally;
 pub mod topic;
 
-use app::wire::{self, Ack, InfoKind, PublishMessage, Since};
 pub use connection::{Connection, Permits};
 use dashmap::DashMap;
 pub use error::BrokerError;
 pub use frame::EventDraft;
 use frame::Frame;
 pub use outbox::{Bounds, Drained, End, Queued, SlowConsumerPolicy};
+use protocol::{self as wire, Ack, InfoKind, PublishMessage, Since};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,7 +31,7 @@ use tally::TopicTally;
 pub use tally::{Limit, Settlement, Totals};
 pub use topic::{PublishedEvent, Topic};
 
-use app::wire::ErrorCode;
+use protocol::ErrorCode;
 
 /// The broker's knobs (the server's flags map onto these).
 #[derive(Debug, Clone)]

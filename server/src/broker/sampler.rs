@@ -3,8 +3,8 @@
 //! moment it opens.
 
 use super::Broker;
-use app::wire::{StatsSample, TopicRate};
 use parking_lot::Mutex;
+use protocol::{StatsSample, TopicRate};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -85,7 +85,7 @@ impl Sampler {
 mod tests {
     use super::*;
     use crate::broker::BrokerConfig;
-    use app::wire::PublishMessage;
+    use protocol::PublishMessage;
 
     fn publish(b: &Broker, topic: &str, n: usize) {
         for _ in 0..n {

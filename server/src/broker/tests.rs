@@ -2,7 +2,7 @@
 //! drained by hand where a socket writer would drain it.
 
 use super::*;
-use app::wire::{ErrorCode, ServerFrame};
+use protocol::{ErrorCode, ServerFrame};
 use serde_json::json;
 
 fn broker_with(queue: usize, history: usize, policy: SlowConsumerPolicy) -> Broker {

@@ -8,9 +8,9 @@
 use super::connection::Connection;
 use super::frame::Frame;
 use super::tally::TopicTally;
-use app::wire::{HistoryMessage, ServerFrame};
 use indexmap::IndexMap;
 use parking_lot::Mutex;
+use protocol::{HistoryMessage, ServerFrame};
 use std::collections::VecDeque;
 use std::sync::Arc;
 

@@ -11,12 +11,12 @@ use crate::auth::{self, Need, Refusal, Role};
 use crate::broker::Permits;
 use crate::http_server::HttpStream;
 use crate::AppState;
-use app::wire::ErrorCode;
 use axum::body::Body;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
+use protocol::ErrorCode;
 use tracing::Instrument;
 
 /// `SO_SNDBUF` of a WebSocket, as given to the kernel.

@@ -18,11 +18,11 @@ use crate::broker::{
     Broker, BrokerError, Connection, Drained, End, Permits, Queued, Receipt, Replay, Settlement,
 };
 use crate::shutdown::Shutdown;
-use app::wire::{Ack, ClientFrame, ErrorCode, InfoKind};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use parking_lot::Mutex;
+use protocol::{Ack, ClientFrame, ErrorCode, InfoKind};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -1,10 +1,12 @@
 //! A server on `127.0.0.1:0` per test, and small clients that speak the
-//! real protocol to it: reqwest for REST, tokio-tungstenite for WebSocket.
+//! real protocol to it: the protocol crate's client for REST, tokio-tungstenite
+//! for WebSocket, the protocol crate's frame encoder for raw sockets.
 
 #![allow(dead_code)]
 
-use app::wire::ServerFrame;
 use futures_util::{SinkExt, StreamExt};
+use protocol::client::{Client, Method};
+use protocol::ServerFrame;
 use pubsub_server::config::Config;
 use pubsub_server::shutdown::Shutdown;
 use pubsub_server::AppState;
@@ -89,89 +91,69 @@ impl TestServer {
     }
 }
 
-/// A client of one server's REST API, with the contract's common calls.
+/// A client of one server's REST API with the contract's common calls, on
+/// the protocol crate's client; every call panics on what a test did not
+/// expect, and the raw ones return the status and the body as JSON.
 pub struct Rest {
+    pub client: Client,
     pub http: reqwest::Client,
-    base: String,
 }
 
 impl Rest {
     pub fn new(addr: SocketAddr) -> Self {
+        let client = Client::new(&format!("http://{addr}"));
         Rest {
-            http: reqwest::Client::new(),
-            base: format!("http://{addr}"),
+            http: client.http().clone(),
+            client,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        self.client.url(path)
+    }
+
+    async fn answer(&self, request: reqwest::RequestBuilder, what: &str) -> (u16, Value) {
+        let reply = self.client.send(request).await.expect(what);
+        (reply.status, reply.json())
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).send().await.expect("GET");
-        status_and_json(r).await
+        self.answer(self.client.request(Method::GET, path), "GET")
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        status_and_json(r).await
+        let request = self.client.request(Method::POST, path).json(&body);
+        self.answer(request, "POST").await
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .body(body)
-            .send()
-            .await
-            .expect("POST");
-        status_and_json(r).await
+        let request = self.client.request(Method::POST, path).body(body);
+        self.answer(request, "POST").await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .delete(self.url(path))
-            .send()
+        self.answer(self.client.request(Method::DELETE, path), "DELETE")
             .await
-            .expect("DELETE");
-        status_and_json(r).await
     }
 
     pub async fn create_topic(&self, name: &str) {
-        let (status, body) = self
-            .post("/api/topics", serde_json::json!({ "name": name }))
-            .await;
-        assert_eq!(status, 201, "create {name}: {body}");
+        if let Err(e) = self.client.create_topic(name).await {
+            panic!("create {name}: {e}");
+        }
     }
 
     pub async fn publish(&self, topic: &str, payload: Value) -> u64 {
-        let (status, body) = self
-            .post(
-                &format!("/api/topics/{topic}/messages"),
-                serde_json::json!({ "payload": payload }),
-            )
-            .await;
-        assert_eq!(status, 201, "publish to {topic}: {body}");
-        body["seq"].as_u64().expect("seq")
+        let message = protocol::PublishMessage { id: None, payload };
+        match self.client.publish(topic, &message).await {
+            Ok(published) => published.seq,
+            Err(e) => panic!("publish to {topic}: {e}"),
+        }
     }
 
     pub async fn stats(&self) -> Value {
         self.get("/api/stats").await.1
     }
-}
-
-async fn status_and_json(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let text = r.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
 }
 
 /// A WebSocket client.
@@ -274,25 +256,8 @@ impl Ws {
     }
 }
 
-/// A masked client frame, for the raw-socket tests.
-pub fn masked(first_byte: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [7u8, 1, 2, 3];
-    let mut out = vec![first_byte];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-    out
-}
+#[allow(unused_imports)] // used by the raw-socket tests only
+pub use protocol::testing::masked;
 
 /// Upgrades a raw TCP connection, sending `early` in the same write as the
 /// request; returns the socket and what followed the 101 response.
@@ -302,11 +267,7 @@ pub async fn raw_upgrade(
 ) -> (tokio::net::TcpStream, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes();
+    let mut request = protocol::testing::upgrade_request(&addr.to_string(), "/ws").into_bytes();
     request.extend_from_slice(early);
     tcp.write_all(&request).await.expect("write");
     let mut got = Vec::new();
@@ -324,9 +285,10 @@ pub async fn raw_upgrade(
     };
     let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(
-        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
-        "{head}"
+    let accept = format!(
+        "sec-websocket-accept: {}",
+        protocol::testing::SAMPLE_ACCEPT.to_lowercase()
     );
+    assert!(head.contains(&accept), "{head}");
     (tcp, got[end..].to_vec())
 }

@@ -1,8 +1,8 @@
-//! The JSON Schema of what the wire types' Rust types cannot say (server
-//! only, feature `ssr`): which strings are topic names, message ids or
+//! The JSON Schema of what the wire types' Rust types cannot say (feature
+//! `schema`, which the server turns on): which strings are topic names, message ids or
 //! timestamps, and which are constants.
 //!
-//! [`crate::wire`] derives `utoipa::ToSchema` under `ssr` and points its
+//! The wire types derive `utoipa::ToSchema` under `schema` and points its
 //! constrained fields here, so the server's OpenAPI document
 //! (`GET /api/openapi.json`) states the contract's rules where a client
 //! generator or a fuzzer (schemathesis) can check them. The browser build
@@ -13,7 +13,7 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 
 /// The contract's topic names as a regular expression (see
-/// [`crate::wire::topic_name_problem`], which says the same in words).
+/// [`crate::topic_name_problem`], which says the same in words).
 pub const TOPIC_NAME_PATTERN: &str = "^[A-Za-z0-9._-]{1,255}$";
 
 /// A topic name: 1 to 255 characters from `A-Z a-z 0-9 . _ -`.
@@ -24,7 +24,7 @@ impl PartialSchema for TopicName {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))
-            .max_length(Some(crate::wire::MAX_TOPIC_NAME_LEN))
+            .max_length(Some(crate::MAX_TOPIC_NAME_LEN))
             .pattern(Some(TOPIC_NAME_PATTERN))
             .description(Some(
                 "A topic name: 1 to 255 characters from A-Z a-z 0-9 . _ - \
@@ -45,7 +45,7 @@ impl PartialSchema for MessageId {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))
-            .max_length(Some(crate::wire::MAX_MESSAGE_ID_LEN))
+            .max_length(Some(crate::MAX_MESSAGE_ID_LEN))
             .description(Some(
                 "A message id: 1 to 128 characters. When a publisher gives none, \
                  the server assigns a UUID v4.",

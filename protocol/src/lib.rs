@@ -1,9 +1,30 @@
-//! The wire contract (`shared/spec/PROTOCOL.md`) as Rust types.
+//! The wire contract (`shared/spec/PROTOCOL.md`) as Rust types, with no
+//! Leptos and no server in it.
 //!
-//! Defined once here and used by the server, the browser code and the tests,
-//! so that the three can never disagree about a field name. The server builds
-//! `event` frames by hand once per publish (see the server's `broker::event`),
-//! but they deserialize into [`ServerFrame::Event`] like any other frame.
+//! Defined once here and used by the server, the browser (through `app`,
+//! which re-exports this crate as `app::wire`), the CLI, the load generator
+//! and the tests, so that none of them can disagree about a field name. The
+//! server builds `event` frames by hand once per publish (see the server's
+//! `broker::event`), but they deserialize into [`ServerFrame::Event`] like
+//! any other frame.
+//!
+//! Features, each off by default so the browser carries none of them:
+//!
+//! - `schema`: `utoipa::ToSchema` on every type, and [`schema`] for what the
+//!   Rust types cannot say (name patterns, formats, constants); the server's
+//!   OpenAPI document is built from it.
+//! - `client`: [`client::Client`], the contract's REST calls and the
+//!   WebSocket upgrade (reqwest, tokio-tungstenite), used by the CLI, the
+//!   load generator's control calls and the server's tests.
+//! - `testing`: [`testing`], masked client frames byte by byte, for the
+//!   raw-socket tests and the load generator.
+
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "schema")]
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,7 +77,7 @@ pub fn message_id_problem(id: &str) -> Option<String> {
 /// UNAUTHORIZED 401, FORBIDDEN 403, TOPIC_NOT_FOUND and NOT_FOUND 404,
 /// TOPIC_EXISTS 409, PAYLOAD_TOO_LARGE 413, RATE_LIMITED 429, UNAVAILABLE
 /// 503, INTERNAL 500; SLOW_CONSUMER is sent on WebSockets only.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -114,7 +135,7 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// `{"code": CODE, "message": text}`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: ErrorCode,
@@ -123,7 +144,7 @@ pub struct ErrorBody {
 }
 
 /// The body of every REST error: `{"error": {"code", "message"}}`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestError {
     pub error: ErrorBody,
@@ -132,12 +153,12 @@ pub struct RestError {
 // ---------------------------------------------------------------- messages
 
 /// A message as a publisher sends it: `{"id"?, "payload"}`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishMessage {
     /// 1 to 128 characters; absent or null: the server assigns a UUID v4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ssr", schema(value_type = Option<crate::schema::MessageId>))]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<crate::schema::MessageId>))]
     pub id: Option<String>,
     /// Any JSON value; serialized compactly it may be at most
     /// `max_message_bytes` (default 65,536) long.
@@ -152,18 +173,18 @@ pub struct Message {
 }
 
 /// A message read back from history over REST.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryMessage {
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::MessageId))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::MessageId))]
     pub id: String,
     /// The payload as published.
     pub payload: Value,
     /// The message's place in its topic: 1 for the first message.
-    #[cfg_attr(feature = "ssr", schema(minimum = 1))]
+    #[cfg_attr(feature = "schema", schema(minimum = 1))]
     pub seq: u64,
     /// When the server accepted the message.
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::Timestamp))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::Timestamp))]
     pub ts: String,
 }
 
@@ -179,11 +200,11 @@ pub struct Since {
 /// `GET /api/health`. `topics` counts every topic of the service;
 /// `subscribers` and `connections` count the WebSockets of the instance
 /// that answers.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     /// Always `ok` when the server answers.
-    #[cfg_attr(feature = "ssr", schema(schema_with = crate::schema::status_ok))]
+    #[cfg_attr(feature = "schema", schema(schema_with = crate::schema::status_ok))]
     pub status: String,
     /// Seconds since this instance started.
     pub uptime_sec: u64,
@@ -198,7 +219,7 @@ pub struct Health {
 /// The counters of `GET /api/stats`. `topics` and `published` are about
 /// the topics of the service; `subscribers`, `connections`, `delivered`
 /// and `dropped` about this instance's connections.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsTotals {
     /// Topics that exist.
@@ -216,7 +237,7 @@ pub struct StatsTotals {
 }
 
 /// One topic's counters in `GET /api/stats`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TopicStats {
     /// Messages published to the topic (its current `seq`).
@@ -230,7 +251,7 @@ pub struct TopicStats {
 }
 
 /// `GET /api/stats`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Seconds since this instance started.
@@ -243,7 +264,7 @@ pub struct Stats {
 /// One second of the server's life, as kept for the dashboard's charts.
 /// Counters are cumulative since start (a chart shows their differences);
 /// gauges are their value at `t`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsSample {
     /// Unix time of the sample, in milliseconds.
@@ -262,24 +283,24 @@ pub struct StatsSample {
     pub topics: u64,
     /// The topics with the most messages published since the previous
     /// sample, busiest first (at most 10; topics with none are left out).
-    #[cfg_attr(feature = "ssr", schema(max_items = 10))]
+    #[cfg_attr(feature = "schema", schema(max_items = 10))]
     pub busiest: Vec<TopicRate>,
 }
 
 /// Messages a topic received during one sampling interval.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRate {
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::TopicName))]
     pub name: String,
     /// Messages published to the topic during the interval.
-    #[cfg_attr(feature = "ssr", schema(minimum = 1))]
+    #[cfg_attr(feature = "schema", schema(minimum = 1))]
     pub messages: u64,
 }
 
 /// `GET /api/stats/history`: the last minutes of samples, oldest first.
 /// An addition to the contract for the dashboard.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsHistory {
     /// Time between two samples, in milliseconds.
@@ -289,90 +310,90 @@ pub struct StatsHistory {
 }
 
 /// One row of `GET /api/topics`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicSummary {
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::TopicName))]
     pub name: String,
     /// Subscriptions to the topic.
     pub subscribers: u64,
     /// Messages published to the topic.
     pub messages: u64,
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::Timestamp))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::Timestamp))]
     pub created_at: String,
 }
 
 /// `GET /api/topics`: every topic, sorted by name.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TopicList {
     pub topics: Vec<TopicSummary>,
 }
 
 /// `GET /api/topics/{name}`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicDetail {
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::TopicName))]
     pub name: String,
     /// Subscriptions to the topic.
     pub subscribers: u64,
     /// Messages published to the topic.
     pub messages: u64,
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::Timestamp))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::Timestamp))]
     pub created_at: String,
     /// The seq of the newest message: 0 at creation, then 1 more per message.
     pub seq: u64,
     /// Opaque; a topic deleted and created again gets a new one, so a stale
     /// resume position is detectable.
-    #[cfg_attr(feature = "ssr", schema(min_length = 1))]
+    #[cfg_attr(feature = "schema", schema(min_length = 1))]
     pub epoch: String,
 }
 
 /// Body of `POST /api/topics`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateTopic {
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::TopicName))]
     pub name: String,
 }
 
 /// `{"status": "created"|"deleted", "topic"}`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicChanged {
     /// `created` (POST /api/topics) or `deleted` (DELETE /api/topics/{name}).
-    #[cfg_attr(feature = "ssr", schema(schema_with = crate::schema::status_created_or_deleted))]
+    #[cfg_attr(feature = "schema", schema(schema_with = crate::schema::status_created_or_deleted))]
     pub status: String,
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::TopicName))]
     pub topic: String,
 }
 
 /// Answer to `POST /api/topics/{name}/messages`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Published {
     /// Always `published`.
-    #[cfg_attr(feature = "ssr", schema(schema_with = crate::schema::status_published))]
+    #[cfg_attr(feature = "schema", schema(schema_with = crate::schema::status_published))]
     pub status: String,
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::TopicName))]
     pub topic: String,
     /// The id given, or the one the server assigned.
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::MessageId))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::MessageId))]
     pub id: String,
     /// The message's seq in its topic.
-    #[cfg_attr(feature = "ssr", schema(minimum = 1))]
+    #[cfg_attr(feature = "schema", schema(minimum = 1))]
     pub seq: u64,
 }
 
 /// Answer to `GET /api/topics/{name}/messages`.
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryPage {
-    #[cfg_attr(feature = "ssr", schema(value_type = crate::schema::TopicName))]
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::TopicName))]
     pub topic: String,
     /// The topic's current epoch.
-    #[cfg_attr(feature = "ssr", schema(min_length = 1))]
+    #[cfg_attr(feature = "schema", schema(min_length = 1))]
     pub epoch: String,
     /// From history, oldest first, in increasing seq.
     pub messages: Vec<HistoryMessage>,
