@@ -14,7 +14,7 @@
 
 use crate::api::ApiError;
 use crate::AppState;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
@@ -409,29 +409,70 @@ fn hostname(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
-/// What a REST request or scrape needs; the WebSocket upgrade is checked in
-/// [`crate::ws::upgrade`] (it also takes `?token=`).
-pub fn need_of(method: &Method, path: &str) -> Need {
-    if path == "/metrics" {
-        return Need::AnyKey;
+/// What each route needs, keyed by method and route template (axum's
+/// [`MatchedPath`]), filled in where the routes are declared
+/// ([`crate::api::router`] for `/api`, [`crate::router`] for the rest), so
+/// a route and its role are written down once, together.
+///
+/// Looking a request up: `HEAD` needs what `GET` needs; a declared route
+/// with a method it does not serve needs any key (the answer is a 405); an
+/// unknown path under `/api` needs any key (the answer is a 404, and
+/// without a key nobody learns which routes exist); pages and files need
+/// nothing. A route under `/api` that was served but not declared fails
+/// closed ([`Access::need`] is `None`).
+#[derive(Debug, Default)]
+pub struct Access {
+    needs: std::collections::HashMap<(Method, String), Need>,
+}
+
+impl Access {
+    /// Declares what `method route` needs. Declaring a route twice is a
+    /// programming error.
+    pub fn declare(&mut self, method: Method, route: &str, need: Need) {
+        let previous = self.needs.insert((method.clone(), route.to_owned()), need);
+        assert!(previous.is_none(), "{method} {route} declared twice");
     }
-    let Some(rest) = path.strip_prefix("/api") else {
-        return Need::Open;
-    };
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    match (segments.as_slice(), method) {
-        (["health"] | ["openapi.json"], _) => Need::Open,
-        (["topics"], &Method::POST) | (["topics", _], &Method::DELETE) => Need::Role(Role::Admin),
-        (["topics", _, "messages"], &Method::POST) => Need::Role(Role::Publish),
-        // HEAD needs what GET needs, on every route.
-        (["topics", _, "messages"], &Method::GET | &Method::HEAD) => Need::Role(Role::Subscribe),
-        _ => Need::AnyKey,
+
+    /// Whether `route` was declared, for any method.
+    pub fn declares(&self, route: &str) -> bool {
+        self.needs.keys().any(|(_, r)| r == route)
     }
+
+    /// What a request to `path`, routed to `matched` (if a route matched),
+    /// needs; `None` for an undeclared route under `/api`.
+    pub fn need(&self, method: &Method, matched: Option<&str>, path: &str) -> Option<Need> {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        let under_api = path == "/api" || path.starts_with("/api/");
+        let Some(route) = matched.filter(|r| !is_fallback(r)) else {
+            return Some(if under_api { Need::AnyKey } else { Need::Open });
+        };
+        if let Some(need) = self.needs.get(&(method.clone(), route.to_owned())) {
+            return Some(*need);
+        }
+        if self.declares(route) {
+            return Some(Need::AnyKey);
+        }
+        (!under_api).then_some(Need::Open)
+    }
+}
+
+/// The templates axum gives its own catch-alls (a nested router's fallback,
+/// a nested service's tail): not routes anyone declared.
+pub fn is_fallback(route: &str) -> bool {
+    route.contains("__private__axum")
 }
 
 /// The guard of every request: the `Host` (on loopback), the origin policy
 /// for requests that change state, then the key and role the route needs.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn guard(
+    State((state, access)): State<(AppState, std::sync::Arc<Access>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let headers = request.headers();
     if !state.origins().serves_host(headers) {
         state
@@ -451,7 +492,15 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             .refuse(crate::broker::Limit::OriginNotAllowed);
         return Refusal::Origin.into_response();
     }
-    let need = need_of(request.method(), request.uri().path());
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let Some(need) = access.need(request.method(), matched, request.uri().path()) else {
+        tracing::error!(route = ?matched, "a route under /api without a declared role");
+        return ApiError::new(ErrorCode::Internal, "this route has no declared role")
+            .into_response();
+    };
     if need != Need::Open {
         let key = presented(headers, None);
         if let Err(refusal) = state.keys.authorize(key.as_deref(), need) {
@@ -608,35 +657,72 @@ mod tests {
     }
 
     #[test]
-    fn routes_need_roles() {
+    fn routes_need_what_they_were_declared_with() {
         use Need::*;
-        assert_eq!(need_of(&Method::GET, "/api/health"), Open);
-        assert_eq!(need_of(&Method::GET, "/api/openapi.json"), Open);
-        assert_eq!(need_of(&Method::GET, "/"), Open);
-        assert_eq!(need_of(&Method::GET, "/pkg/pubsub.wasm"), Open);
-        assert_eq!(need_of(&Method::GET, "/metrics"), AnyKey);
-        assert_eq!(need_of(&Method::GET, "/api/topics"), AnyKey);
-        assert_eq!(
-            need_of(&Method::POST, "/api/topics"),
-            Role(super::Role::Admin)
-        );
-        assert_eq!(
-            need_of(&Method::DELETE, "/api/topics/a"),
-            Role(super::Role::Admin)
-        );
-        assert_eq!(
-            need_of(&Method::POST, "/api/topics/a/messages"),
-            Role(super::Role::Publish)
-        );
-        assert_eq!(
-            need_of(&Method::GET, "/api/topics/a/messages"),
-            Role(super::Role::Subscribe)
-        );
-        assert_eq!(
-            need_of(&Method::HEAD, "/api/topics/a/messages"),
+        let mut access = Access::default();
+        access.declare(Method::GET, "/api/health", Open);
+        access.declare(
+            Method::GET,
+            "/api/topics/{name}/messages",
             Role(super::Role::Subscribe),
+        );
+        access.declare(
+            Method::POST,
+            "/api/topics/{name}/messages",
+            Role(super::Role::Publish),
+        );
+        access.declare(Method::GET, "/metrics", AnyKey);
+        let need = |m: Method, route: Option<&str>, path: &str| access.need(&m, route, path);
+        let messages = Some("/api/topics/{name}/messages");
+        assert_eq!(
+            need(Method::GET, Some("/api/health"), "/api/health"),
+            Some(Open)
+        );
+        assert_eq!(
+            need(Method::POST, messages, "/api/topics/a/messages"),
+            Some(Role(super::Role::Publish))
+        );
+        assert_eq!(
+            need(Method::GET, messages, "/api/topics/a/messages"),
+            Some(Role(super::Role::Subscribe))
+        );
+        assert_eq!(
+            need(Method::HEAD, messages, "/api/topics/a/messages"),
+            Some(Role(super::Role::Subscribe)),
             "HEAD needs what GET needs"
         );
-        assert_eq!(need_of(&Method::GET, "/api/nope"), AnyKey);
+        assert_eq!(
+            need(Method::PUT, messages, "/api/topics/a/messages"),
+            Some(AnyKey),
+            "405 after a key"
+        );
+        assert_eq!(
+            need(Method::GET, Some("/metrics"), "/metrics"),
+            Some(AnyKey)
+        );
+        assert_eq!(
+            need(Method::GET, None, "/api/nope"),
+            Some(AnyKey),
+            "404 after a key"
+        );
+        assert_eq!(
+            need(
+                Method::GET,
+                Some("/api/{*__private__axum_fallback}"),
+                "/api/nope"
+            ),
+            Some(AnyKey)
+        );
+        assert_eq!(
+            need(Method::GET, Some("/topics/{name}"), "/topics/a"),
+            Some(Open),
+            "pages"
+        );
+        assert_eq!(need(Method::GET, None, "/pkg/pubsub.wasm"), Some(Open));
+        assert_eq!(
+            need(Method::GET, Some("/api/forgotten"), "/api/forgotten"),
+            None,
+            "fails closed"
+        );
     }
 }

@@ -84,7 +84,7 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Topics given their own series in /metrics (the busiest by messages);
-    /// the others are summed under `topic="_other"`.
+    /// the others are summed under `topic="(other)"`.
     #[arg(long, env = "PUBSUB_METRICS_TOPIC_LIMIT", default_value_t = 100)]
     pub metrics_topic_limit: usize,
 

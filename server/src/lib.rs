@@ -26,7 +26,7 @@ pub mod ui;
 pub mod ws;
 
 use axum::extract::FromRef;
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, Method, Request};
 use axum::routing::{any, get};
 use axum::Router;
 use backplane::Backplane;
@@ -128,15 +128,22 @@ impl AppState {
 /// The whole HTTP surface: `/api`, `/ws` and the UI.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let (api, mut access) = api::router();
+    // The upgrade authorizes itself: the key may also come as `?api_key=`.
+    access.declare(Method::GET, "/ws", auth::Need::Open);
+    access.declare(Method::GET, "/metrics", auth::Need::AnyKey);
+    let access = Arc::new(access);
     let routes = Router::new()
-        .nest("/api", api::router())
+        .nest("/api", api)
         .route("/ws", any(ws::upgrade))
         .route("/metrics", get(metrics::scrape))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit));
     let request_id = HeaderName::from_static("x-request-id");
+    // `Router::layer` runs these after routing, so both see the route's
+    // template (`MatchedPath`): the guard for its need, `track` for its label.
     ui::routes(routes, &state)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), access),
             auth::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(

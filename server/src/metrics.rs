@@ -4,13 +4,13 @@
 //! Per-topic series are bounded by `--metrics-topic-limit`: the busiest
 //! topics by messages get their own label, the rest are summed under
 //! `topic="(other)"` (parentheses cannot occur in topic names). HTTP
-//! requests are counted by route template, never by raw path, so neither a
-//! million topics nor a scanner can explode the label count.
+//! requests are counted by the template of the route they reached
+//! ([`route_label`]), never by raw path.
 
 use crate::broker::tally::LATENCY_BOUNDS;
 use crate::broker::TopicCounts;
 use crate::AppState;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -45,25 +45,33 @@ impl HttpRequests {
     }
 }
 
-/// The route template of a path: a bounded set of label values.
-pub fn route_of(path: &str) -> &'static str {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match parts.as_slice() {
-        [""] => "/",
-        ["api", "health"] => "/api/health",
-        ["api", "stats"] => "/api/stats",
-        ["api", "stats", "history"] => "/api/stats/history",
-        ["api", "topics"] => "/api/topics",
-        ["api", "topics", _] => "/api/topics/:name",
-        ["api", "topics", _, "messages"] => "/api/topics/:name/messages",
-        ["api", ..] => "/api/(unknown)",
-        ["ws"] => "/ws",
-        ["metrics"] => "/metrics",
-        ["pkg", ..] => "/pkg/:file",
-        ["topics"] => "/topics",
-        ["topics", _] => "/topics/:name",
+/// The `route` label of a request: the template of the route it reached
+/// (axum's `MatchedPath`, so the label is the route as declared), the
+/// bundle's files as one, and anything no route matched as
+/// `/api/(unknown)` or `(other)`. Templates are a bounded set, so neither a
+/// million topics nor a scanner can explode the label count.
+pub fn route_label(matched: Option<&str>, path: &str) -> &'static str {
+    match matched {
+        Some(route) if route == "/pkg" || route.starts_with("/pkg/") => "/pkg/:file",
+        Some(route) if !crate::auth::is_fallback(route) => intern(route),
+        _ if path == "/api" || path.starts_with("/api/") => "/api/(unknown)",
         _ => "(other)",
     }
+}
+
+/// A route template as a `'static` label, its parameters written `:name`
+/// (label values with braces trip common exposition parsers). Each distinct
+/// template is kept once for the life of the process (there are a few
+/// dozen).
+fn intern(route: &str) -> &'static str {
+    static SEEN: std::sync::OnceLock<DashMap<String, &'static str>> = std::sync::OnceLock::new();
+    let seen = SEEN.get_or_init(DashMap::new);
+    if let Some(label) = seen.get(route) {
+        return *label;
+    }
+    *seen
+        .entry(route.to_owned())
+        .or_insert_with(|| Box::leak(route.replace('{', ":").replace('}', "").into_boxed_str()))
 }
 
 /// The method as a label value: the standard ones, anything else `OTHER`
@@ -86,7 +94,8 @@ pub fn method_of(method: &axum::http::Method) -> &'static str {
 
 /// Middleware counting every HTTP request by route, method and status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = route_of(request.uri().path());
+    let matched = request.extensions().get::<MatchedPath>();
+    let route = route_label(matched.map(MatchedPath::as_str), request.uri().path());
     let method = method_of(request.method());
     let response = next.run(request).await;
     state
@@ -284,19 +293,36 @@ pub fn render(state: &AppState) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::route_of;
+    use super::route_label;
 
     #[test]
-    fn routes_are_templates() {
-        assert_eq!(route_of("/"), "/");
-        assert_eq!(route_of("/api/topics/orders.eu"), "/api/topics/:name");
+    fn labels_are_the_declared_templates() {
+        assert_eq!(route_label(Some("/"), "/"), "/");
         assert_eq!(
-            route_of("/api/topics/x/messages"),
-            "/api/topics/:name/messages"
+            route_label(Some("/api/topics/{name}"), "/api/topics/orders.eu"),
+            "/api/topics/:name"
         );
-        assert_eq!(route_of("/api/whatever/deep/path"), "/api/(unknown)");
-        assert_eq!(route_of("/pkg/pubsub.wasm"), "/pkg/:file");
-        assert_eq!(route_of("/topics/a"), "/topics/:name");
-        assert_eq!(route_of("/wp-admin/login.php"), "(other)");
+        assert_eq!(
+            route_label(
+                Some("/api/{*__private__axum_fallback}"),
+                "/api/whatever/deep"
+            ),
+            "/api/(unknown)"
+        );
+        assert_eq!(
+            route_label(None, "/api/whatever/deep/path"),
+            "/api/(unknown)"
+        );
+        assert_eq!(
+            route_label(
+                Some("/pkg/v-0123/{*__private__axum_nest_tail_param}"),
+                "/pkg/v-0123/pubsub.wasm"
+            ),
+            "/pkg/:file"
+        );
+        assert_eq!(route_label(None, "/wp-admin/login.php"), "(other)");
+        let a = route_label(Some("/topics/{name}"), "/topics/a");
+        let b = route_label(Some("/topics/{name}"), "/topics/b");
+        assert!(std::ptr::eq(a, b), "one label per template");
     }
 }

@@ -134,6 +134,58 @@ async fn every_rest_route_needs_a_key_with_the_right_role() {
     );
 }
 
+/// Every operation the OpenAPI document lists (so every route the API
+/// serves) is behind a key unless it is one of the two open ones, and
+/// `HEAD` is behind whatever `GET` is: the guard reads the roles declared
+/// with the routes, so a new route cannot slip through with none.
+#[tokio::test]
+async fn every_documented_operation_and_its_head_are_guarded() {
+    let s = secured().await;
+    let (_, doc, _) = call(&s, Method::GET, "/api/openapi.json", None, None).await;
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut checked = 0;
+    for (path, item) in paths {
+        let concrete = path.replace("{name}", "t");
+        for method in item.as_object().expect("path item").keys() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let open = matches!(path.as_str(), "/api/health" | "/api/openapi.json");
+            let mut methods = vec![method.clone()];
+            if method == Method::GET {
+                methods.push(Method::HEAD);
+            }
+            for m in methods {
+                let (status, _, _) = call(&s, m.clone(), &concrete, None, None).await;
+                if open {
+                    assert_ne!(status, 401, "{m} {path} is open");
+                } else {
+                    assert_eq!(status, 401, "{m} {path} without a key");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 14,
+        "the document lists the API ({checked} checked)"
+    );
+
+    // HEAD on the history needs subscribe, like GET.
+    let (status, _, _) = call(
+        &s,
+        Method::POST,
+        "/api/topics",
+        Some("adm"),
+        Some(json!({"name": "t"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let head = |key| call(&s, Method::HEAD, "/api/topics/t/messages", Some(key), None);
+    assert_eq!(head("pub").await.0, 403, "HEAD with a publish-only key");
+    assert_eq!(head("sub").await.0, 200, "HEAD with a subscribe key");
+}
+
 #[tokio::test]
 async fn health_and_the_ui_stay_open() {
     let s = secured().await;

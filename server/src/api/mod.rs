@@ -43,6 +43,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TopicName {
     }
 }
 
+use crate::auth::{Access, Need};
 use crate::broker::HistoryRange;
 use crate::AppState;
 use axum::extract::rejection::BytesRejection;
@@ -52,28 +53,74 @@ use axum::Router;
 use bytes::Bytes;
 use protocol::ErrorCode;
 use serde::de::DeserializeOwned;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
-/// The routes under `/api` (paths relative to it), each with its OpenAPI
-/// operation.
-fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(server::health))
-        .routes(routes!(server::stats))
-        .routes(routes!(server::stats_history))
-        .routes(routes!(topics::list_topics, topics::create_topic))
-        .routes(routes!(topics::get_topic, topics::delete_topic))
-        .routes(routes!(messages::history, messages::publish))
-        .routes(routes!(openapi::document))
+/// The routes under `/api`, each declared once: its handlers (which carry
+/// their OpenAPI operation) and what a caller needs to reach it. The
+/// router, the document and the guard's [`Access`] all come from here, so
+/// a route cannot be served without a role or a description.
+fn routes() -> Declared {
+    use crate::auth::Role::{Admin, Publish, Subscribe};
+    use Need::{AnyKey, Open, Role};
+    Declared::default()
+        .route(Open, routes!(server::health))
+        .route(AnyKey, routes!(server::stats))
+        .route(AnyKey, routes!(server::stats_history))
+        .route(AnyKey, routes!(topics::list_topics))
+        .route(Role(Admin), routes!(topics::create_topic))
+        .route(AnyKey, routes!(topics::get_topic))
+        .route(Role(Admin), routes!(topics::delete_topic))
+        .route(Role(Subscribe), routes!(messages::history))
+        .route(Role(Publish), routes!(messages::publish))
+        .route(Open, routes!(openapi::document))
 }
 
-/// The router nested at `/api`.
-pub fn router() -> Router<AppState> {
-    let (router, _) = routes().split_for_parts();
-    router
+/// Routes with their needs, as [`routes`] declares them.
+#[derive(Default)]
+struct Declared {
+    router: OpenApiRouter<AppState>,
+    access: Access,
+}
+
+impl Declared {
+    /// Adds the handlers of one `routes!` (one path) and what each of their
+    /// methods needs. `HEAD` is answered by a `GET` handler and needs what it
+    /// needs ([`Access::need`]).
+    fn route(mut self, need: Need, handlers: UtoipaMethodRouter<AppState>) -> Self {
+        for (path, item) in &handlers.1.paths {
+            let operations = [
+                (Method::GET, item.get.is_some()),
+                (Method::POST, item.post.is_some()),
+                (Method::PUT, item.put.is_some()),
+                (Method::DELETE, item.delete.is_some()),
+                (Method::PATCH, item.patch.is_some()),
+            ];
+            for (method, present) in operations {
+                if present {
+                    self.access.declare(method, &format!("/api{path}"), need);
+                }
+            }
+        }
+        self.router = self.router.routes(handlers);
+        self
+    }
+}
+
+/// The router nested at `/api`, and what each of its routes needs (with
+/// `/api` in front, as the guard sees them).
+pub fn router() -> (Router<AppState>, Access) {
+    let Declared { router, access } = routes();
+    let (router, _) = router.split_for_parts();
+    let router = router
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    (router, access)
+}
+
+/// The OpenAPI operations of every route.
+fn operations() -> utoipa::openapi::OpenApi {
+    routes().router.split_for_parts().1
 }
 
 type ApiResult<T> = Result<T, ApiError>;

@@ -45,7 +45,7 @@ struct ApiDoc;
 
 /// The whole document: the routes of [`super::routes`] under `/api`.
 pub fn openapi() -> OpenApi {
-    let (_, operations) = super::routes().split_for_parts();
+    let operations = super::operations();
     ApiDoc::openapi().nest("/api", operations)
 }
 
