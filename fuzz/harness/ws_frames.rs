@@ -26,7 +26,7 @@ use protocol::{ErrorCode, ServerFrame};
 use pubsub_server::backplane::Backplane;
 use pubsub_server::broker::frame::Frame;
 use pubsub_server::broker::{
-    Broker, BrokerConfig, Connection, Drained, End, Queued, Replay, Settlement, SlowConsumerPolicy,
+    Broker, BrokerConfig, Connection, DrainBuf, Drained, End, Replay, SlowConsumerPolicy,
 };
 use pubsub_server::ws::codec::{Decoder, Incoming};
 use pubsub_server::ws::session::{handle_text, Inflight};
@@ -338,15 +338,13 @@ impl ClientView {
     /// events as delivered, and checks every frame. True when the queue
     /// ended.
     fn read(&mut self, conn: &Connection) -> bool {
-        let mut settle = Settlement::default();
+        let mut buf = DrainBuf::default();
         loop {
-            let mut out: Vec<Queued> = Vec::new();
-            let status = conn.outbox.drain_into(&mut out, &mut settle, BATCH);
-            settle.delivered();
-            for queued in &out {
+            let batch = conn.outbox.drain(&mut buf, BATCH);
+            for queued in batch.frames() {
                 self.check(queued.frame());
             }
-            match status {
+            match batch.delivered() {
                 Drained::More => continue,
                 Drained::Empty => return false,
                 Drained::End(_) => {

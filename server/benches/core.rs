@@ -7,7 +7,7 @@
 
 use criterion::{criterion_group, Criterion, Throughput};
 use protocol::PublishMessage;
-use pubsub_server::broker::{Broker, BrokerConfig, Connection, Queued, Replay, Settlement};
+use pubsub_server::broker::{Broker, BrokerConfig, Connection, DrainBuf, Replay};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -61,14 +61,12 @@ fn message() -> PublishMessage {
 
 /// Takes everything queued, as the writers would (without the socket).
 fn drain(conns: &[Arc<Connection>]) -> usize {
-    let mut out: Vec<Queued> = Vec::with_capacity(256);
-    let mut settle = Settlement::default();
+    let mut buf = DrainBuf::default();
     let mut n = 0;
     for c in conns {
-        c.outbox.drain_into(&mut out, &mut settle, 256);
-        n += out.len();
-        out.clear();
-        settle.delivered();
+        let batch = c.outbox.drain(&mut buf, 256);
+        n += batch.frames().len();
+        let _ = batch.delivered();
     }
     n
 }

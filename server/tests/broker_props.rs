@@ -25,7 +25,7 @@ use proptest::prelude::*;
 use protocol::{ErrorCode, InfoKind, PublishMessage, ServerFrame, Since};
 use pubsub_server::broker::frame::Frame;
 use pubsub_server::broker::{
-    Broker, BrokerConfig, Connection, Drained, End, Queued, Replay, Settlement, SlowConsumerPolicy,
+    Broker, BrokerConfig, Connection, DrainBuf, Drained, End, Replay, SlowConsumerPolicy,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
@@ -404,20 +404,18 @@ impl World {
     /// What the session's writer does with one batch.
     fn drain(&mut self, c: usize, max: usize, write_fails: bool) {
         let client = &mut self.clients[c];
-        let mut out: Vec<Queued> = Vec::new();
-        let mut settle = Settlement::default();
-        let status = client.conn.outbox.drain_into(&mut out, &mut settle, max);
+        let mut buf = DrainBuf::default();
+        let batch = client.conn.outbox.drain(&mut buf, max);
         if let Some((topic, dropped)) = client.kicked.clone() {
-            assert!(out.is_empty(), "frames after the queue ended");
-            assert_eq!(status, Drained::End(End::Kicked { topic, dropped }));
+            assert!(batch.is_empty(), "frames after the queue ended");
+            assert_eq!(
+                batch.status(),
+                &Drained::End(End::Kicked { topic, dropped })
+            );
+            drop(batch);
             // The writer sends SLOW_CONSUMER, closes, and the session ends.
             self.disconnect(c);
             return;
-        }
-        if write_fails {
-            settle.dropped();
-        } else {
-            settle.delivered();
         }
         let mut expected: VecDeque<Item> = VecDeque::new();
         while expected.len() < max {
@@ -426,7 +424,7 @@ impl World {
             };
             expected.push_back(item);
         }
-        for frame in &out {
+        for frame in batch.frames() {
             client.read(
                 frame.frame(),
                 &mut expected,
@@ -437,6 +435,11 @@ impl World {
             expected.is_empty(),
             "frames missing from the batch: {expected:?}"
         );
+        let status = if write_fails {
+            batch.dropped()
+        } else {
+            batch.delivered()
+        };
         let more = !client.queue.is_empty();
         assert_eq!(status, if more { Drained::More } else { Drained::Empty });
         if !more {

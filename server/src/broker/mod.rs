@@ -22,13 +22,13 @@ use dashmap::DashMap;
 pub use error::BrokerError;
 pub use frame::EventDraft;
 use frame::Frame;
-pub use outbox::{Bounds, Drained, End, Queued, SlowConsumerPolicy};
+pub use outbox::{Batch, Bounds, DrainBuf, Drained, End, Queued, SlowConsumerPolicy};
 use protocol::{self as wire, Ack, InfoKind, PublishMessage, Since};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 use tally::TopicTally;
-pub use tally::{Limit, Settlement, Totals};
+pub use tally::{Limit, Totals};
 pub use topic::{PublishedEvent, Topic};
 
 use protocol::ErrorCode;

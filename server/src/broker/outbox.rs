@@ -129,8 +129,8 @@ impl Queued {
     }
 }
 
-/// What [`Outbox::drain_into`] found.
-#[derive(Debug, PartialEq, Eq)]
+/// What [`Outbox::drain`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drained {
     /// The queue is empty now.
     Empty,
@@ -138,6 +138,79 @@ pub enum Drained {
     More,
     /// Write this batch (if any), then end the connection this way.
     End(End),
+}
+
+/// A writer's buffers for [`Outbox::drain`], kept across drains so a busy
+/// connection allocates nothing per batch.
+#[derive(Default)]
+pub struct DrainBuf {
+    frames: Vec<Queued>,
+    settle: Settlement,
+}
+
+impl DrainBuf {
+    /// Gives the frame buffer's memory back if it grew (an idle connection
+    /// should not hold a busy moment's batch).
+    pub fn shrink(&mut self) {
+        if self.frames.capacity() > 16 {
+            self.frames = Vec::new();
+        }
+    }
+}
+
+/// What one [`Outbox::drain`] took: the frames to write, in push order, and
+/// the live events among them, which the counters owe a fate. Saying what
+/// became of them ([`Batch::delivered`], [`Batch::dropped`]) consumes the
+/// batch; a batch let go without either (an early return, a panic) counts
+/// its live events as dropped, so `enqueued = delivered + dropped + queued`
+/// holds whatever the caller does.
+#[must_use = "say whether the batch was delivered or dropped"]
+pub struct Batch<'a> {
+    buf: &'a mut DrainBuf,
+    status: Drained,
+}
+
+impl Batch<'_> {
+    pub fn frames(&self) -> &[Queued] {
+        &self.buf.frames
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.frames.is_empty()
+    }
+
+    /// Whether live events (not replays, not replies) are among the frames.
+    pub fn has_live(&self) -> bool {
+        self.buf.settle.has_live()
+    }
+
+    /// What the queue looks like after this batch.
+    pub fn status(&self) -> &Drained {
+        &self.status
+    }
+
+    /// The frames reached the connection: their events count as delivered
+    /// (with their latencies). Returns what the queue looks like now.
+    pub fn delivered(mut self) -> Drained {
+        self.buf.settle.delivered();
+        std::mem::replace(&mut self.status, Drained::Empty)
+    }
+
+    /// The frames were lost (the write failed): their events count as
+    /// dropped.
+    pub fn dropped(mut self) -> Drained {
+        self.buf.settle.dropped();
+        std::mem::replace(&mut self.status, Drained::Empty)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if self.buf.settle.has_live() {
+            self.buf.settle.dropped();
+        }
+        self.buf.frames.clear();
+    }
 }
 
 /// The bounds of one connection's queue.
@@ -303,18 +376,18 @@ impl Outbox {
         (st.events.len() + st.replies.len(), st.bytes())
     }
 
-    /// Moves up to `max` queued frames (and at most about [`DRAIN_BYTES`])
-    /// into `out`, in push order, with the `SLOW_CONSUMER` notices that are
-    /// due: before the next event of a topic that lost events, or, for every
-    /// such topic, once the queue is empty. Live events taken are added to
-    /// `settle`; the caller settles them as delivered or dropped once it
-    /// knows which.
-    pub fn drain_into(
-        &self,
-        out: &mut Vec<Queued>,
-        settle: &mut Settlement,
-        max: usize,
-    ) -> Drained {
+    /// Takes up to `max` queued frames (and at most about [`DRAIN_BYTES`])
+    /// in push order, with the `SLOW_CONSUMER` notices that are due: before
+    /// the next event of a topic that lost events, or, for every such topic,
+    /// once the queue is empty. The caller writes the batch's frames, then
+    /// says whether they were delivered or dropped.
+    pub fn drain<'b>(&self, buf: &'b mut DrainBuf, max: usize) -> Batch<'b> {
+        buf.frames.clear();
+        let status = self.take(&mut buf.frames, &mut buf.settle, max);
+        Batch { buf, status }
+    }
+
+    fn take(&self, out: &mut Vec<Queued>, settle: &mut Settlement, max: usize) -> Drained {
         let mut st = self.state.lock();
         if let Some(end) = &st.end {
             return Drained::End(end.clone());
@@ -389,7 +462,7 @@ impl Outbox {
     }
 
     /// Waits until the writer has something to do. Use after
-    /// [`Outbox::drain_into`] returned [`Drained::Empty`].
+    /// [`Outbox::drain`] returned [`Drained::Empty`].
     pub async fn writable(&self) {
         self.writable.notified().await;
     }

@@ -26,16 +26,16 @@ fn msg(v: serde_json::Value) -> PublishMessage {
 /// live events as delivered.
 fn read_all(conn: &Connection) -> Vec<ServerFrame> {
     let mut frames = Vec::new();
-    let mut settle = Settlement::default();
+    let mut buf = DrainBuf::default();
     loop {
-        let mut out = Vec::new();
-        let status = conn.outbox.drain_into(&mut out, &mut settle, 64);
-        settle.delivered();
+        let batch = conn.outbox.drain(&mut buf, 64);
         frames.extend(
-            out.iter()
-                .map(|f| serde_json::from_str(f.as_str()).expect("valid frame")),
+            batch
+                .frames()
+                .iter()
+                .map(|f| serde_json::from_str::<ServerFrame>(f.as_str()).expect("valid frame")),
         );
-        if status != Drained::More {
+        if batch.delivered() != Drained::More {
             return frames;
         }
     }
@@ -422,10 +422,10 @@ fn disconnect_policy_ends_the_connection() {
     for i in 1..=5 {
         b.publish("t", msg(json!(i))).unwrap();
     }
-    let mut out = Vec::new();
-    let status = c
-        .outbox
-        .drain_into(&mut out, &mut Settlement::default(), 64);
+    let mut buf = DrainBuf::default();
+    let batch = c.outbox.drain(&mut buf, 64);
+    let status = batch.status().clone();
+    drop(batch);
     assert_eq!(
         status,
         Drained::End(End::Kicked {
@@ -550,13 +550,10 @@ async fn unread_reply_bytes_backpressure_the_reader() {
     let (_, bytes) = c.outbox.depth();
     assert!(bytes <= (8 << 20) + 64 * 8, "{bytes}");
     // One drain hands over at most DRAIN_BYTES (and at least one frame).
-    let mut out = Vec::new();
-    let mut settle = Settlement::default();
-    assert_eq!(
-        c.outbox.drain_into(&mut out, &mut settle, 256),
-        Drained::More
-    );
-    assert_eq!(out.len(), 1, "one 1 MiB frame per drain");
+    let mut buf = DrainBuf::default();
+    let batch = c.outbox.drain(&mut buf, 256);
+    assert_eq!(batch.frames().len(), 1, "one 1 MiB frame per drain");
+    assert_eq!(batch.delivered(), Drained::More);
     tokio::time::timeout(std::time::Duration::from_secs(5), c.outbox.reply_room())
         .await
         .expect("room again after a drain");
@@ -710,4 +707,34 @@ async fn unread_replies_backpressure_the_reader() {
     tokio::time::timeout(std::time::Duration::from_secs(5), c.outbox.reply_room())
         .await
         .expect("room again once drained");
+}
+
+/// A batch settles itself: delivered or dropped as the writer says, and
+/// dropped when let go without a word (an early return), so the counter
+/// invariant holds whatever the caller does.
+#[test]
+fn a_batch_let_go_unsettled_counts_its_events_as_dropped() {
+    let b = broker_with(16, 16, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").unwrap();
+    let c = b.connect();
+    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    read_all(&c); // the subscribe ack
+    let mut buf = DrainBuf::default();
+    for i in 1..=3 {
+        b.publish("t", msg(json!(i))).unwrap();
+    }
+    let batch = c.outbox.drain(&mut buf, 2);
+    assert!(batch.has_live());
+    assert_eq!(batch.delivered(), Drained::More);
+    {
+        let batch = c.outbox.drain(&mut buf, 64);
+        assert_eq!(batch.frames().len(), 1);
+        // Let go without delivered() or dropped().
+    }
+    let counts = b.topic_counts("t").unwrap();
+    assert_eq!(
+        (counts.enqueued, counts.delivered, counts.dropped),
+        (3, 2, 1)
+    );
+    assert_eq!(c.outbox.depth(), (0, 0));
 }

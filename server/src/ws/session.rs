@@ -15,7 +15,7 @@ use super::codec::{self, DecodeError, Decoder, Incoming};
 use crate::backplane::{Backplane, Publishing};
 use crate::broker::frame::Frame;
 use crate::broker::{
-    Broker, BrokerError, Connection, Drained, End, Permits, Queued, Receipt, Replay, Settlement,
+    Broker, BrokerError, Connection, DrainBuf, Drained, End, Permits, Receipt, Replay,
 };
 use crate::shutdown::Shutdown;
 use bytes::{Bytes, BytesMut};
@@ -477,8 +477,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     // closes it, as the ping closes an idle one.
     let deadline = 2 * settings.heartbeat;
     let mut stopping = false;
-    let mut batch: Vec<Queued> = Vec::new();
-    let mut settle = Settlement::default();
+    let mut buf = DrainBuf::default();
     loop {
         if let Some(frame) = pong.take() {
             if !write_raw(&mut out, &frame, deadline).await {
@@ -486,27 +485,31 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 break;
             }
         }
-        let status = conn.outbox.drain_into(&mut batch, &mut settle, BATCH);
-        if !batch.is_empty() {
-            let live = settle.has_live();
-            let written = write_frames(&mut out, &batch, deadline).await;
-            batch.clear();
-            if let Ok(drained_by_peer) = written {
-                // A connection that events are flowing to is judged by its
-                // writes (the progress deadline here, TCP_USER_TIMEOUT in
-                // the kernel), not by how late its pong comes back: a slow
-                // reader's pong waits behind its own backlog.
-                if live || drained_by_peer {
-                    heard.now();
+        let batch = conn.outbox.drain(&mut buf, BATCH);
+        let status = if batch.is_empty() {
+            batch.delivered()
+        } else {
+            let live = batch.has_live();
+            match write_frames(&mut out, batch.frames(), deadline).await {
+                Ok(drained_by_peer) => {
+                    // A connection that events are flowing to is judged by
+                    // its writes (the progress deadline here,
+                    // TCP_USER_TIMEOUT in the kernel), not by how late its
+                    // pong comes back: a slow reader's pong waits behind its
+                    // own backlog.
+                    if live || drained_by_peer {
+                        heard.now();
+                    }
+                    batch.delivered()
                 }
-                settle.delivered();
-            } else {
-                tracing::debug!(connection = conn.id, "write failed or stalled: closing");
-                settle.dropped();
-                conn.outbox.close(End::Gone);
-                break;
+                Err(_) => {
+                    tracing::debug!(connection = conn.id, "write failed or stalled: closing");
+                    let _ = batch.dropped();
+                    conn.outbox.close(End::Gone);
+                    break;
+                }
             }
-        }
+        };
         match status {
             Drained::More => continue,
             Drained::End(end) => {
@@ -519,10 +522,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 break;
             }
             Drained::Empty => {
-                if batch.capacity() > 16 {
-                    // Idle connections give their batch memory back.
-                    batch = Vec::new();
-                }
+                // Idle connections give their batch memory back.
+                buf.shrink();
                 tokio::select! {
                     _ = conn.outbox.writable() => {}
                     _ = pong.wake.notified() => {}
