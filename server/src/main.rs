@@ -20,6 +20,8 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logs(config.log_format);
+    // Signals are ours before anyone can read that we listen.
+    let signalled = shutdown::signal();
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -35,7 +37,7 @@ async fn main() -> ExitCode {
     let stop = Shutdown::new();
     let trigger = stop.clone();
     tokio::spawn(async move {
-        shutdown::signal().await;
+        signalled.await;
         // Trigger first: nothing may stand between the signal and the
         // shutdown, not even a log line to a stderr that is gone.
         trigger.trigger();

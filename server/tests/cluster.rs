@@ -5,59 +5,14 @@
 
 mod common;
 
-use common::{Rest, Ws, PATIENCE};
+use common::{port_after, server_port, spawn_listening, Listening, Rest, Ws, PATIENCE};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pubsub-server");
-
-/// Starts `command` with its stderr piped and returns it with the port it
-/// logged as listening on (the line `find` recognizes; the rest of stderr
-/// is drained in a thread). Ports are chosen by the kernel (`:0`, `-p -1`),
-/// so tests running in parallel never race for one.
-fn spawn_listening(
-    mut command: Command,
-    what: &str,
-    find: fn(&str) -> Option<u16>,
-) -> (Child, u16) {
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {what}: {e}"));
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (found, port) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut found = Some(found);
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let Ok(line) = line else { break };
-            if let Some(port) = find(&line) {
-                if let Some(found) = found.take() {
-                    let _ = found.send(port);
-                }
-            }
-        }
-    });
-    match port.recv_timeout(PATIENCE) {
-        Ok(port) => (child, port),
-        Err(_) => {
-            let _ = child.kill();
-            panic!("{what} did not say where it listens");
-        }
-    }
-}
-
-/// The port after the last `:` of `text`'s first token that has one, after `marker`.
-fn port_after(line: &str, marker: &str) -> Option<u16> {
-    let rest = &line[line.find(marker)? + marker.len()..];
-    let token = rest
-        .split(|c: char| c.is_whitespace() || c == '"' || c == '/')
-        .find(|t| t.contains(':'))?;
-    token.rsplit(':').next()?.parse().ok()
-}
 
 /// A nats-server with JetStream on loopback, its store in a temp dir.
 struct Nats {
@@ -69,10 +24,12 @@ struct Nats {
 impl Nats {
     async fn start() -> Self {
         let store = tempfile::tempdir().expect("temp dir");
-        let (child, port) =
-            spawn_listening(nats_command(-1, store.path()), "nats-server", |line| {
-                port_after(line, "Listening for client connections on ")
-            });
+        let Listening { child, port, .. } = spawn_listening(
+            nats_command(-1, store.path()),
+            "nats-server",
+            |line| port_after(line, "Listening for client connections on "),
+            true,
+        );
         Nats {
             child: Some(child),
             port,
@@ -82,10 +39,11 @@ impl Nats {
 
     /// Starts again on the same port and store.
     async fn resume(mut self) -> Self {
-        let (child, _) = spawn_listening(
+        let Listening { child, .. } = spawn_listening(
             nats_command(i32::from(self.port), self.store.path()),
             "nats-server",
             |line| port_after(line, "Listening for client connections on "),
+            true,
         );
         self.child = Some(child);
         self
@@ -160,16 +118,8 @@ impl Node {
             ])
             .args(extra)
             .env("RUST_LOG", "warn,pubsub_server=info");
-        let (child, port) = spawn_listening(command, "pubsub-server", |line| {
-            let line: Value = serde_json::from_str(line).ok()?;
-            line["fields"]["addr"]
-                .as_str()
-                .or(line["addr"].as_str())?
-                .rsplit(':')
-                .next()?
-                .parse()
-                .ok()
-        });
+        let Listening { child, port, .. } =
+            spawn_listening(command, "pubsub-server", server_port, true);
         let node = Node {
             child,
             port,

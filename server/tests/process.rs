@@ -3,47 +3,23 @@
 
 mod common;
 
-use common::{Closed, Ws};
-use std::process::{Child, Command, Stdio};
+use common::{server_port, spawn_listening, Closed, Listening, Ws};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pubsub-server");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(port: u16) -> Child {
-    Command::new(BIN)
-        .args([
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--heartbeat-interval",
-            "1h",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server")
-}
-
-async fn wait_until_listening(port: u16) {
-    let deadline = Instant::now() + common::PATIENCE;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the server did not start listening"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// The binary with `args`, on a port the kernel picks, once it listens.
+fn start(args: &[&str], env: &[(&str, &str)]) -> Listening {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn,pubsub_server=info");
+    for (k, v) in env {
+        command.env(k, v);
     }
+    spawn_listening(command, "pubsub-server", server_port, true)
 }
 
 fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -114,9 +90,9 @@ fn invalid_flags_fail_at_start_with_a_message() {
 #[tokio::test]
 async fn sigterm_notifies_clients_and_exits_0() {
     for sig in ["TERM", "INT"] {
-        let port = free_port();
-        let mut child = start(port);
-        wait_until_listening(port).await;
+        let Listening {
+            mut child, port, ..
+        } = start(&["--heartbeat-interval", "1h"], &[]);
         let mut ws = Ws::connect(&format!("ws://127.0.0.1:{port}/ws")).await;
         ws.send(serde_json::json!({"type": "ping"})).await;
         assert_eq!(ws.recv_json().await["type"], "pong");
@@ -144,16 +120,14 @@ async fn sigterm_notifies_clients_and_exits_0() {
 
 #[tokio::test]
 async fn environment_variables_configure_the_server() {
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .env("PUBSUB_ADDR", format!("127.0.0.1:{port}"))
+    let mut command = Command::new(BIN);
+    command
+        .env("PUBSUB_ADDR", "127.0.0.1:0")
         .env("PUBSUB_HEARTBEAT_INTERVAL", "100ms")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until_listening(port).await;
+        .env("RUST_LOG", "warn,pubsub_server=info");
+    let Listening {
+        mut child, port, ..
+    } = spawn_listening(command, "pubsub-server", server_port, true);
     let mut ws = Ws::connect(&format!("ws://127.0.0.1:{port}/ws")).await;
     let info = ws.recv_json().await;
     assert_eq!(
@@ -236,28 +210,15 @@ fn an_invalid_config_file_fails_at_start_naming_the_key() {
 
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--log-format",
-            "json",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until_listening(port).await;
-    signal(&child, "TERM");
-    let mut stderr = child.stderr.take().unwrap();
-    let status = tokio::task::spawn_blocking(move || wait_for_exit(&mut child))
-        .await
-        .unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "info");
+    let mut server = spawn_listening(command, "pubsub-server", server_port, true);
+    signal(&server.child, "TERM");
+    let status = wait_for_exit(&mut server.child);
     assert_eq!(status.code(), Some(0));
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+    let text = server.stderr_after_exit();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -276,17 +237,16 @@ async fn api_keys_come_from_the_environment_and_a_keys_file() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, "# operators\nfile-key=admin\n").unwrap();
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .env("PUBSUB_API_KEYS", "env-a=subscribe;env-b=publish,subscribe")
-        .env("PUBSUB_API_KEYS_FILE", &keys)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until_listening(port).await;
+    let keys_path = keys.to_string_lossy().into_owned();
+    let Listening {
+        mut child, port, ..
+    } = start(
+        &[],
+        &[
+            ("PUBSUB_API_KEYS", "env-a=subscribe;env-b=publish,subscribe"),
+            ("PUBSUB_API_KEYS_FILE", &keys_path),
+        ],
+    );
     let http = reqwest::Client::new();
     let status = |key: &'static str| {
         let request = http
@@ -334,20 +294,12 @@ async fn api_keys_come_from_the_environment_and_a_keys_file() {
 async fn sigterm_stops_the_server_even_when_its_stderr_is_gone() {
     // The log reader (a supervisor, a pipe) died: writing a log line now
     // fails, and that must not stand between SIGTERM and the exit.
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until_listening(port).await;
-    drop(child.stderr.take());
+    let mut command = Command::new(BIN);
+    command
+        .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "info");
+    // The port is read, then the pipe closed.
+    let Listening { mut child, .. } = spawn_listening(command, "pubsub-server", server_port, false);
     signal(&child, "TERM");
     let status = tokio::task::spawn_blocking(move || wait_for_exit(&mut child))
         .await

@@ -292,3 +292,95 @@ pub async fn raw_upgrade(
     assert!(head.contains(&accept), "{head}");
     (tcp, got[end..].to_vec())
 }
+
+/// A child process and the port it said it listens on.
+pub struct Listening {
+    pub child: std::process::Child,
+    pub port: u16,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listening {
+    /// Everything the process wrote to stderr so far (when it was kept).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// All of stderr, once the process has exited (its pipe closed).
+    pub fn stderr_after_exit(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.stderr()
+    }
+}
+
+/// The one way tests give a process a port: it binds one the kernel picks
+/// (`--addr 127.0.0.1:0`, nats-server's `-p -1`) and says which in its log;
+/// `find` recognizes that line. Nothing races for a port between tests
+/// running in parallel. The rest of stderr is read in a thread and kept
+/// when `keep` (else the pipe is closed once the port is known, as a dead
+/// log reader would close it).
+pub fn spawn_listening(
+    mut command: std::process::Command,
+    what: &str,
+    find: fn(&str) -> Option<u16>,
+    keep: bool,
+) -> Listening {
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let kept = std::sync::Arc::clone(&text);
+    let (found, port) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            if let Ok(mut t) = kept.lock() {
+                t.push_str(&line);
+                t.push('\n');
+            }
+            if let Some(port) = find(&line) {
+                if let Some(found) = found.take() {
+                    let _ = found.send(port);
+                    if !keep {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    match port.recv_timeout(PATIENCE) {
+        Ok(port) => Listening {
+            child,
+            port,
+            stderr: text,
+            reader: Some(reader),
+        },
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{what} did not say where it listens");
+        }
+    }
+}
+
+/// The port pubsub-server logged as listening on (text or JSON logs, at
+/// `info` for `pubsub_server`).
+pub fn server_port(line: &str) -> Option<u16> {
+    port_after(line, "listening: UI at http://")
+}
+
+/// The port after the last `:` of `text`'s first token that has one, after `marker`.
+pub fn port_after(line: &str, marker: &str) -> Option<u16> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let token = rest
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '/')
+        .find(|t| t.contains(':'))?;
+    token.rsplit(':').next()?.parse().ok()
+}
