@@ -1,12 +1,14 @@
-//! Configuration: every knob is a flag, an environment variable and a key of
-//! the optional TOML file, with the precedence flag > env > file > default.
-//! `pubsub-server --help` shows them; the README tables them.
+//! Configuration: every knob is declared once, as a flag of [`Config`] (its
+//! doc comment is the `--help` text), and is also an environment variable
+//! and a key of the optional TOML file, with the precedence flag > env >
+//! file > default. The file's keys are the flags' ids read by the flags'
+//! own parsers ([`file_args`]), `--print-config` prints what the final parse
+//! holds, and a test holds the README's table to the flags.
 
 use crate::auth::{self, ApiKey};
 use crate::broker::{BrokerConfig, SlowConsumerPolicy};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
-use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -170,23 +172,31 @@ pub struct Config {
     /// default) everything stays in this process.
     #[arg(long, env = "PUBSUB_CLUSTER_NATS", value_name = "URL")]
     pub cluster_nats: Option<String>,
+
+    /// Each setting's effective value as text, as it was given or
+    /// defaulted, in declaration order (for --print-config).
+    #[arg(skip)]
+    effective: Vec<(String, Vec<String>)>,
 }
 
+/// Arguments that are not settings: they are not in the file and not
+/// printed.
+const NOT_SETTINGS: [&str; 4] = ["config", "print_config", "help", "version"];
+/// Settings that are never printed (secrets).
+const SECRET: [&str; 1] = ["api_keys"];
+
 /// `--slow-consumer-policy` values, spelled as in the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PolicyArg {
     /// Discard the oldest queued events and send SLOW_CONSUMER with the count.
     #[value(name = "drop_oldest", alias = "drop-oldest")]
-    #[serde(rename = "drop_oldest", alias = "drop-oldest")]
     DropOldest,
     /// Send SLOW_CONSUMER and close the connection with code 4008.
     #[value(name = "disconnect")]
-    #[serde(rename = "disconnect")]
     Disconnect,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Readable lines for a terminal.
     Human,
@@ -200,63 +210,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
-}
-
-/// The configuration file: every key optional, unknown keys refused.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub addr: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub history_size: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subscriber_queue: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_queue_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_history_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub slow_consumer_policy: Option<PolicyArg>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heartbeat_interval: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_message_bytes: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_frame_bytes: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shutdown_timeout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_format: Option<LogFormat>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_topic_limit: Option<usize>,
-    /// Never printed by --print-config (secrets); read from a file.
-    #[serde(skip_serializing)]
-    pub api_keys: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_keys_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_origins: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_origins: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_http_connections: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub header_read_timeout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_subscriptions: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_topics: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub publish_rate: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub publish_burst: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_body_bytes: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster_nats: Option<String>,
 }
 
 /// A configuration that cannot be used, with the key or flag at fault.
@@ -273,6 +226,87 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
 }
 
+/// The flags a config file stands for: each key is the id of a setting's
+/// flag and its value is read by that flag's parser, so the file has no
+/// declaration of its own and says exactly what the flags say (errors
+/// included, with the key in front). Only keys whose setting neither a flag
+/// nor the environment gave are returned (flag > env > file > default);
+/// every key is checked all the same.
+fn file_args(
+    path: &Path,
+    text: &str,
+    matches: &ArgMatches,
+) -> Result<Vec<std::ffi::OsString>, ConfigError> {
+    let bad = |message: String| ConfigError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| bad(e.to_string().trim().to_owned()))?;
+    let command = Config::command();
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == key.as_str() && !NOT_SETTINGS.contains(&key.as_str()))
+            .ok_or_else(|| bad(format!("unknown key `{key}`")))?;
+        let long = arg
+            .get_long()
+            .ok_or_else(|| bad(format!("unknown key `{key}`")))?;
+        let scalar = |v: &toml::Value| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(n) => Ok(n.to_string()),
+            toml::Value::Float(x) => Ok(x.to_string()),
+            toml::Value::Boolean(b) => Ok(b.to_string()),
+            other => Err(bad(format!(
+                "{key}: expected a value, found {}",
+                other.type_str()
+            ))),
+        };
+        let values = match value {
+            toml::Value::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>, _>>()?,
+            one => vec![scalar(one)?],
+        };
+        let mut flags: Vec<std::ffi::OsString> = Vec::new();
+        for v in &values {
+            flags.push(format!("--{long}").into());
+            flags.push(v.into());
+        }
+        // Checked alone, so the error is this key's.
+        let mut check = vec![std::ffi::OsString::from("pubsub-server")];
+        check.extend(flags.iter().cloned());
+        Config::command().try_get_matches_from(check).map_err(|e| {
+            let e = e.to_string();
+            let why = e.lines().next().unwrap_or("").trim_start_matches("error: ");
+            bad(format!("{key}: {why}"))
+        })?;
+        let defaulted = matches!(
+            matches.value_source(key),
+            Some(ValueSource::DefaultValue) | None
+        );
+        if defaulted {
+            out.extend(flags);
+        }
+    }
+    Ok(out)
+}
+
+/// Every setting's value as text, from the final parse.
+fn effective(matches: &ArgMatches) -> Vec<(String, Vec<String>)> {
+    Config::command()
+        .get_arguments()
+        .filter(|a| a.get_long().is_some() && !NOT_SETTINGS.contains(&a.get_id().as_str()))
+        .map(|a| {
+            let id = a.get_id().as_str().to_owned();
+            let values = matches
+                .get_raw(&id)
+                .map(|raw| raw.map(|v| v.to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            (id, values)
+        })
+        .collect()
+}
+
 impl Config {
     /// Flags and environment of this process, then the file they name.
     pub fn load() -> Result<Config, ConfigError> {
@@ -284,15 +318,18 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let matches = Config::command().try_get_matches_from(args)?;
-        let mut config = Config::from_arg_matches(&matches)?;
-        if let Some(path) = config.config.clone() {
+        let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let mut matches = Config::command().try_get_matches_from(&args)?;
+        if let Some(path) = matches.get_one::<PathBuf>("config").cloned() {
             let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
             })?;
-            config.apply_file(&path, &text, &matches)?;
+            args.extend(file_args(&path, &text, &matches)?);
+            matches = Config::command().try_get_matches_from(&args)?;
         }
+        let mut config = Config::from_arg_matches(&matches)?;
+        config.effective = effective(&matches);
         if let Some(path) = config.api_keys_file.clone() {
             let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
@@ -305,145 +342,30 @@ impl Config {
         Ok(config)
     }
 
-    /// Takes each key of the file whose setting came from a default, not
-    /// from a flag or the environment.
-    fn apply_file(
-        &mut self,
-        path: &Path,
-        text: &str,
-        matches: &ArgMatches,
-    ) -> Result<(), ConfigError> {
-        let bad = |message: String| ConfigError::File {
-            path: path.to_owned(),
-            message,
-        };
-        let file: FileConfig =
-            toml::from_str(text).map_err(|e| bad(e.to_string().trim().to_owned()))?;
-        let defaulted = |id: &str| {
-            matches!(
-                matches.value_source(id),
-                Some(ValueSource::DefaultValue) | None
-            )
-        };
-        macro_rules! take {
-            ($key:ident) => {
-                if let Some(v) = file.$key {
-                    if defaulted(stringify!($key)) {
-                        self.$key = v;
-                    }
-                }
-            };
-        }
-        take!(addr);
-        take!(history_size);
-        take!(slow_consumer_policy);
-        take!(max_message_bytes);
-        take!(max_frame_bytes);
-        take!(log_format);
-        take!(metrics_topic_limit);
-        if file.api_keys_file.is_some() && defaulted("api_keys_file") {
-            self.api_keys_file = file.api_keys_file;
-        }
-        take!(max_history_bytes);
-        take!(public_origins);
-        take!(allowed_origins);
-        take!(max_connections);
-        take!(max_http_connections);
-        take!(max_subscriptions);
-        take!(max_topics);
-        take!(publish_rate);
-        take!(publish_burst);
-        take!(max_body_bytes);
-        if file.cluster_nats.is_some() && defaulted("cluster_nats") {
-            self.cluster_nats = file.cluster_nats;
-        }
-        if let Some(specs) = file.api_keys {
-            let keys = specs
-                .iter()
-                .map(|spec| spec.parse())
-                .collect::<Result<Vec<ApiKey>, String>>()
-                .map_err(|e| bad(format!("api_keys: {e}")))?;
-            if defaulted("api_keys") {
-                self.api_keys = keys;
-            }
-        }
-        if let Some(q) = file.max_queue_bytes {
-            if q == 0 {
-                return Err(bad("max_queue_bytes: must be at least 1".into()));
-            }
-            if defaulted("max_queue_bytes") {
-                self.max_queue_bytes = q;
-            }
-        }
-        if let Some(q) = file.subscriber_queue {
-            if q == 0 {
-                return Err(bad("subscriber_queue: must be at least 1".into()));
-            }
-            if defaulted("subscriber_queue") {
-                self.subscriber_queue = q;
-            }
-        }
-        for (key, text, slot) in [
-            (
-                "heartbeat_interval",
-                &file.heartbeat_interval,
-                &mut self.heartbeat_interval,
-            ),
-            (
-                "shutdown_timeout",
-                &file.shutdown_timeout,
-                &mut self.shutdown_timeout,
-            ),
-            (
-                "header_read_timeout",
-                &file.header_read_timeout,
-                &mut self.header_read_timeout,
-            ),
-        ] {
-            if let Some(text) = text {
-                let d = parse_duration(text).map_err(|e| bad(format!("{key}: {e}")))?;
-                if defaulted(key) {
-                    *slot = d;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The effective settings as a TOML file would hold them.
+    /// The effective settings as a TOML file would hold them: every setting
+    /// the flags declare, under its flag's id, but the secrets.
     pub fn to_toml(&self) -> String {
-        let file = FileConfig {
-            addr: Some(self.addr),
-            history_size: Some(self.history_size),
-            subscriber_queue: Some(self.subscriber_queue),
-            max_queue_bytes: Some(self.max_queue_bytes),
-            max_history_bytes: Some(self.max_history_bytes),
-            slow_consumer_policy: Some(self.slow_consumer_policy),
-            heartbeat_interval: Some(
-                humantime::format_duration(self.heartbeat_interval).to_string(),
-            ),
-            max_message_bytes: Some(self.max_message_bytes),
-            max_frame_bytes: Some(self.max_frame_bytes),
-            shutdown_timeout: Some(humantime::format_duration(self.shutdown_timeout).to_string()),
-            log_format: Some(self.log_format),
-            metrics_topic_limit: Some(self.metrics_topic_limit),
-            api_keys: None,
-            api_keys_file: self.api_keys_file.clone(),
-            public_origins: Some(self.public_origins.clone()),
-            allowed_origins: Some(self.allowed_origins.clone()),
-            max_connections: Some(self.max_connections),
-            max_http_connections: Some(self.max_http_connections),
-            header_read_timeout: Some(
-                humantime::format_duration(self.header_read_timeout).to_string(),
-            ),
-            max_subscriptions: Some(self.max_subscriptions),
-            max_topics: Some(self.max_topics),
-            publish_rate: Some(self.publish_rate),
-            publish_burst: Some(self.publish_burst),
-            max_body_bytes: Some(self.max_body_bytes),
-            cluster_nats: self.cluster_nats.clone(),
-        };
-        let text = toml::to_string(&file).unwrap_or_default();
+        let mut table = toml::Table::new();
+        for (id, values) in &self.effective {
+            if SECRET.contains(&id.as_str()) {
+                continue;
+            }
+            let value = |v: &String| match v.parse::<i64>() {
+                Ok(n) => toml::Value::Integer(n),
+                Err(_) => toml::Value::String(v.clone()),
+            };
+            let repeatable = Config::command()
+                .get_arguments()
+                .find(|a| a.get_id() == id.as_str())
+                .is_some_and(|a| matches!(a.get_action(), clap::ArgAction::Append));
+            let value = match values.as_slice() {
+                [] if !repeatable => continue,
+                [one] if !repeatable => value(one),
+                many => toml::Value::Array(many.iter().map(value).collect()),
+            };
+            table.insert(id.clone(), value);
+        }
+        let text = toml::to_string(&table).unwrap_or_default();
         if self.api_keys.is_empty() {
             text
         } else {
@@ -456,7 +378,8 @@ impl Config {
 
     /// Defaults, as if no flag or variable were given (for tests).
     pub fn default_for_tests() -> Self {
-        Config::parse_from(["pubsub-server", "--addr", "127.0.0.1:0"])
+        Config::load_from(["pubsub-server", "--addr", "127.0.0.1:0"])
+            .expect("the defaults are valid")
     }
 
     pub fn broker(&self) -> BrokerConfig {
@@ -580,7 +503,7 @@ mod tests {
 
     #[test]
     fn printed_config_reads_back_the_same() {
-        let c = Config::parse_from([
+        let c = Config::load_from([
             "x",
             "--history-size",
             "42",
@@ -588,8 +511,21 @@ mod tests {
             "1m 30s",
             "--log-format",
             "json",
-        ]);
-        let f = file(&c.to_toml());
+            "--allowed-origin",
+            "https://a.example",
+            "--allowed-origin",
+            "https://b.example",
+        ])
+        .unwrap();
+        let printed = c.to_toml();
+        assert!(printed.contains("history_size = 42"), "{printed}");
+        assert!(printed.contains("heartbeat_interval = \"1m 30s\""), "{printed}");
+        assert!(printed.contains("public_origins = []"), "{printed}");
+        assert!(
+            printed.contains(r#"allowed_origins = ["https://a.example", "https://b.example"]"#),
+            "{printed}"
+        );
+        let f = file(&printed);
         let back = Config::load_from(["x", "--config", f.path().to_str().unwrap()]).unwrap();
         assert_eq!(back.to_toml(), c.to_toml());
         assert_eq!(back.heartbeat_interval, Duration::from_secs(90));
