@@ -519,7 +519,10 @@ mod tests {
         .unwrap();
         let printed = c.to_toml();
         assert!(printed.contains("history_size = 42"), "{printed}");
-        assert!(printed.contains("heartbeat_interval = \"1m 30s\""), "{printed}");
+        assert!(
+            printed.contains("heartbeat_interval = \"1m 30s\""),
+            "{printed}"
+        );
         assert!(printed.contains("public_origins = []"), "{printed}");
         assert!(
             printed.contains(r#"allowed_origins = ["https://a.example", "https://b.example"]"#),
