@@ -272,6 +272,9 @@ pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
 /// A whole ping frame with no payload.
 pub const PING: [u8; 2] = [0x80 | OP_PING, 0];
 
+/// A whole close frame with no code (for a peer that may be gone already).
+pub const EMPTY_CLOSE: [u8; 2] = [0x80 | OP_CLOSE, 0];
+
 /// A whole pong frame echoing `payload` (at most 125 bytes, as pings are).
 pub fn pong_frame(payload: &[u8]) -> Vec<u8> {
     let payload = &payload[..payload.len().min(125)];

@@ -1,0 +1,159 @@
+//! One WebSocket connection: [`reader`] decodes client frames, [`requests`]
+//! turns them into broker calls and replies, [`writer`] drains the
+//! connection's outbox onto the socket.
+//!
+//! The socket is the raw TCP stream taken back from the HTTP upgrade (see
+//! [`super::codec`] for the framing): the writer sends a batch of events
+//! as one `writev` of small headers and the shared, once-encoded payloads.
+//! Both halves run in the connection's one task (joined, not spawned), so a
+//! connection costs one task, and an idle one holds no buffer. Either half
+//! ending ends the other, and the broker forgets the connection when the
+//! session ends, however it ends (a drop guard also covers a panic or a
+//! cancelled task).
+
+mod reader;
+mod requests;
+mod writer;
+
+use reader::read_loop;
+pub use requests::{handle_text, Inflight};
+use writer::write_loop;
+
+use super::codec::{self, DecodeError, Decoder, Incoming};
+use crate::backplane::{Backplane, Publishing};
+use crate::broker::frame::Frame;
+use crate::broker::{
+    Broker, BrokerError, Connection, DrainBuf, Drained, End, Permits, Receipt, Replay,
+};
+use crate::shutdown::Shutdown;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use parking_lot::Mutex;
+use protocol::{Ack, ClientFrame, ErrorCode, InfoKind};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+/// Frames taken from the outbox per round.
+const BATCH: usize = 256;
+/// Frames per `writev` (two slices each, header and payload).
+const FRAMES_PER_WRITE: usize = 64;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
+/// Close code for the `disconnect` slow-consumer policy.
+const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code of a graceful shutdown or a dead peer.
+const CLOSE_AWAY: u16 = 1001;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub heartbeat: Duration,
+    /// What the connection's key allows.
+    pub permits: Permits,
+    /// Largest message a client may send (close 1009 above).
+    pub max_message: usize,
+}
+
+/// Serves one upgraded connection: `input`/`output` are the socket's two
+/// halves, `early` what the client sent right behind its upgrade request.
+pub async fn run<R, W>(
+    input: R,
+    output: W,
+    early: Bytes,
+    backplane: Backplane,
+    settings: Settings,
+    shutdown: Shutdown,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let broker = backplane.broker();
+    let conn = broker.connect_with(settings.permits);
+    let _forget = ForgetOnDrop {
+        broker: Arc::clone(broker),
+        conn: Arc::clone(&conn),
+    };
+    tracing::debug!(connection = conn.id, "websocket connected");
+    let over = CancellationToken::new();
+    let heard = Heard::new();
+    let pong = PendingPong::default();
+    tokio::join!(
+        write_loop(output, &conn, settings, &shutdown, &over, &heard, &pong),
+        read_loop(
+            input,
+            BytesMut::from(&early[..]),
+            Decoder::new(settings.max_message),
+            &backplane,
+            &conn,
+            &shutdown,
+            &over,
+            &heard,
+            &pong,
+        ),
+    );
+    tracing::debug!(connection = conn.id, "websocket closed");
+}
+
+/// When the peer last sent anything (a pong counts), for the dead-peer check.
+struct Heard {
+    since: Instant,
+    at_ms: AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Self {
+        Heard {
+            since: Instant::now(),
+            at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        self.at_ms
+            .store(self.since.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.since
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.at_ms.load(Relaxed)))
+    }
+}
+
+/// The answer owed to the client's latest ping (RFC 6455: a pong with its
+/// payload; only the latest needs one), handed from reader to writer.
+#[derive(Default)]
+struct PendingPong {
+    payload: Mutex<Option<Bytes>>,
+    wake: Notify,
+}
+
+impl PendingPong {
+    fn owe(&self, payload: Bytes) {
+        *self.payload.lock() = Some(payload);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Option<Vec<u8>> {
+        self.payload.lock().take().map(|p| codec::pong_frame(&p))
+    }
+}
+
+struct ForgetOnDrop {
+    broker: Arc<Broker>,
+    conn: Arc<Connection>,
+}
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        self.broker.disconnect(&self.conn, End::Gone);
+    }
+}

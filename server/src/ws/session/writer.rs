@@ -1,0 +1,218 @@
+//! The writing half: the outbox drained in batches onto the socket as
+//! `writev`s of small headers and shared payloads, heartbeats, the write
+//! deadline, and the close frame that ends the connection.
+
+use super::*;
+
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut out: W,
+    conn: &Connection,
+    settings: Settings,
+    shutdown: &Shutdown,
+    over: &CancellationToken,
+    heard: &Heard,
+    pong: &PendingPong,
+) {
+    let mut heartbeat = interval_at(Instant::now() + settings.heartbeat, settings.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A peer that takes no bytes for two heartbeats (gone without a FIN, or
+    // stopped reading) would hold a write forever: the write deadline
+    // closes it, as the ping closes an idle one.
+    let deadline = 2 * settings.heartbeat;
+    let mut stopping = false;
+    let mut buf = DrainBuf::default();
+    loop {
+        if let Some(frame) = pong.take() {
+            if !write_raw(&mut out, &frame, deadline).await {
+                conn.outbox.close(End::Gone);
+                break;
+            }
+        }
+        let batch = conn.outbox.drain(&mut buf, BATCH);
+        let status = if batch.is_empty() {
+            batch.delivered()
+        } else {
+            let live = batch.has_live();
+            match write_frames(&mut out, batch.frames(), deadline).await {
+                Ok(drained_by_peer) => {
+                    // A connection that events are flowing to is judged by
+                    // its writes (the progress deadline here,
+                    // TCP_USER_TIMEOUT in the kernel), not by how late its
+                    // pong comes back: a slow reader's pong waits behind its
+                    // own backlog.
+                    if live || drained_by_peer {
+                        heard.now();
+                    }
+                    batch.delivered()
+                }
+                Err(_) => {
+                    tracing::debug!(connection = conn.id, "write failed or stalled: closing");
+                    let _ = batch.dropped();
+                    conn.outbox.close(End::Gone);
+                    break;
+                }
+            }
+        };
+        match status {
+            Drained::More => continue,
+            Drained::End(end) => {
+                finish(&mut out, end, deadline).await;
+                break;
+            }
+            Drained::Empty if stopping => {
+                let close = codec::close_frame(CLOSE_AWAY, "server shutting down");
+                write_raw(&mut out, &close, deadline).await;
+                break;
+            }
+            Drained::Empty => {
+                // Idle connections give their batch memory back.
+                buf.shrink();
+                tokio::select! {
+                    _ = conn.outbox.writable() => {}
+                    _ = pong.wake.notified() => {}
+                    _ = heartbeat.tick() => {
+                        // Dead peers: a WebSocket ping each heartbeat; a peer
+                        // that sent nothing, not even a pong, for two
+                        // heartbeats is gone (or a half-open socket) and is closed.
+                        if heard.silent_for() > 2 * settings.heartbeat {
+                            tracing::debug!(connection = conn.id, "no answer to ping: closing");
+                            conn.outbox.close(End::Close {
+                                code: CLOSE_AWAY,
+                                reason: "no answer to ping within two heartbeats".into(),
+                            });
+                        } else {
+                            conn.outbox.push_reply(Frame::info(InfoKind::Ping, None));
+                            if !write_raw(&mut out, &codec::PING, deadline).await {
+                                conn.outbox.close(End::Gone);
+                            }
+                        }
+                    }
+                    _ = shutdown.triggered() => {
+                        stopping = true;
+                        conn.outbox.push_reply(Frame::info(InfoKind::ShuttingDown, None));
+                    }
+                }
+            }
+        }
+    }
+    let _ = timeout(deadline, out.shutdown()).await;
+    over.cancel();
+}
+
+/// Writes whole control frames; false if the socket failed or stalled.
+async fn write_raw<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8], deadline: Duration) -> bool {
+    matches!(timeout(deadline, out.write_all(bytes)).await, Ok(Ok(())))
+}
+
+/// Writes `frames` as text frames: per `writev`, up to
+/// [`FRAMES_PER_WRITE`] headers and payloads. The slices live on the stack
+/// of each poll, so the connection's task holds only a position between
+/// polls.
+///
+/// The deadline is on progress, per `writev`: a slow reader that keeps
+/// taking bytes keeps its connection (its queue drops and signals what it
+/// cannot hold), one that takes nothing for `deadline` is gone.
+///
+/// Returns whether the socket was full and then took bytes again: the peer
+/// read them, a sign of life as good as a pong (a busy slow reader is not
+/// pinged: its writer is never idle).
+async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<Frame>>(
+    out: &mut W,
+    frames: &[F],
+    deadline: Duration,
+) -> io::Result<bool> {
+    let mut at = Position::default();
+    let mut waited = false;
+    while at.frame < frames.len() {
+        // Most writes go through at once; only a full socket gets the
+        // deadline (a timer and a clock read per write were 3 % of a
+        // fan-out's CPU).
+        let once =
+            std::future::poll_fn(|cx| poll_write_once(Pin::new(&mut *out), cx, frames, &mut at));
+        let mut once = std::pin::pin!(once);
+        if let Some(written) = once.as_mut().now_or_never() {
+            written?;
+            continue;
+        }
+        waited = true;
+        timeout(deadline, once)
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    }
+    Ok(waited)
+}
+
+/// How far a batch has been written: whole frames, then bytes into the next.
+#[derive(Default)]
+struct Position {
+    frame: usize,
+    offset: usize,
+}
+
+/// One `writev` of what is left of `frames` from `at`, advancing `at`.
+fn poll_write_once<W: AsyncWrite, F: AsRef<Frame>>(
+    out: Pin<&mut W>,
+    cx: &mut Context<'_>,
+    frames: &[F],
+    at: &mut Position,
+) -> Poll<io::Result<()>> {
+    {
+        let chunk = &frames[at.frame..frames.len().min(at.frame + FRAMES_PER_WRITE)];
+        let mut headers = [([0u8; 10], 0usize); FRAMES_PER_WRITE];
+        for (h, f) in headers.iter_mut().zip(chunk) {
+            *h = codec::header(codec::TEXT, f.as_ref().bytes().len());
+        }
+        let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+        let mut n = 0;
+        for (i, f) in chunk.iter().enumerate() {
+            let (h, len) = &headers[i];
+            let (header, payload) = (&h[..*len], &f.as_ref().bytes()[..]);
+            let skip = if i == 0 { at.offset } else { 0 };
+            if skip < header.len() {
+                slices[n] = IoSlice::new(&header[skip..]);
+                slices[n + 1] = IoSlice::new(payload);
+                n += 2;
+            } else {
+                slices[n] = IoSlice::new(&payload[skip - header.len()..]);
+                n += 1;
+            }
+        }
+        let mut written = ready!(out.poll_write_vectored(cx, &slices[..n]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        // Advance over whole frames, then into the next one.
+        for (h, f) in headers.iter().zip(chunk) {
+            let left = h.1 + f.as_ref().bytes().len() - at.offset;
+            if written >= left {
+                written -= left;
+                at.frame += 1;
+                at.offset = 0;
+            } else {
+                at.offset += written;
+                break;
+            }
+        }
+    }
+    Poll::Ready(Ok(()))
+}
+
+async fn finish<W: AsyncWrite + Unpin>(out: &mut W, end: End, deadline: Duration) {
+    match end {
+        End::Kicked { topic, dropped } => {
+            let notice = Frame::slow_consumer(&topic, dropped);
+            let written = write_frames(out, std::slice::from_ref(&notice), deadline);
+            if written.await.is_ok() {
+                let close = codec::close_frame(CLOSE_SLOW_CONSUMER, "slow consumer");
+                write_raw(out, &close, deadline).await;
+            }
+        }
+        End::Close { code, reason } => {
+            write_raw(out, &codec::close_frame(code, &reason), deadline).await;
+        }
+        End::Gone => {
+            // An empty close frame; the peer may be gone already.
+            write_raw(out, &codec::EMPTY_CLOSE, deadline).await;
+        }
+    }
+}
