@@ -56,6 +56,18 @@ async fn call(
     (status, body, challenge)
 }
 
+async fn create_as_admin(s: &TestServer, name: &str) {
+    let (status, body, _) = call(
+        s,
+        Method::POST,
+        "/api/topics",
+        Some("adm"),
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("-")
 }
@@ -172,15 +184,7 @@ async fn every_documented_operation_and_its_head_are_guarded() {
     );
 
     // HEAD on the history needs subscribe, like GET.
-    let (status, _, _) = call(
-        &s,
-        Method::POST,
-        "/api/topics",
-        Some("adm"),
-        Some(json!({"name": "t"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    create_as_admin(&s, "t").await;
     let head = |key| call(&s, Method::HEAD, "/api/topics/t/messages", Some(key), None);
     assert_eq!(head("pub").await.0, 403, "HEAD with a publish-only key");
     assert_eq!(head("sub").await.0, 200, "HEAD with a subscribe key");
@@ -240,15 +244,7 @@ async fn the_websocket_takes_the_key_in_a_header_or_the_token_parameter() {
 #[tokio::test]
 async fn websocket_operations_need_their_role() {
     let s = secured().await;
-    let (status, _, _) = call(
-        &s,
-        Method::POST,
-        "/api/topics",
-        Some("adm"),
-        Some(json!({"name": "t"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    create_as_admin(&s, "t").await;
     let url = |key: &str| format!("ws://{}/ws?token={key}", s.addr);
 
     let mut subscriber = Ws::connect(&url("sub")).await;
