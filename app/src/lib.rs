@@ -6,13 +6,15 @@
 //! - [`client`]: the browser's calls to the REST API (hydrate only).
 //! - [`auth`]: the API key, asked for when the server requires one.
 //! - [`live`]: a live WebSocket subscription with reconnect and resume.
-//! - [`pages`]: one module per page; [`components`]: pieces they share.
+//! - [`pages`]: one module per page; [`components`]: pieces they share;
+//!   [`poll`]: how a page refreshes its data.
 
 pub mod auth;
 pub mod client;
 pub mod components;
 pub mod live;
 pub mod pages;
+pub mod poll;
 pub use protocol as wire;
 
 use leptos::prelude::*;

@@ -4,10 +4,10 @@
 //! minutes), so the charts are full at once; then every second it appends
 //! the newest samples and refreshes the cards.
 
-use crate::client;
 use crate::components::chart::{BarList, LineChart, Series};
 use crate::components::format::{rate, thousands, uptime};
 use crate::wire::{Stats, StatsSample};
+use crate::{client, poll};
 use leptos::prelude::*;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -77,25 +77,19 @@ pub fn Dashboard() -> impl IntoView {
     let stats = RwSignal::new(None::<Stats>);
     let error = RwSignal::new(None::<String>);
 
-    Effect::new(move || {
-        let refresh = move |full: bool| {
-            leptos::task::spawn_local(async move {
-                let history = client::stats_history(if full { None } else { Some(5) }).await;
-                let current = client::stats().await;
-                match (history, current) {
-                    (Ok(h), Ok(s)) => {
-                        samples.update(|all| merge(all, h.samples));
-                        stats.set(Some(s));
-                        error.set(None);
-                    }
-                    (Err(e), _) | (_, Err(e)) => error.set(Some(e)),
+    poll::every(REFRESH, move |full: bool| {
+        leptos::task::spawn_local(async move {
+            let history = client::stats_history(if full { None } else { Some(5) }).await;
+            let current = client::stats().await;
+            match (history, current) {
+                (Ok(h), Ok(s)) => {
+                    samples.update(|all| merge(all, h.samples));
+                    stats.set(Some(s));
+                    error.set(None);
                 }
-            })
-        };
-        refresh(true);
-        if let Ok(handle) = set_interval_with_handle(move || refresh(false), REFRESH) {
-            on_cleanup(move || handle.clear());
-        }
+                (Err(e), _) | (_, Err(e)) => error.set(Some(e)),
+            }
+        })
     });
 
     let window = KEEP as f64;

@@ -1,10 +1,10 @@
 //! `/topics/{name}`: one topic's metadata, a publish form, a live
 //! subscription panel and the history from the REST endpoint.
 
-use crate::client;
 use crate::components::format::{clock, thousands, timestamp};
 use crate::live::{self, EntryKind, Level, LiveView, Status};
 use crate::wire::{message_id_problem, HistoryMessage, PublishMessage, TopicDetail};
+use crate::{client, poll};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 use std::time::Duration;
@@ -35,22 +35,13 @@ pub fn Topic() -> impl IntoView {
 #[component]
 fn Meta(name: String) -> impl IntoView {
     let detail = RwSignal::new(None::<Result<TopicDetail, String>>);
-    Effect::new({
+    poll::every(REFRESH, {
         let name = name.clone();
-        move || {
-            let load = {
-                let name = name.clone();
-                move || {
-                    let name = name.clone();
-                    leptos::task::spawn_local(async move {
-                        detail.set(Some(client::topic(&name).await));
-                    })
-                }
-            };
-            load();
-            if let Ok(handle) = set_interval_with_handle(load, REFRESH) {
-                on_cleanup(move || handle.clear());
-            }
+        move |_| {
+            let name = name.clone();
+            leptos::task::spawn_local(async move {
+                detail.set(Some(client::topic(&name).await));
+            })
         }
     });
     view! {

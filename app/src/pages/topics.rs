@@ -2,9 +2,9 @@
 //! checks the name before sending, and delete with a confirmation. The list
 //! refreshes itself every two seconds.
 
-use crate::client;
 use crate::components::format::{thousands, timestamp};
 use crate::wire::{topic_name_problem, TopicSummary};
+use crate::{client, poll};
 use leptos::prelude::*;
 use std::time::Duration;
 
@@ -19,12 +19,7 @@ pub fn Topics() -> impl IntoView {
             topics.set(Some(client::list_topics().await));
         })
     };
-    Effect::new(move || {
-        reload();
-        if let Ok(handle) = set_interval_with_handle(reload, REFRESH) {
-            on_cleanup(move || handle.clear());
-        }
-    });
+    poll::every(REFRESH, move |_| reload());
 
     let shown = move || {
         let needle = filter.get().to_lowercase();
