@@ -13,16 +13,20 @@
 //! - [`http_server`]: the accept loop, with the HTTP bounds (connections,
 //!   header time, stalled responses, a shutdown that always ends).
 //! - [`shutdown`]: graceful shutdown, passed down as a value.
+//!
+//! Only what the tests, the fuzz harness and the benches reach is `pub`
+//! (the broker, the backplane, the WebSocket session, config, shutdown);
+//! the HTTP adapters are `pub(crate)`.
 
-pub mod api;
-pub mod auth;
+pub(crate) mod api;
+pub(crate) mod auth;
 pub mod backplane;
 pub mod broker;
 pub mod config;
-pub mod http_server;
-pub mod metrics;
+pub(crate) mod http_server;
+pub(crate) mod metrics;
 pub mod shutdown;
-pub mod ui;
+pub(crate) mod ui;
 pub mod ws;
 
 use axum::extract::FromRef;
