@@ -182,14 +182,11 @@ pub fn run(data: &[u8]) {
     };
     let server = server();
     // Each input starts from the same state: only `TOPIC`, with no messages.
-    for topic in server.state.broker.list_topics() {
-        let _ = server.state.broker.delete_topic(&topic.name);
+    let broker = server.state.backplane.broker();
+    for topic in broker.list_topics() {
+        let _ = broker.delete_topic(&topic.name);
     }
-    server
-        .state
-        .broker
-        .create_topic(TOPIC)
-        .expect("create the fixed topic");
+    broker.create_topic(TOPIC).expect("create the fixed topic");
 
     let http_request = http::Request::builder()
         .method(request.method())

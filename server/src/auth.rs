@@ -476,7 +476,8 @@ pub async fn guard(
     let headers = request.headers();
     if !state.origins().serves_host(headers) {
         state
-            .broker
+            .backplane
+            .broker()
             .totals()
             .refuse(crate::broker::Limit::HostNotAllowed);
         return Refusal::Host.into_response();
@@ -487,7 +488,8 @@ pub async fn guard(
     );
     if changes_state && !state.origins().permits(headers) {
         state
-            .broker
+            .backplane
+            .broker()
             .totals()
             .refuse(crate::broker::Limit::OriginNotAllowed);
         return Refusal::Origin.into_response();

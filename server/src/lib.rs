@@ -53,10 +53,10 @@ pub const STATS_HISTORY_SAMPLES: usize = 300;
 /// What every handler can reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    /// This instance's connections, subscriptions and counters.
-    pub broker: Arc<Broker>,
-    /// Where topics, `seq` and history are decided (this process, or NATS in
-    /// cluster mode); REST and WebSocket go through it.
+    /// The one handle to the core: where topics, `seq` and history are
+    /// decided (this process, or NATS in cluster mode), and through
+    /// [`Backplane::broker`] this instance's connections, subscriptions and
+    /// counters.
     pub backplane: Backplane,
     pub sampler: Arc<Sampler>,
     pub http_requests: Arc<metrics::HttpRequests>,
@@ -94,7 +94,6 @@ impl AppState {
     fn with(backplane: Backplane, config: Config, shutdown: Shutdown) -> Self {
         let leptos_options = ui::options(&config);
         AppState {
-            broker: Arc::clone(backplane.broker()),
             backplane,
             sampler: Arc::new(Sampler::new(STATS_HISTORY_SAMPLES)),
             http_requests: Arc::default(),
@@ -182,7 +181,7 @@ fn request_span<B>(request: &Request<B>) -> tracing::Span {
 /// whatever clients do.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     tokio::spawn(sample_stats(
-        Arc::clone(&state.broker),
+        Arc::clone(state.backplane.broker()),
         Arc::clone(&state.sampler),
         state.shutdown.clone(),
     ));

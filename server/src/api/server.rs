@@ -30,7 +30,7 @@ pub(super) async fn health(State(state): State<AppState>) -> ApiResult<Json<Heal
         .backplane
         .health()
         .map_err(|reason| BrokerError::new(ErrorCode::Unavailable, reason))?;
-    let b = &state.broker;
+    let b = &state.backplane.broker();
     Ok(Json(Health {
         status: "ok".into(),
         uptime_sec: b.uptime_sec(),
@@ -58,7 +58,7 @@ pub(super) async fn health(State(state): State<AppState>) -> ApiResult<Json<Heal
     ),
 )]
 pub(super) async fn stats(State(state): State<AppState>) -> Json<Stats> {
-    let b = &state.broker;
+    let b = &state.backplane.broker();
     let t = b.totals();
     let topics = b
         .all_topic_counts()

@@ -254,7 +254,7 @@ impl NatsBackplane {
         registry: &kv::Store,
         name: &str,
     ) -> Result<TopicInfo, (BrokerError, bool)> {
-        let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        let epoch = crate::broker::new_epoch();
         let registration = Registration {
             epoch,
             created_at: clock::now_rfc3339(),

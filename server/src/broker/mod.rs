@@ -33,6 +33,15 @@ pub use topic::{PublishedEvent, Topic};
 
 use protocol::ErrorCode;
 
+/// A fresh epoch: 16 hex digits, random, so that a topic deleted and
+/// created again (here or on any instance of a cluster) never continues an
+/// old `seq` (`since` with another epoch is `recovered: false`).
+pub fn new_epoch() -> String {
+    let mut epoch = uuid::Uuid::new_v4().simple().to_string();
+    epoch.truncate(16);
+    epoch
+}
+
 /// The broker's knobs (the server's flags map onto these).
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -175,7 +184,7 @@ impl Broker {
 
     pub fn create_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         error::check_topic_name(name)?;
-        let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        let epoch = new_epoch();
         let key: Arc<str> = Arc::from(name);
         match self.topics.entry(Arc::clone(&key)) {
             dashmap::Entry::Occupied(_) => Err(BrokerError::topic_exists(name)),

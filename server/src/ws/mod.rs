@@ -36,7 +36,8 @@ pub async fn upgrade(
     // open a socket in its visitor's name.
     if !state.origins().permits(headers) {
         state
-            .broker
+            .backplane
+            .broker()
             .totals()
             .refuse(crate::broker::Limit::OriginNotAllowed);
         return Refusal::Origin.into_response();
@@ -59,7 +60,8 @@ pub async fn upgrade(
     // Held by the session until it ends (or dropped if the upgrade fails).
     let Ok(slot) = state.connection_slots.clone().try_acquire_owned() else {
         state
-            .broker
+            .backplane
+            .broker()
             .totals()
             .refuse(crate::broker::Limit::MaxConnections);
         return ApiError::new(
