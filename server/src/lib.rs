@@ -81,12 +81,14 @@ impl AppState {
     /// The state `config` asks for: in cluster mode it connects to NATS
     /// (retrying in the background while NATS is not there).
     pub async fn start(config: Config, shutdown: Shutdown) -> Result<Self, String> {
-        let broker = Arc::new(Broker::new(config.broker()));
         let backplane = match &config.cluster_nats {
-            None => Backplane::Memory(broker),
-            Some(url) => Backplane::Nats(
-                backplane::nats::NatsBackplane::connect(url, broker, shutdown.clone()).await?,
-            ),
+            None => Backplane::Memory(Arc::new(Broker::new(config.broker()))),
+            Some(url) => {
+                let mirror = Arc::new(Broker::mirror(config.broker()));
+                Backplane::Nats(
+                    backplane::nats::NatsBackplane::connect(url, mirror, shutdown.clone()).await?,
+                )
+            }
         };
         Ok(Self::with(backplane, config, shutdown))
     }

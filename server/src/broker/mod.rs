@@ -152,11 +152,29 @@ pub struct Broker {
     evicting: parking_lot::Mutex<()>,
     next_connection: AtomicU64,
     started: Instant,
+    /// Whether this broker decides topics and `seq` itself ([`Broker::new`])
+    /// or mirrors a log that does ([`Broker::mirror`]).
+    authority: bool,
 }
 
 impl Broker {
+    /// A broker that is the authority: it creates and deletes topics and
+    /// assigns `seq` (one process, the in-memory default).
     pub fn new(config: BrokerConfig) -> Self {
         Broker {
+            authority: true,
+            ..Broker::mirror(config)
+        }
+    }
+
+    /// A broker that mirrors a log deciding topics and `seq` elsewhere
+    /// (NATS JetStream in cluster mode): it takes topics in with
+    /// [`Broker::adopt_topic`] and events with [`Broker::apply_event`], and
+    /// refuses to create, delete or publish on its own, which would fork
+    /// `seq` from the cluster's.
+    pub fn mirror(config: BrokerConfig) -> Self {
+        Broker {
+            authority: false,
             config,
             topics: DashMap::new(),
             topic_slots: AtomicUsize::new(0),
@@ -166,6 +184,23 @@ impl Broker {
             next_connection: AtomicU64::new(1),
             started: Instant::now(),
         }
+    }
+
+    /// `Ok` on the authority; on a mirror, the refusal of a call only the
+    /// authority may make (a programming error: logged, and INTERNAL to
+    /// the client, never a forked `seq`).
+    fn authority(&self, call: &str) -> Result<(), BrokerError> {
+        if self.authority {
+            return Ok(());
+        }
+        tracing::error!(
+            call,
+            "a mirror broker was asked to decide what its log decides"
+        );
+        Err(BrokerError::new(
+            ErrorCode::Internal,
+            "this instance does not decide topics or seq on its own",
+        ))
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -183,6 +218,7 @@ impl Broker {
     // ------------------------------------------------------------ topics
 
     pub fn create_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        self.authority("create_topic")?;
         error::check_topic_name(name)?;
         let epoch = new_epoch();
         let key: Arc<str> = Arc::from(name);
@@ -257,6 +293,7 @@ impl Broker {
     /// the subscription, and the topic's events still queued to it are
     /// discarded (counted as dropped).
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        self.authority("delete_topic")?;
         error::check_topic_name(name)?;
         if self.drop_topic(name, None) {
             Ok(())
@@ -417,6 +454,7 @@ impl Broker {
     /// Publishes one message: assigns the next `seq`, appends it to history
     /// and queues it to every subscriber, all under the topic's lock.
     pub fn publish(&self, name: &str, message: PublishMessage) -> Result<Receipt, BrokerError> {
+        self.authority("publish")?;
         let Prepared { id, payload } = self.prepare(name, message)?;
         let topic = self.topic(name)?;
         // The expensive part (serializing the payload) happens before the lock.

@@ -738,3 +738,30 @@ fn a_batch_let_go_unsettled_counts_its_events_as_dropped() {
     );
     assert_eq!(c.outbox.depth(), (0, 0));
 }
+
+/// In cluster mode the broker mirrors JetStream: it takes topics and
+/// events in, and never decides them itself (that would fork `seq`).
+#[test]
+fn a_mirror_never_creates_deletes_or_assigns_seq() {
+    let b = Broker::mirror(BrokerConfig::default());
+    let refused = |r: Result<(), BrokerError>| r.map_err(|e| e.code);
+    assert_eq!(
+        refused(b.create_topic("t").map(|_| ())),
+        Err(ErrorCode::Internal)
+    );
+    let (topic, _) = b.adopt_topic("t", "0123456789abcdef", "2026-12-04T00:00:00.000Z");
+    assert_eq!(
+        refused(b.publish("t", msg(json!(1))).map(|_| ())),
+        Err(ErrorCode::Internal)
+    );
+    let draft = EventDraft::new(
+        "t",
+        "id",
+        &serde_json::value::to_raw_value(&json!(1)).unwrap(),
+        "ts",
+    );
+    assert_eq!(b.apply_event(&topic, 1, draft), 1);
+    assert_eq!(b.topic_info("t").unwrap().seq, 1, "the log's seq, applied");
+    assert_eq!(refused(b.delete_topic("t")), Err(ErrorCode::Internal));
+    assert!(b.drop_topic("t", None), "the log's delete, applied");
+}
