@@ -422,20 +422,21 @@ fn hostname(host: &str) -> &str {
 /// closed ([`Access::need`] is `None`).
 #[derive(Debug, Default)]
 pub struct Access {
-    needs: std::collections::HashMap<(Method, String), Need>,
+    /// By route template, then method: looked up by `&str` on every
+    /// request, with no allocation.
+    needs: std::collections::HashMap<String, Vec<(Method, Need)>>,
 }
 
 impl Access {
     /// Declares what `method route` needs. Declaring a route twice is a
     /// programming error.
     pub fn declare(&mut self, method: Method, route: &str, need: Need) {
-        let previous = self.needs.insert((method.clone(), route.to_owned()), need);
-        assert!(previous.is_none(), "{method} {route} declared twice");
-    }
-
-    /// Whether `route` was declared, for any method.
-    pub fn declares(&self, route: &str) -> bool {
-        self.needs.keys().any(|(_, r)| r == route)
+        let methods = self.needs.entry(route.to_owned()).or_default();
+        assert!(
+            methods.iter().all(|(m, _)| *m != method),
+            "{method} {route} declared twice"
+        );
+        methods.push((method, need));
     }
 
     /// What a request to `path`, routed to `matched` (if a route matched),
@@ -450,13 +451,16 @@ impl Access {
         let Some(route) = matched.filter(|r| !is_fallback(r)) else {
             return Some(if under_api { Need::AnyKey } else { Need::Open });
         };
-        if let Some(need) = self.needs.get(&(method.clone(), route.to_owned())) {
-            return Some(*need);
-        }
-        if self.declares(route) {
-            return Some(Need::AnyKey);
-        }
-        (!under_api).then_some(Need::Open)
+        let Some(methods) = self.needs.get(route) else {
+            return (!under_api).then_some(Need::Open);
+        };
+        // A method the route does not serve: a key first, then the 405.
+        Some(
+            methods
+                .iter()
+                .find(|(m, _)| m == method)
+                .map_or(Need::AnyKey, |(_, need)| *need),
+        )
     }
 }
 

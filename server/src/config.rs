@@ -176,7 +176,17 @@ pub struct Config {
     /// Each setting's effective value as text, as it was given or
     /// defaulted, in declaration order (for --print-config).
     #[arg(skip)]
-    effective: Vec<(String, Vec<String>)>,
+    effective: Vec<Effective>,
+}
+
+/// One setting as the final parse holds it.
+#[derive(Debug, Clone, Default)]
+struct Effective {
+    id: String,
+    values: Vec<String>,
+    /// A flag given once per value (`--api-key`, `--public-origin`): an
+    /// array in the file, even when empty.
+    repeatable: bool,
 }
 
 /// Arguments that are not settings: they are not in the file and not
@@ -292,7 +302,7 @@ fn file_args(
 }
 
 /// Every setting's value as text, from the final parse.
-fn effective(matches: &ArgMatches) -> Vec<(String, Vec<String>)> {
+fn effective(matches: &ArgMatches) -> Vec<Effective> {
     Config::command()
         .get_arguments()
         .filter(|a| a.get_long().is_some() && !NOT_SETTINGS.contains(&a.get_id().as_str()))
@@ -302,7 +312,11 @@ fn effective(matches: &ArgMatches) -> Vec<(String, Vec<String>)> {
                 .get_raw(&id)
                 .map(|raw| raw.map(|v| v.to_string_lossy().into_owned()).collect())
                 .unwrap_or_default();
-            (id, values)
+            Effective {
+                id,
+                values,
+                repeatable: matches!(a.get_action(), clap::ArgAction::Append),
+            }
         })
         .collect()
 }
@@ -346,24 +360,20 @@ impl Config {
     /// the flags declare, under its flag's id, but the secrets.
     pub fn to_toml(&self) -> String {
         let mut table = toml::Table::new();
-        for (id, values) in &self.effective {
-            if SECRET.contains(&id.as_str()) {
+        for setting in &self.effective {
+            if SECRET.contains(&setting.id.as_str()) {
                 continue;
             }
             let value = |v: &String| match v.parse::<i64>() {
                 Ok(n) => toml::Value::Integer(n),
                 Err(_) => toml::Value::String(v.clone()),
             };
-            let repeatable = Config::command()
-                .get_arguments()
-                .find(|a| a.get_id() == id.as_str())
-                .is_some_and(|a| matches!(a.get_action(), clap::ArgAction::Append));
-            let value = match values.as_slice() {
-                [] if !repeatable => continue,
-                [one] if !repeatable => value(one),
-                many => toml::Value::Array(many.iter().map(value).collect()),
+            let value = match (setting.values.as_slice(), setting.repeatable) {
+                ([], false) => continue,
+                ([one], false) => value(one),
+                (many, _) => toml::Value::Array(many.iter().map(value).collect()),
             };
-            table.insert(id.clone(), value);
+            table.insert(setting.id.clone(), value);
         }
         let text = toml::to_string(&table).unwrap_or_default();
         if self.api_keys.is_empty() {

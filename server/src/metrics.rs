@@ -130,7 +130,7 @@ fn escape(value: &str) -> String {
 
 /// The whole exposition.
 pub fn render(state: &AppState) -> String {
-    let b = &state.backplane.broker();
+    let b = state.backplane.broker();
     let t = b.totals();
     let mut out = String::with_capacity(4096);
     let (_, queued_bytes) = b.queued();
