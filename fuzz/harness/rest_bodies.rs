@@ -182,11 +182,16 @@ pub fn run(data: &[u8]) {
     };
     let server = server();
     // Each input starts from the same state: only `TOPIC`, with no messages.
-    let broker = server.state.backplane.broker();
-    for topic in broker.list_topics() {
-        let _ = broker.delete_topic(&topic.name);
-    }
-    broker.create_topic(TOPIC).expect("create the fixed topic");
+    let broker = &server.state.broker;
+    server.runtime.block_on(async {
+        for topic in broker.list_topics().await.expect("in memory") {
+            let _ = broker.delete_topic(&topic.name).await;
+        }
+        broker
+            .create_topic(TOPIC)
+            .await
+            .expect("create the fixed topic");
+    });
 
     let http_request = http::Request::builder()
         .method(request.method())

@@ -23,7 +23,6 @@
 
 use bytes::BytesMut;
 use protocol::{ErrorCode, ServerFrame};
-use pubsub_server::backplane::Backplane;
 use pubsub_server::broker::frame::Frame;
 use pubsub_server::broker::{
     Broker, BrokerConfig, Connection, DrainBuf, Drained, End, Replay, SlowConsumerPolicy,
@@ -33,7 +32,6 @@ use pubsub_server::ws::session::{handle_text, Inflight};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
@@ -228,13 +226,13 @@ impl Write for ClientBytes<'_> {
 // ---------------------------------------------------------------- session
 
 /// The output of a future that is ready at its first poll, as every
-/// future of the in-memory backplane is.
+/// future of the in-memory broker is.
 fn at_once<F: std::future::Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match future.as_mut().poll(&mut cx) {
         std::task::Poll::Ready(output) => output,
-        std::task::Poll::Pending => panic!("the in-memory backplane answers at once"),
+        std::task::Poll::Pending => panic!("the in-memory broker answers at once"),
     }
 }
 
@@ -248,21 +246,19 @@ fn serve(input_len: usize, messages: &[Incoming]) {
     } else {
         SlowConsumerPolicy::Disconnect
     };
-    let broker = Arc::new(Broker::new(BrokerConfig {
+    let broker = Broker::new(BrokerConfig {
         history_size: 16,
         subscriber_queue: 8,
         slow_consumer_policy: policy,
         max_message_bytes: MAX_PAYLOAD,
         ..BrokerConfig::default()
-    }));
-    let backplane = Backplane::Memory(Arc::clone(&broker));
+    });
     for topic in TOPICS {
-        broker.create_topic(topic).expect("create a fixed topic");
+        at_once(broker.create_topic(topic)).expect("create a fixed topic");
     }
     let bystander = broker.connect();
     for topic in TOPICS {
-        broker
-            .subscribe(&bystander, topic, Replay::default(), None)
+        at_once(broker.subscribe(&bystander, topic, Replay::default(), None))
             .expect("subscribe the bystander");
     }
 
@@ -272,7 +268,7 @@ fn serve(input_len: usize, messages: &[Incoming]) {
     let mut requests = 0;
     for message in messages {
         match message {
-            Incoming::Text(text) => at_once(handle_text(&backplane, &conn, text, &mut inflight)),
+            Incoming::Text(text) => at_once(handle_text(&broker, &conn, text, &mut inflight)),
             // As `session::read_loop` answers a binary message.
             Incoming::Binary => conn.outbox.push_reply(Frame::error(
                 None,

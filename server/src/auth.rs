@@ -480,8 +480,7 @@ pub async fn guard(
     let headers = request.headers();
     if !state.origins().serves_host(headers) {
         state
-            .backplane
-            .broker()
+            .broker
             .totals()
             .refuse(crate::broker::Limit::HostNotAllowed);
         return Refusal::Host.into_response();
@@ -492,8 +491,7 @@ pub async fn guard(
     );
     if changes_state && !state.origins().permits(headers) {
         state
-            .backplane
-            .broker()
+            .broker
             .totals()
             .refuse(crate::broker::Limit::OriginNotAllowed);
         return Refusal::Origin.into_response();

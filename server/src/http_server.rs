@@ -80,11 +80,7 @@ pub async fn run(listener: TcpListener, app: Router, state: &AppState) {
         // 40 ms p99.
         let _ = tcp.set_nodelay(true);
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            state
-                .backplane
-                .broker()
-                .totals()
-                .refuse(Limit::MaxHttpConnections);
+            state.broker.totals().refuse(Limit::MaxHttpConnections);
             refuse(&tcp, config.max_http_connections);
             continue;
         };

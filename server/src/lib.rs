@@ -3,7 +3,9 @@
 //!
 //! A map of the modules:
 //! - [`broker`]: the core (topics, subscriptions, publishing, history,
-//!   stats), plain Rust with its own tests. Everything else adapts it.
+//!   stats), plain Rust with its own tests: one facade, [`broker::Broker`],
+//!   over this instance's hub and a log (in memory, or NATS JetStream in
+//!   cluster mode). Everything else adapts it and holds only the facade.
 //! - [`api`]: the REST API under `/api`.
 //! - [`auth`]: API keys and roles, and the browser origins allowed.
 //! - [`ws`]: the WebSocket endpoint at `/ws`.
@@ -15,12 +17,11 @@
 //! - [`shutdown`]: graceful shutdown, passed down as a value.
 //!
 //! Only what the tests, the fuzz harness and the benches reach is `pub`
-//! (the broker, the backplane, the WebSocket session, config, shutdown);
-//! the HTTP adapters are `pub(crate)`.
+//! (the broker's facade, the WebSocket session, config, shutdown); the
+//! HTTP adapters and the broker's hub are `pub(crate)`.
 
 pub(crate) mod api;
 pub(crate) mod auth;
-pub mod backplane;
 pub mod broker;
 pub mod config;
 pub(crate) mod http_server;
@@ -33,7 +34,6 @@ use axum::extract::FromRef;
 use axum::http::{HeaderName, Method, Request};
 use axum::routing::{any, get};
 use axum::Router;
-use backplane::Backplane;
 use broker::sampler::Sampler;
 use broker::Broker;
 use config::Config;
@@ -53,11 +53,10 @@ pub const STATS_HISTORY_SAMPLES: usize = 300;
 /// What every handler can reach.
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    /// The one handle to the core: where topics, `seq` and history are
-    /// decided (this process, or NATS in cluster mode), and through
-    /// [`Backplane::broker`] this instance's connections, subscriptions and
-    /// counters.
-    pub backplane: Backplane,
+    /// The one handle to the core: topics, `seq` and history as the log
+    /// decides them (this process, or NATS in cluster mode), and this
+    /// instance's connections, subscriptions and counters.
+    pub broker: Broker,
     pub sampler: Arc<Sampler>,
     pub http_requests: Arc<metrics::HttpRequests>,
     pub config: Arc<Config>,
@@ -74,29 +73,24 @@ impl AppState {
     /// A single instance holding everything in memory (`cluster_nats` is
     /// not looked at; see [`AppState::start`]).
     pub fn new(config: Config, shutdown: Shutdown) -> Self {
-        let broker = Arc::new(Broker::new(config.broker()));
-        Self::with(Backplane::Memory(Arc::clone(&broker)), config, shutdown)
+        let broker = Broker::new(config.broker());
+        Self::with(broker, config, shutdown)
     }
 
     /// The state `config` asks for: in cluster mode it connects to NATS
     /// (retrying in the background while NATS is not there).
     pub async fn start(config: Config, shutdown: Shutdown) -> Result<Self, String> {
-        let backplane = match &config.cluster_nats {
-            None => Backplane::Memory(Arc::new(Broker::new(config.broker()))),
-            Some(url) => {
-                let mirror = Arc::new(Broker::mirror(config.broker()));
-                Backplane::Nats(
-                    backplane::nats::NatsBackplane::connect(url, mirror, shutdown.clone()).await?,
-                )
-            }
+        let broker = match &config.cluster_nats {
+            None => Broker::new(config.broker()),
+            Some(url) => Broker::cluster(config.broker(), url, shutdown.clone()).await?,
         };
-        Ok(Self::with(backplane, config, shutdown))
+        Ok(Self::with(broker, config, shutdown))
     }
 
-    fn with(backplane: Backplane, config: Config, shutdown: Shutdown) -> Self {
+    fn with(broker: Broker, config: Config, shutdown: Shutdown) -> Self {
         let leptos_options = ui::options(&config);
         AppState {
-            backplane,
+            broker,
             sampler: Arc::new(Sampler::new(STATS_HISTORY_SAMPLES)),
             http_requests: Arc::default(),
             keys: Arc::new(auth::Keys::new(config.api_keys.clone())),
@@ -183,7 +177,7 @@ fn request_span<B>(request: &Request<B>) -> tracing::Span {
 /// whatever clients do.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     tokio::spawn(sample_stats(
-        Arc::clone(state.backplane.broker()),
+        state.broker.clone(),
         Arc::clone(&state.sampler),
         state.shutdown.clone(),
     ));
@@ -196,7 +190,7 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
 }
 
 /// Samples the counters every [`STATS_INTERVAL`] until shutdown.
-async fn sample_stats(broker: Arc<Broker>, sampler: Arc<Sampler>, shutdown: Shutdown) {
+async fn sample_stats(broker: Broker, sampler: Arc<Sampler>, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

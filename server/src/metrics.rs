@@ -7,8 +7,8 @@
 //! requests are counted by the template of the route they reached
 //! ([`route_label`]), never by raw path.
 
-use crate::broker::tally::LATENCY_BOUNDS;
 use crate::broker::TopicCounts;
+use crate::broker::LATENCY_BOUNDS;
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
@@ -130,7 +130,7 @@ fn escape(value: &str) -> String {
 
 /// The whole exposition.
 pub fn render(state: &AppState) -> String {
-    let b = state.backplane.broker();
+    let b = &state.broker;
     let t = b.totals();
     let mut out = String::with_capacity(4096);
     let (_, queued_bytes) = b.queued();
@@ -181,8 +181,8 @@ pub fn render(state: &AppState) -> String {
         (
             "pubsub_backplane_up",
             "gauge",
-            "1 while the backplane serves (always on the in-memory one; in cluster mode, NATS reachable), else 0.",
-            u64::from(state.backplane.health().is_ok()),
+            "1 while the log serves (always in memory; in cluster mode, NATS reachable), else 0.",
+            u64::from(state.broker.health().is_ok()),
         ),
     ];
     for (name, kind, help, value) in simple {

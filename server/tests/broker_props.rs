@@ -181,6 +181,11 @@ struct TopicView {
     announced: u64,
 }
 
+/// The output of a broker call, which in memory is ready at its first poll.
+fn now<F: std::future::Future>(future: F) -> F::Output {
+    futures_util::FutureExt::now_or_never(future).expect("in memory, the broker answers at once")
+}
+
 struct World {
     broker: Broker,
     capacity: usize,
@@ -240,7 +245,7 @@ impl World {
     }
 
     fn create(&mut self, name: &str) {
-        let result = self.broker.create_topic(name);
+        let result = now(self.broker.create_topic(name));
         if self.topics.contains_key(name) {
             assert_eq!(result.unwrap_err().code, ErrorCode::TopicExists);
             return;
@@ -261,7 +266,7 @@ impl World {
     }
 
     fn delete(&mut self, name: &str) {
-        let result = self.broker.delete_topic(name);
+        let result = now(self.broker.delete_topic(name));
         let Some(topic) = self.topics.remove(name) else {
             assert_eq!(result.unwrap_err().code, ErrorCode::TopicNotFound);
             return;
@@ -290,9 +295,9 @@ impl World {
             last_n,
             since: since.clone(),
         };
-        let result = self
+        let result = now(self
             .broker
-            .subscribe(&self.clients[c].conn, name, replay, None);
+            .subscribe(&self.clients[c].conn, name, replay, None));
         let Some(topic) = self.topics.get_mut(name) else {
             assert_eq!(result.unwrap_err().code, ErrorCode::TopicNotFound);
             return;
@@ -373,7 +378,7 @@ impl World {
             id: None,
             payload: serde_json::json!({ "n": self.next_instance }),
         };
-        let result = self.broker.publish(name, message);
+        let result = now(self.broker.publish(name, message));
         let Some(topic) = self.topics.get_mut(name) else {
             assert_eq!(result.unwrap_err().code, ErrorCode::TopicNotFound);
             return;

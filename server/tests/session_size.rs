@@ -1,6 +1,6 @@
 //! What an idle WebSocket connection costs starts with the size of its
 //! session's future, allocated once per connection: every future it awaits
-//! is inside it. The cluster backplane's futures are several KiB and are
+//! is inside it. The cluster log's futures are several KiB and are
 //! boxed for that reason, and so is the handling of one client frame; this
 //! keeps the next one from slipping in unboxed. Measured with rustc 1.95:
 //! 1,680 bytes before cluster mode, 5,688 with it unboxed, 1,864 now.
@@ -27,7 +27,7 @@ async fn a_session_future_stays_small() {
         input,
         output,
         bytes::Bytes::new(),
-        state.backplane.clone(),
+        state.broker.clone(),
         settings,
         state.shutdown.clone(),
     );

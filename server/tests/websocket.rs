@@ -543,7 +543,7 @@ async fn a_stalled_reader_loses_events_others_do_not_and_counters_add_up() {
     );
 
     // Memory stays bounded: at most one queue and one batch in flight are held.
-    let counts = s.state.backplane.broker().topic_counts("t").unwrap();
+    let counts = s.state.broker.topic_counts("t").unwrap();
     let held = counts.enqueued - counts.delivered - counts.dropped;
     assert!(held <= (QUEUE + 256) as u64, "held {held}: {counts:?}");
     assert!(
@@ -581,7 +581,7 @@ async fn a_stalled_reader_loses_events_others_do_not_and_counters_add_up() {
     );
 
     s.eventually("counters settle", || async {
-        let c = s.state.backplane.broker().topic_counts("t").unwrap();
+        let c = s.state.broker.topic_counts("t").unwrap();
         c.delivered + c.dropped == c.enqueued
     })
     .await;
@@ -612,14 +612,7 @@ async fn disconnect_policy_closes_a_slow_consumer_with_4008() {
             .post("/api/topics/t/messages", json!({"payload": payload}))
             .await;
         assert_eq!(status, 201, "publishers are never slowed or refused");
-        if s.state
-            .backplane
-            .broker()
-            .topic_info("t")
-            .unwrap()
-            .subscribers
-            == 0
-        {
+        if s.state.broker.topic_counts("t").unwrap().subscribers == 0 {
             break;
         }
     }

@@ -49,7 +49,7 @@ pub(super) async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Published>)> {
     let message: PublishMessage = json_body(body)?;
-    let receipt = state.backplane.publish(&name, message).await?;
+    let receipt = state.broker.publish(&name, message).await?;
     Ok((
         StatusCode::CREATED,
         Json(Published {
@@ -96,7 +96,7 @@ pub(super) async fn history(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let range = history_range(query.as_deref().unwrap_or(""))?;
-    let (epoch, events) = state.backplane.history(&name, range).await?;
+    let (epoch, events) = state.broker.history(&name, range).await?;
     Ok(stream_page(&name, &epoch, events))
 }
 

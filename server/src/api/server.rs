@@ -27,10 +27,10 @@ use std::sync::atomic::Ordering::Relaxed;
 )]
 pub(super) async fn health(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     state
-        .backplane
+        .broker
         .health()
         .map_err(|reason| BrokerError::new(ErrorCode::Unavailable, reason))?;
-    let b = &state.backplane.broker();
+    let b = &state.broker;
     Ok(Json(Health {
         status: "ok".into(),
         uptime_sec: b.uptime_sec(),
@@ -58,7 +58,7 @@ pub(super) async fn health(State(state): State<AppState>) -> ApiResult<Json<Heal
     ),
 )]
 pub(super) async fn stats(State(state): State<AppState>) -> Json<Stats> {
-    let b = &state.backplane.broker();
+    let b = &state.broker;
     let t = b.totals();
     let topics = b
         .all_topic_counts()

@@ -32,7 +32,7 @@ use protocol::{CreateTopic, TopicChanged, TopicDetail, TopicList, TopicSummary};
 )]
 pub(super) async fn list_topics(State(state): State<AppState>) -> ApiResult<Json<TopicList>> {
     let topics = state
-        .backplane
+        .broker
         .list_topics()
         .await?
         .into_iter()
@@ -69,7 +69,7 @@ pub(super) async fn create_topic(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<TopicChanged>)> {
     let CreateTopic { name } = json_body(body)?;
-    state.backplane.create_topic(&name).await?;
+    state.broker.create_topic(&name).await?;
     Ok((
         StatusCode::CREATED,
         Json(TopicChanged {
@@ -98,7 +98,7 @@ pub(super) async fn get_topic(
     State(state): State<AppState>,
     TopicName(name): TopicName,
 ) -> ApiResult<Json<TopicDetail>> {
-    let t = state.backplane.topic_info(&name).await?;
+    let t = state.broker.topic_info(&name).await?;
     Ok(Json(TopicDetail {
         name: t.name,
         subscribers: t.subscribers,
@@ -134,7 +134,7 @@ pub(super) async fn delete_topic(
     State(state): State<AppState>,
     TopicName(name): TopicName,
 ) -> ApiResult<Json<TopicChanged>> {
-    state.backplane.delete_topic(&name).await?;
+    state.broker.delete_topic(&name).await?;
     Ok(Json(TopicChanged {
         status: "deleted".into(),
         topic: name,

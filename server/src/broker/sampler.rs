@@ -87,29 +87,26 @@ mod tests {
     use crate::broker::BrokerConfig;
     use protocol::PublishMessage;
 
-    fn publish(b: &Broker, topic: &str, n: usize) {
+    async fn publish(b: &Broker, topic: &str, n: usize) {
         for _ in 0..n {
-            b.publish(
-                topic,
-                PublishMessage {
-                    id: None,
-                    payload: serde_json::json!(1),
-                },
-            )
-            .unwrap();
+            let message = PublishMessage {
+                id: None,
+                payload: serde_json::json!(1),
+            };
+            b.publish(topic, message).await.unwrap();
         }
     }
 
-    #[test]
-    fn samples_count_and_rank_topics_per_interval() {
+    #[tokio::test]
+    async fn samples_count_and_rank_topics_per_interval() {
         let b = Broker::new(BrokerConfig::default());
         let s = Sampler::new(3);
-        b.create_topic("a").unwrap();
-        b.create_topic("b").unwrap();
-        publish(&b, "a", 2);
-        publish(&b, "b", 5);
+        b.create_topic("a").await.unwrap();
+        b.create_topic("b").await.unwrap();
+        publish(&b, "a", 2).await;
+        publish(&b, "b", 5).await;
         s.sample(&b, 1000);
-        publish(&b, "a", 4);
+        publish(&b, "a", 4).await;
         s.sample(&b, 2000);
         s.sample(&b, 3000);
         s.sample(&b, 4000);
@@ -137,14 +134,14 @@ mod tests {
         assert_eq!(s.last(Some(10)).len(), 3);
     }
 
-    #[test]
-    fn the_first_sample_ranks_by_everything_so_far() {
+    #[tokio::test]
+    async fn the_first_sample_ranks_by_everything_so_far() {
         let b = Broker::new(BrokerConfig::default());
         let s = Sampler::new(10);
-        b.create_topic("a").unwrap();
-        b.create_topic("b").unwrap();
-        publish(&b, "a", 1);
-        publish(&b, "b", 3);
+        b.create_topic("a").await.unwrap();
+        b.create_topic("b").await.unwrap();
+        publish(&b, "a", 1).await;
+        publish(&b, "b", 3).await;
         s.sample(&b, 1);
         let names: Vec<_> = s.last(None)[0]
             .busiest

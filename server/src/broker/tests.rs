@@ -1,7 +1,24 @@
-//! Unit tests of the broker core, without any I/O: a connection's queue is
-//! drained by hand where a socket writer would drain it.
+//! Unit tests of the broker core through its facade, in memory and
+//! without any I/O: a connection's queue is drained by hand where a socket
+//! writer would drain it. In memory the facade's futures are ready at
+//! their first poll ([`Now::now`]).
 
 use super::*;
+use futures_util::FutureExt;
+use hub::Hub;
+use protocol::InfoKind;
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+
+trait Now: Future + Sized {
+    /// The output of a future that must be ready at once.
+    fn now(self) -> Self::Output {
+        self.now_or_never()
+            .expect("in memory, the broker answers at once")
+    }
+}
+
+impl<F: Future> Now for F {}
 use protocol::{ErrorCode, ServerFrame};
 use serde_json::json;
 
@@ -63,32 +80,38 @@ fn assert_invariant(broker: &Broker, topic: &str, still_queued: u64) {
 #[test]
 fn topics_are_created_listed_and_deleted() {
     let b = Broker::new(BrokerConfig::default());
-    b.create_topic("b").unwrap();
-    b.create_topic("a").unwrap();
+    b.create_topic("b").now().unwrap();
+    b.create_topic("a").now().unwrap();
     assert_eq!(
-        b.create_topic("a").unwrap_err().code,
+        b.create_topic("a").now().unwrap_err().code,
         ErrorCode::TopicExists
     );
     assert_eq!(
-        b.create_topic("bad name").unwrap_err().code,
+        b.create_topic("bad name").now().unwrap_err().code,
         ErrorCode::BadRequest
     );
-    let names: Vec<_> = b.list_topics().into_iter().map(|t| t.name).collect();
+    let names: Vec<_> = b
+        .list_topics()
+        .now()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names, ["a", "b"]);
-    let info = b.topic_info("a").unwrap();
+    let info = b.topic_info("a").now().unwrap();
     assert_eq!((info.seq, info.messages, info.subscribers), (0, 0, 0));
-    b.delete_topic("a").unwrap();
+    b.delete_topic("a").now().unwrap();
     assert_eq!(
-        b.delete_topic("a").unwrap_err().code,
+        b.delete_topic("a").now().unwrap_err().code,
         ErrorCode::TopicNotFound
     );
     assert_eq!(
-        b.topic_info("a").unwrap_err().code,
+        b.topic_info("a").now().unwrap_err().code,
         ErrorCode::TopicNotFound
     );
-    b.create_topic("a").unwrap();
+    b.create_topic("a").now().unwrap();
     assert_ne!(
-        b.topic_info("a").unwrap().epoch,
+        b.topic_info("a").now().unwrap().epoch,
         info.epoch,
         "a new epoch after re-creation"
     );
@@ -98,12 +121,12 @@ fn topics_are_created_listed_and_deleted() {
 fn publish_assigns_contiguous_seq_and_checks_input() {
     let b = broker_with(16, 10, SlowConsumerPolicy::DropOldest);
     assert_eq!(
-        b.publish("t", msg(json!(1))).unwrap_err().code,
+        b.publish("t", msg(json!(1))).now().unwrap_err().code,
         ErrorCode::TopicNotFound
     );
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     for i in 1..=3 {
-        assert_eq!(b.publish("t", msg(json!(i))).unwrap().seq, i);
+        assert_eq!(b.publish("t", msg(json!(i))).now().unwrap().seq, i);
     }
     let r = b
         .publish(
@@ -113,11 +136,12 @@ fn publish_assigns_contiguous_seq_and_checks_input() {
                 payload: json!(null),
             },
         )
+        .now()
         .unwrap();
     assert_eq!((r.id.as_str(), r.seq), ("mine", 4));
     let big = json!("x".repeat(2000));
     assert_eq!(
-        b.publish("t", msg(big)).unwrap_err().code,
+        b.publish("t", msg(big)).now().unwrap_err().code,
         ErrorCode::PayloadTooLarge
     );
     let bad_id = PublishMessage {
@@ -125,11 +149,11 @@ fn publish_assigns_contiguous_seq_and_checks_input() {
         payload: json!(1),
     };
     assert_eq!(
-        b.publish("t", bad_id).unwrap_err().code,
+        b.publish("t", bad_id).now().unwrap_err().code,
         ErrorCode::BadRequest
     );
     assert_eq!(
-        b.topic_info("t").unwrap().seq,
+        b.topic_info("t").now().unwrap().seq,
         4,
         "refused messages take no seq"
     );
@@ -139,9 +163,9 @@ fn publish_assigns_contiguous_seq_and_checks_input() {
 #[test]
 fn subscribe_acks_then_replays_then_goes_live() {
     let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     for i in 1..=5 {
-        b.publish("t", msg(json!(i))).unwrap();
+        b.publish("t", msg(json!(i))).now().unwrap();
     }
     let c = b.connect();
     b.subscribe(
@@ -153,8 +177,9 @@ fn subscribe_acks_then_replays_then_goes_live() {
         },
         Some("r1".into()),
     )
+    .now()
     .unwrap();
-    b.publish("t", msg(json!(6))).unwrap();
+    b.publish("t", msg(json!(6))).now().unwrap();
     let frames = read_all(&c);
     let ServerFrame::Ack(ack) = &frames[0] else {
         panic!("ack first: {frames:?}")
@@ -177,10 +202,10 @@ fn subscribe_acks_then_replays_then_goes_live() {
 #[test]
 fn since_recovers_when_history_holds_it() {
     let b = broker_with(64, 3, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
-    let epoch = b.topic_info("t").unwrap().epoch;
+    b.create_topic("t").now().unwrap();
+    let epoch = b.topic_info("t").now().unwrap().epoch;
     for i in 1..=5 {
-        b.publish("t", msg(json!(i))).unwrap();
+        b.publish("t", msg(json!(i))).now().unwrap();
     }
     let sub = |since: Since, last_n: Option<u64>| {
         let c = b.connect();
@@ -193,6 +218,7 @@ fn since_recovers_when_history_holds_it() {
             },
             None,
         )
+        .now()
         .unwrap();
         let frames = read_all(&c);
         let ServerFrame::Ack(ack) = &frames[0] else {
@@ -267,8 +293,8 @@ fn since_recovers_when_history_holds_it() {
 #[test]
 fn repeated_subscribe_is_idempotent() {
     let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
-    b.publish("t", msg(json!(1))).unwrap();
+    b.create_topic("t").now().unwrap();
+    b.publish("t", msg(json!(1))).now().unwrap();
     let c = b.connect();
     b.subscribe(
         &c,
@@ -279,6 +305,7 @@ fn repeated_subscribe_is_idempotent() {
         },
         None,
     )
+    .now()
     .unwrap();
     b.subscribe(
         &c,
@@ -289,8 +316,9 @@ fn repeated_subscribe_is_idempotent() {
         },
         None,
     )
+    .now()
     .unwrap();
-    b.publish("t", msg(json!(2))).unwrap();
+    b.publish("t", msg(json!(2))).now().unwrap();
     let frames = read_all(&c);
     let acks: Vec<_> = frames
         .iter()
@@ -304,7 +332,7 @@ fn repeated_subscribe_is_idempotent() {
         .collect();
     assert_eq!(acks, [1, 0]);
     assert_eq!(event_seqs(&frames), [1, 2]);
-    assert_eq!(b.topic_info("t").unwrap().subscribers, 1);
+    assert_eq!(b.topic_info("t").now().unwrap().subscribers, 1);
 }
 
 /// Second edition: unsubscribing discards the topic's queued events at
@@ -313,18 +341,20 @@ fn repeated_subscribe_is_idempotent() {
 #[test]
 fn unsubscribe_discards_queued_events_and_stops_delivery() {
     let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
-    b.create_topic("other").unwrap();
+    b.create_topic("t").now().unwrap();
+    b.create_topic("other").now().unwrap();
     let c = b.connect();
     b.unsubscribe(&c, "t", Some("never".into())).unwrap();
-    b.subscribe(&c, "t", Replay::default(), None).unwrap();
-    b.subscribe(&c, "other", Replay::default(), None).unwrap();
-    b.publish("t", msg(json!(1))).unwrap();
-    b.publish("other", msg(json!("kept"))).unwrap();
-    b.publish("t", msg(json!(2))).unwrap();
+    b.subscribe(&c, "t", Replay::default(), None).now().unwrap();
+    b.subscribe(&c, "other", Replay::default(), None)
+        .now()
+        .unwrap();
+    b.publish("t", msg(json!(1))).now().unwrap();
+    b.publish("other", msg(json!("kept"))).now().unwrap();
+    b.publish("t", msg(json!(2))).now().unwrap();
     assert_eq!(c.outbox.depth().0, 6, "3 acks and 3 events queued");
     b.unsubscribe(&c, "t", Some("u".into())).unwrap();
-    b.publish("t", msg(json!(3))).unwrap();
+    b.publish("t", msg(json!(3))).now().unwrap();
     let frames = read_all(&c);
     let kinds: Vec<String> = frames
         .iter()
@@ -340,7 +370,7 @@ fn unsubscribe_discards_queued_events_and_stops_delivery() {
     assert_eq!((t.enqueued, t.delivered, t.dropped), (2, 0, 2));
     assert_invariant(&b, "t", 0);
     assert_invariant(&b, "other", 0);
-    assert_eq!(b.topic_info("t").unwrap().subscribers, 0);
+    assert_eq!(b.topic_info("t").now().unwrap().subscribers, 0);
     assert_eq!(b.totals().subscriptions.load(Relaxed), 1);
     assert_eq!(b.totals().slow_consumer_events.load(Relaxed), 0);
 }
@@ -349,12 +379,12 @@ fn unsubscribe_discards_queued_events_and_stops_delivery() {
 #[test]
 fn unsubscribe_forgets_the_owed_notice() {
     let b = broker_with(2, 10, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     let c = b.connect();
-    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    b.subscribe(&c, "t", Replay::default(), None).now().unwrap();
     let _ = read_all(&c);
     for i in 0..5 {
-        b.publish("t", msg(json!(i))).unwrap();
+        b.publish("t", msg(json!(i))).now().unwrap();
     }
     b.unsubscribe(&c, "t", None).unwrap();
     let frames = read_all(&c);
@@ -366,15 +396,19 @@ fn unsubscribe_forgets_the_owed_notice() {
 #[test]
 fn drop_oldest_evicts_counts_and_signals_once_per_topic() {
     let b = broker_with(4, 100, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     let slow = b.connect();
     let fast = b.connect();
-    b.subscribe(&slow, "t", Replay::default(), None).unwrap();
-    b.subscribe(&fast, "t", Replay::default(), None).unwrap();
+    b.subscribe(&slow, "t", Replay::default(), None)
+        .now()
+        .unwrap();
+    b.subscribe(&fast, "t", Replay::default(), None)
+        .now()
+        .unwrap();
     let mut fast_frames = read_all(&fast);
     let _ = read_all(&slow); // the ack
     for i in 1..=10 {
-        b.publish("t", msg(json!(i))).unwrap();
+        b.publish("t", msg(json!(i))).now().unwrap();
         fast_frames.extend(read_all(&fast));
     }
     assert_eq!(
@@ -401,12 +435,13 @@ fn drop_oldest_evicts_counts_and_signals_once_per_topic() {
 #[test]
 fn replies_are_never_evicted() {
     let b = broker_with(2, 100, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     let c = b.connect();
     b.subscribe(&c, "t", Replay::default(), Some("s".into()))
+        .now()
         .unwrap();
     for i in 1..=5 {
-        b.publish("t", msg(json!(i))).unwrap();
+        b.publish("t", msg(json!(i))).now().unwrap();
     }
     let frames = read_all(&c);
     assert!(matches!(&frames[0], ServerFrame::Ack(a) if a.request_id.as_deref() == Some("s")));
@@ -416,11 +451,11 @@ fn replies_are_never_evicted() {
 #[test]
 fn disconnect_policy_ends_the_connection() {
     let b = broker_with(3, 100, SlowConsumerPolicy::Disconnect);
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     let c = b.connect();
-    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    b.subscribe(&c, "t", Replay::default(), None).now().unwrap();
     for i in 1..=5 {
-        b.publish("t", msg(json!(i))).unwrap();
+        b.publish("t", msg(json!(i))).now().unwrap();
     }
     let mut buf = DrainBuf::default();
     let batch = c.outbox.drain(&mut buf, 64);
@@ -440,7 +475,7 @@ fn disconnect_policy_ends_the_connection() {
         "the 4th overflowed, the 5th found it closed"
     );
     b.disconnect(&c, End::Gone);
-    assert_eq!(b.topic_info("t").unwrap().subscribers, 0);
+    assert_eq!(b.topic_info("t").now().unwrap().subscribers, 0);
 }
 
 #[test]
@@ -448,22 +483,22 @@ fn disconnect_removes_every_subscription_and_counts_the_queue() {
     let b = broker_with(16, 10, SlowConsumerPolicy::DropOldest);
     let c = b.connect();
     for t in ["a", "b", "c"] {
-        b.create_topic(t).unwrap();
-        b.subscribe(&c, t, Replay::default(), None).unwrap();
+        b.create_topic(t).now().unwrap();
+        b.subscribe(&c, t, Replay::default(), None).now().unwrap();
     }
     assert_eq!(b.totals().subscriptions.load(Relaxed), 3);
-    b.publish("a", msg(json!(1))).unwrap();
+    b.publish("a", msg(json!(1))).now().unwrap();
     b.disconnect(&c, End::Gone);
     b.disconnect(&c, End::Gone);
     for t in ["a", "b", "c"] {
-        assert_eq!(b.topic_info(t).unwrap().subscribers, 0);
+        assert_eq!(b.topic_info(t).now().unwrap().subscribers, 0);
     }
     assert_eq!(b.totals().subscriptions.load(Relaxed), 0);
     assert_eq!(b.totals().connections.load(Relaxed), 0);
     assert_eq!(b.topic_counts("a").unwrap().dropped, 1);
     assert_invariant(&b, "a", 0);
     // Publishing afterwards reaches nobody.
-    b.publish("a", msg(json!(2))).unwrap();
+    b.publish("a", msg(json!(2))).now().unwrap();
     assert_eq!(b.topic_counts("a").unwrap().enqueued, 1);
 }
 
@@ -472,12 +507,12 @@ fn disconnect_removes_every_subscription_and_counts_the_queue() {
 #[test]
 fn delete_discards_queued_events_and_notifies() {
     let b = broker_with(16, 10, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     let c = b.connect();
-    b.subscribe(&c, "t", Replay::default(), None).unwrap();
-    b.publish("t", msg(json!(1))).unwrap();
+    b.subscribe(&c, "t", Replay::default(), None).now().unwrap();
+    b.publish("t", msg(json!(1))).now().unwrap();
     let counts = b.topic_counts("t").unwrap();
-    b.delete_topic("t").unwrap();
+    b.delete_topic("t").now().unwrap();
     let frames = read_all(&c);
     assert_eq!(frames.len(), 2, "{frames:?}");
     let ServerFrame::Info(info) = &frames[1] else {
@@ -494,6 +529,7 @@ fn delete_discards_queued_events_and_notifies() {
     assert_eq!(b.totals().history_bytes.load(Relaxed), 0, "history freed");
     assert_eq!(
         b.subscribe(&c, "t", Replay::default(), None)
+            .now()
             .unwrap_err()
             .code,
         ErrorCode::TopicNotFound
@@ -510,13 +546,13 @@ fn the_queue_is_bounded_by_bytes() {
         max_message_bytes: 65_536,
         ..BrokerConfig::default()
     });
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     let c = b.connect();
-    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    b.subscribe(&c, "t", Replay::default(), None).now().unwrap();
     let _ = read_all(&c);
     let big = "x".repeat(65_000);
     for _ in 0..100 {
-        b.publish("t", msg(json!(big))).unwrap();
+        b.publish("t", msg(json!(big))).now().unwrap();
         let (_, bytes) = c.outbox.depth();
         assert!(bytes <= 256 << 10, "{bytes} bytes queued");
     }
@@ -570,21 +606,21 @@ fn history_is_kept_within_its_byte_budget() {
         max_message_bytes: 65_536,
         ..BrokerConfig::default()
     });
-    b.create_topic("big").unwrap();
-    b.create_topic("small").unwrap();
+    b.create_topic("big").now().unwrap();
+    b.create_topic("small").now().unwrap();
     for i in 0..10 {
-        b.publish("small", msg(json!(i))).unwrap();
+        b.publish("small", msg(json!(i))).now().unwrap();
     }
     let small_bytes = b.totals().history_bytes.load(Relaxed);
     let big = "x".repeat(20_000);
     for _ in 0..1000 {
-        b.publish("big", msg(json!(big))).unwrap();
+        b.publish("big", msg(json!(big))).now().unwrap();
         let held = b.totals().history_bytes.load(Relaxed);
         assert!(held <= (1 << 20) + 21_000, "{held} bytes of history");
     }
-    let (_, small) = b.history("small", HistoryRange::All).unwrap();
+    let (_, small) = b.history("small", HistoryRange::All).now().unwrap();
     assert_eq!(small.len(), 10, "the small topic keeps everything");
-    let (_, kept) = b.history("big", HistoryRange::All).unwrap();
+    let (_, kept) = b.history("big", HistoryRange::All).now().unwrap();
     // 1 MiB less the 1/16 slack, in 20 KB messages.
     assert!((45..=52).contains(&kept.len()), "{}", kept.len());
     assert_eq!(kept.last().unwrap().seq, 1000);
@@ -597,7 +633,7 @@ fn history_is_kept_within_its_byte_budget() {
     assert!(b.totals().history_evicted.load(Relaxed) > 0);
     // `since` before what history still holds: not recovered.
     let c = b.connect();
-    let epoch = b.topic_info("big").unwrap().epoch;
+    let epoch = b.topic_info("big").now().unwrap().epoch;
     b.subscribe(
         &c,
         "big",
@@ -607,6 +643,7 @@ fn history_is_kept_within_its_byte_budget() {
         },
         None,
     )
+    .now()
     .unwrap();
     let ServerFrame::Ack(ack) = &read_all(&c)[0] else {
         panic!()
@@ -617,12 +654,13 @@ fn history_is_kept_within_its_byte_budget() {
 #[test]
 fn history_ranges() {
     let b = broker_with(16, 3, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     for i in 1..=5 {
-        b.publish("t", msg(json!(i))).unwrap();
+        b.publish("t", msg(json!(i))).now().unwrap();
     }
     let seqs = |r| {
         b.history("t", r)
+            .now()
             .unwrap()
             .1
             .iter()
@@ -641,13 +679,13 @@ fn history_ranges() {
 #[test]
 fn subscribe_is_atomic_with_concurrent_publishing() {
     let b = Arc::new(broker_with(1 << 16, 50, SlowConsumerPolicy::DropOldest));
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     let publishers: Vec<_> = (0..3)
         .map(|_| {
             let b = Arc::clone(&b);
             std::thread::spawn(move || {
                 for i in 0..2000 {
-                    b.publish("t", msg(json!(i))).unwrap();
+                    b.publish("t", msg(json!(i))).now().unwrap();
                 }
             })
         })
@@ -664,6 +702,7 @@ fn subscribe_is_atomic_with_concurrent_publishing() {
             },
             None,
         )
+        .now()
         .unwrap();
         conns.push(c);
         std::thread::yield_now();
@@ -715,13 +754,13 @@ async fn unread_replies_backpressure_the_reader() {
 #[test]
 fn a_batch_let_go_unsettled_counts_its_events_as_dropped() {
     let b = broker_with(16, 16, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").unwrap();
+    b.create_topic("t").now().unwrap();
     let c = b.connect();
-    b.subscribe(&c, "t", Replay::default(), None).unwrap();
+    b.subscribe(&c, "t", Replay::default(), None).now().unwrap();
     read_all(&c); // the subscribe ack
     let mut buf = DrainBuf::default();
     for i in 1..=3 {
-        b.publish("t", msg(json!(i))).unwrap();
+        b.publish("t", msg(json!(i))).now().unwrap();
     }
     let batch = c.outbox.drain(&mut buf, 2);
     assert!(batch.has_live());
@@ -739,29 +778,41 @@ fn a_batch_let_go_unsettled_counts_its_events_as_dropped() {
     assert_eq!(c.outbox.depth(), (0, 0));
 }
 
-/// In cluster mode the broker mirrors JetStream: it takes topics and
-/// events in, and never decides them itself (that would fork `seq`).
+/// In cluster mode the log is JetStream and the hub only applies what it
+/// decided: an event seen already is skipped, a jump over `seq`s the
+/// instance never received is announced, and a drop is the log's.
 #[test]
-fn a_mirror_never_creates_deletes_or_assigns_seq() {
-    let b = Broker::mirror(BrokerConfig::default());
-    let refused = |r: Result<(), BrokerError>| r.map_err(|e| e.code);
-    assert_eq!(
-        refused(b.create_topic("t").map(|_| ())),
-        Err(ErrorCode::Internal)
+fn the_hub_applies_the_logs_seq() {
+    let hub = Hub::new(BrokerConfig::default());
+    let (topic, new) = hub.adopt_topic("t", "0123456789abcdef", "2026-12-04T00:00:00.000Z");
+    assert!(new);
+    let c = hub.connect_with(Permits::ALL);
+    hub.subscribe(&c, "t", Replay::default(), None).unwrap();
+    let draft = |n: u64| {
+        EventDraft::new(
+            "t",
+            "id",
+            &serde_json::value::to_raw_value(&json!(n)).unwrap(),
+            "ts",
+        )
+    };
+    assert_eq!(hub.apply_event(&topic, 1, draft(1)), 1);
+    assert_eq!(hub.apply_event(&topic, 1, draft(1)), 1, "seen: skipped");
+    assert_eq!(hub.apply_event(&topic, 4, draft(4)), 4, "the log's seq");
+    let frames = read_all(&c);
+    assert_eq!(event_seqs(&frames), vec![1, 4]);
+    assert!(
+        frames.iter().any(|f| matches!(
+            f,
+            ServerFrame::Error(e) if e.error.code == ErrorCode::SlowConsumer
+        )),
+        "the jump over 2 and 3 is announced: {frames:?}"
     );
-    let (topic, _) = b.adopt_topic("t", "0123456789abcdef", "2026-12-04T00:00:00.000Z");
-    assert_eq!(
-        refused(b.publish("t", msg(json!(1))).map(|_| ())),
-        Err(ErrorCode::Internal)
+    let (same, new) = hub.adopt_topic("t", "0123456789abcdef", "later");
+    assert!(
+        !new && Arc::ptr_eq(&same, &topic),
+        "adopting twice is one topic"
     );
-    let draft = EventDraft::new(
-        "t",
-        "id",
-        &serde_json::value::to_raw_value(&json!(1)).unwrap(),
-        "ts",
-    );
-    assert_eq!(b.apply_event(&topic, 1, draft), 1);
-    assert_eq!(b.topic_info("t").unwrap().seq, 1, "the log's seq, applied");
-    assert_eq!(refused(b.delete_topic("t")), Err(ErrorCode::Internal));
-    assert!(b.drop_topic("t", None), "the log's delete, applied");
+    assert!(hub.drop_topic("t", None), "the log's delete, applied");
+    assert!(hub.topic("t").is_err());
 }

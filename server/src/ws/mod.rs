@@ -36,8 +36,7 @@ pub async fn upgrade(
     // open a socket in its visitor's name.
     if !state.origins().permits(headers) {
         state
-            .backplane
-            .broker()
+            .broker
             .totals()
             .refuse(crate::broker::Limit::OriginNotAllowed);
         return Refusal::Origin.into_response();
@@ -60,8 +59,7 @@ pub async fn upgrade(
     // Held by the session until it ends (or dropped if the upgrade fails).
     let Ok(slot) = state.connection_slots.clone().try_acquire_owned() else {
         state
-            .backplane
-            .broker()
+            .broker
             .totals()
             .refuse(crate::broker::Limit::MaxConnections);
         return ApiError::new(
@@ -81,7 +79,7 @@ pub async fn upgrade(
         },
         max_message: state.config.max_frame_bytes,
     };
-    let backplane = state.backplane.clone();
+    let broker = state.broker.clone();
     let shutdown = state.shutdown.clone();
     // The session outlives the upgrade request: it gets its own span, with
     // the upgrade's request id so the two can be joined in the logs.
@@ -108,7 +106,7 @@ pub async fn upgrade(
                 // has not acknowledged for two heartbeats fails the socket.
                 let _ = socket.set_tcp_user_timeout(Some(2 * settings.heartbeat));
                 let (input, output) = tcp.into_split();
-                session::run(input, output, parts.read_buf, backplane, settings, shutdown).await;
+                session::run(input, output, parts.read_buf, broker, settings, shutdown).await;
             }
             Err(upgraded) => {
                 let (input, output) = tokio::io::split(TokioIo::new(upgraded));
@@ -116,7 +114,7 @@ pub async fn upgrade(
                     input,
                     output,
                     Default::default(),
-                    backplane,
+                    broker,
                     settings,
                     shutdown,
                 )

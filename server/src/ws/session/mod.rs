@@ -20,10 +20,9 @@ pub use requests::{handle_text, Inflight};
 use writer::write_loop;
 
 use super::codec::{self, DecodeError, Decoder, Incoming};
-use crate::backplane::{Backplane, Publishing};
-use crate::broker::frame::Frame;
 use crate::broker::{
-    Broker, BrokerError, Connection, DrainBuf, Drained, End, Permits, Receipt, Replay,
+    Broker, BrokerError, Connection, DrainBuf, Drained, End, Frame, Permits, Publishing, Receipt,
+    Replay,
 };
 use crate::shutdown::Shutdown;
 use bytes::{Bytes, BytesMut};
@@ -68,17 +67,16 @@ pub async fn run<R, W>(
     input: R,
     output: W,
     early: Bytes,
-    backplane: Backplane,
+    broker: Broker,
     settings: Settings,
     shutdown: Shutdown,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let broker = backplane.broker();
     let conn = broker.connect_with(settings.permits);
     let _forget = ForgetOnDrop {
-        broker: Arc::clone(broker),
+        broker: broker.clone(),
         conn: Arc::clone(&conn),
     };
     tracing::debug!(connection = conn.id, "websocket connected");
@@ -91,7 +89,7 @@ pub async fn run<R, W>(
             input,
             BytesMut::from(&early[..]),
             Decoder::new(settings.max_message),
-            &backplane,
+            &broker,
             &conn,
             &shutdown,
             &over,
@@ -148,7 +146,7 @@ impl PendingPong {
 }
 
 struct ForgetOnDrop {
-    broker: Arc<Broker>,
+    broker: Broker,
     conn: Arc<Connection>,
 }
 

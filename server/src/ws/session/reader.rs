@@ -9,7 +9,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     mut input: R,
     mut buf: BytesMut,
     mut decoder: Decoder,
-    backplane: &Backplane,
+    broker: &Broker,
     conn: &Arc<Connection>,
     shutdown: &Shutdown,
     over: &CancellationToken,
@@ -48,7 +48,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 // Boxed: held inline, its state would sit in every
                 // connection's task, idle or not.
                 Incoming::Text(text) => {
-                    Box::pin(handle_text(backplane, conn, &text, &mut inflight)).await
+                    Box::pin(handle_text(broker, conn, &text, &mut inflight)).await
                 }
                 Incoming::Binary => {
                     inflight.flush(conn).await;

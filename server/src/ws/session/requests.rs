@@ -1,10 +1,10 @@
 //! Client requests: a text frame parsed against the contract and turned
-//! into a broker or backplane call, its reply queued in request order
-//! (publishes awaiting the backplane included).
+//! into a broker call, its reply queued in request order (publishes
+//! awaiting the log's acknowledgement included).
 
 use super::*;
 
-/// Publishes sent to the backplane whose acknowledgement has not come yet
+/// Publishes sent to the log whose acknowledgement has not come yet
 /// (cluster mode: NATS answers after storing them). A connection may have
 /// up to [`Inflight::MAX`] in flight; their replies, and every reply after
 /// them, keep the order of the requests.
@@ -103,12 +103,12 @@ fn publish_reply(
 /// Public for the `ws_frames` fuzz target and its corpus replay test
 /// (`server/tests/fuzz_corpus.rs`), which call it without a socket.
 ///
-/// With the in-memory backplane the future is ready at its first poll and
+/// With the in-memory log the future is ready at its first poll and
 /// nothing stays in `inflight`. In cluster mode a publish is sent and its
 /// acknowledgement awaited in `inflight`; any other request first waits
 /// for the publishes before it, so replies keep the order of requests.
 pub async fn handle_text(
-    backplane: &Backplane,
+    broker: &Broker,
     conn: &Arc<Connection>,
     text: &str,
     inflight: &mut Inflight,
@@ -137,7 +137,7 @@ pub async fn handle_text(
             since,
             request_id,
         } => {
-            if let Err(e) = backplane
+            if let Err(e) = broker
                 .subscribe(conn, &topic, Replay { last_n, since }, request_id.clone())
                 .await
             {
@@ -150,10 +150,7 @@ pub async fn handle_text(
             client_id: _,
             request_id,
         } => {
-            if let Err(e) = backplane
-                .broker()
-                .unsubscribe(conn, &topic, request_id.clone())
-            {
+            if let Err(e) = broker.unsubscribe(conn, &topic, request_id.clone()) {
                 conn.outbox
                     .push_reply(Frame::error(request_id, e.code, e.message));
             }
@@ -163,7 +160,7 @@ pub async fn handle_text(
             message,
             request_id,
         } => {
-            let publishing = backplane.start_publish_from(conn, &topic, message).await;
+            let publishing = broker.start_publish_from(conn, &topic, message).await;
             inflight.push(conn, publishing, request_id, topic);
         }
         ClientFrame::Ping { request_id } => conn.outbox.push_reply(Frame::pong(request_id)),

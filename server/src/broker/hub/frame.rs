@@ -57,7 +57,7 @@ impl Frame {
             replayed: None,
             recovered: None,
             id: None,
-            ts: super::clock::now_rfc3339(),
+            ts: super::super::clock::now_rfc3339(),
         }
     }
 
@@ -70,7 +70,7 @@ impl Frame {
             },
             topic: None,
             dropped: None,
-            ts: super::clock::now_rfc3339(),
+            ts: super::super::clock::now_rfc3339(),
         }))
     }
 
@@ -86,14 +86,14 @@ impl Frame {
             },
             topic: Some(topic.to_owned()),
             dropped: Some(dropped),
-            ts: super::clock::now_rfc3339(),
+            ts: super::super::clock::now_rfc3339(),
         }))
     }
 
     pub fn pong(request_id: Option<String>) -> Self {
         Frame::encode(&ServerFrame::Pong(Pong {
             request_id,
-            ts: super::clock::now_rfc3339(),
+            ts: super::super::clock::now_rfc3339(),
         }))
     }
 
@@ -101,7 +101,7 @@ impl Frame {
         Frame::encode(&ServerFrame::Info(Info {
             msg,
             topic,
-            ts: super::clock::now_rfc3339(),
+            ts: super::super::clock::now_rfc3339(),
         }))
     }
 }

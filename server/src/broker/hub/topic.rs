@@ -143,10 +143,7 @@ impl History {
         self.bytes
     }
 
-    pub fn len(&self) -> usize {
-        self.ring.len()
-    }
-
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
     }
@@ -188,7 +185,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::tally::Totals;
+    use crate::broker::Totals;
 
     fn event(seq: u64) -> Arc<PublishedEvent> {
         let tally = Arc::new(TopicTally::new("t".into(), Arc::new(Totals::default())));

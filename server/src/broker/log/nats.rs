@@ -1,4 +1,4 @@
-//! Cluster mode: NATS JetStream as the backplane of several instances.
+//! Cluster mode: NATS JetStream as the log of several instances.
 //!
 //! - The topic registry is the key-value bucket `pubsub_topics`: key = the
 //!   topic name (`.` written `=2E`, which KV keys cannot hold as-is), value =
@@ -14,7 +14,7 @@
 //!   and so a new stream.
 //! - Every instance watches the registry and follows each topic's stream
 //!   with an ordered push consumer, taking every message in stream order
-//!   into its broker (history ring and its own subscribers). A publish is
+//!   into its hub (history ring and its own subscribers). A publish is
 //!   answered with JetStream's acknowledgement; the publisher's own
 //!   instance, like every other, delivers the event when it reads it back.
 //! - Reads that must see the whole cluster (history, topic info, a
@@ -27,14 +27,16 @@
 //!   (`max_bytes`, within `max_history_bytes`); delete tombstones live a
 //!   minute.
 
-use super::super::broker::{clock, Broker, BrokerError, EventDraft, Receipt, Topic, TopicInfo};
+use super::super::hub::topic::Topic;
+use super::super::hub::{self, Hub};
+use super::super::{clock, BrokerError, EventDraft, Prepared, Receipt, TopicInfo};
 use super::slots;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use dashmap::DashMap;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use parking_lot::RwLock;
-use protocol::{ErrorCode, PublishMessage};
+use protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -73,8 +75,8 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
 /// are `RATE_LIMITED`.
 const CLIENT_REQUESTS_PER_SEC: f64 = 2_000.0;
 
-pub struct NatsBackplane {
-    broker: Arc<Broker>,
+pub(crate) struct NatsLog {
+    hub: Arc<Hub>,
     client: async_nats::Client,
     js: jetstream::Context,
     /// The registry, once JetStream answered.
@@ -89,7 +91,7 @@ pub struct NatsBackplane {
     /// ([`CLIENT_REQUESTS_PER_SEC`]): (tokens, last refill).
     client_requests: parking_lot::Mutex<(f64, std::time::Instant)>,
     /// The newest registry revision the watch has taken in, for
-    /// [`NatsBackplane::catch_up_registry`].
+    /// [`NatsLog::catch_up_registry`].
     registry_seen: watch::Sender<u64>,
     url: String,
     history_size: usize,
@@ -102,7 +104,7 @@ struct Mirror {
     /// The registry revision it was created at: a later delete removes it,
     /// an earlier one (replayed by a watch) does not.
     revision: u64,
-    /// The newest `seq` taken in, for [`NatsBackplane::catch_up`].
+    /// The newest `seq` taken in, for [`NatsLog::catch_up`].
     seq: watch::Sender<u64>,
     stop: CancellationToken,
 }
@@ -125,12 +127,12 @@ struct Stored<'a> {
     ts: Cow<'a, str>,
 }
 
-impl NatsBackplane {
+impl NatsLog {
     /// Connects to NATS at `url` (retrying in the background when it is not
     /// there yet) and starts following the registry until `shutdown`.
-    pub async fn connect(
+    pub(crate) async fn connect(
         url: &str,
-        broker: Arc<Broker>,
+        hub: Arc<Hub>,
         shutdown: Shutdown,
     ) -> Result<Arc<Self>, String> {
         let client = async_nats::ConnectOptions::new()
@@ -148,9 +150,9 @@ impl NatsBackplane {
             .timeout(REQUEST_TIMEOUT)
             .ack_timeout(REQUEST_TIMEOUT)
             .build(client.clone());
-        let history_size = broker.config().history_size;
-        let me = Arc::new(NatsBackplane {
-            broker,
+        let history_size = hub.config().history_size;
+        let me = Arc::new(NatsLog {
+            hub,
             client,
             js,
             registry: RwLock::new(None),
@@ -169,11 +171,7 @@ impl NatsBackplane {
         Ok(me)
     }
 
-    pub fn broker(&self) -> &Arc<Broker> {
-        &self.broker
-    }
-
-    pub fn health(&self) -> Result<(), String> {
+    pub(crate) fn health(&self) -> Result<(), String> {
         match self.client.connection_state() {
             async_nats::connection::State::Connected if self.registry.read().is_some() => Ok(()),
             async_nats::connection::State::Connected => Err(format!(
@@ -216,7 +214,7 @@ impl NatsBackplane {
     /// the largest messages (history plus as much lag room), and never more
     /// than the whole history budget of an instance.
     fn stream_bytes(&self) -> i64 {
-        let c = self.broker.config();
+        let c = self.hub.config();
         let two_histories = 2 * c.history_size.max(1) * (c.max_message_bytes + 512);
         let bytes = match c.max_history_bytes {
             0 => two_histories,
@@ -225,14 +223,17 @@ impl NatsBackplane {
         i64::try_from(bytes.max(1 << 20)).unwrap_or(i64::MAX)
     }
 
-    pub async fn create_topic(self: &Arc<Self>, name: &str) -> Result<TopicInfo, BrokerError> {
-        crate::broker::error::check_topic_name(name)?;
+    pub(crate) async fn create_topic(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<TopicInfo, BrokerError> {
+        super::super::error::check_topic_name(name)?;
         let registry = self.available()?;
         // The cluster-wide bound (this instance's copy may not have seen
         // a delete elsewhere yet): a slot first, then the name.
-        match slots::take(&registry, self.broker.config().max_topics).await {
+        match slots::take(&registry, self.hub.config().max_topics).await {
             Ok(slots::Slot::Taken) => {}
-            Ok(slots::Slot::Full) => return Err(self.broker.too_many_topics()),
+            Ok(slots::Slot::Full) => return Err(self.hub.too_many_topics()),
             Err(e) => return Err(unavailable(e)),
         }
         match self.register(&registry, name).await {
@@ -254,7 +255,7 @@ impl NatsBackplane {
         registry: &kv::Store,
         name: &str,
     ) -> Result<TopicInfo, (BrokerError, bool)> {
-        let epoch = crate::broker::new_epoch();
+        let epoch = super::new_epoch();
         let registration = Registration {
             epoch,
             created_at: clock::now_rfc3339(),
@@ -305,11 +306,11 @@ impl NatsBackplane {
                 true,
             )
         })?;
-        Ok(crate::broker::info_of(&mirror.topic))
+        Ok(hub::info_of(&mirror.topic))
     }
 
-    pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
-        crate::broker::error::check_topic_name(name)?;
+    pub(crate) async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
+        super::super::error::check_topic_name(name)?;
         let registry = self.available()?;
         let key = key_of(name);
         let entry = registry.entry(&key).await.map_err(unavailable)?;
@@ -343,12 +344,11 @@ impl NatsBackplane {
 
     /// Sends a message to its topic's stream; the future waits for
     /// JetStream's acknowledgement, which carries the `seq`.
-    pub async fn start_publish(
+    pub(crate) async fn start_publish(
         self: &Arc<Self>,
         name: &str,
-        message: PublishMessage,
+        prepared: Prepared,
     ) -> Result<BoxFuture<'static, Result<Receipt, BrokerError>>, BrokerError> {
-        let prepared = self.broker.prepare(name, message)?;
         self.available()?;
         let mirror = self.mirror(name).await?;
         let ts = clock::now_rfc3339();
@@ -386,7 +386,7 @@ impl NatsBackplane {
 
     /// Waits until this instance knows every topic created or deleted in
     /// the cluster so far (the registry's last revision).
-    pub async fn catch_up_registry(&self) -> Result<(), BrokerError> {
+    pub(crate) async fn catch_up_registry(&self) -> Result<(), BrokerError> {
         self.available()?;
         let last = self.registry_revision().await.map_err(unavailable)?;
         reach(&self.registry_seen, last, || {
@@ -403,8 +403,8 @@ impl NatsBackplane {
 
     /// Waits until this instance has taken in every message the cluster
     /// published to `name` so far.
-    pub async fn catch_up(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
-        crate::broker::error::check_topic_name(name)?;
+    pub(crate) async fn catch_up(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
+        super::super::error::check_topic_name(name)?;
         let mirror = self.mirror(name).await?;
         self.available()?;
         if !self.may_ask() {
@@ -454,7 +454,7 @@ impl NatsBackplane {
 
     /// Follows a registered topic (no-op when it already does). All of it
     /// happens under the name's entry in `mirrors`, so concurrent adopts of
-    /// one name (the registry watch, a lookup) cannot leave the broker's
+    /// one name (the registry watch, a lookup) cannot leave the hub's
     /// topic and the followed stream on different epochs. A registration
     /// older than what this instance knows (a newer one, or a delete the
     /// watch saw) changes nothing.
@@ -483,9 +483,9 @@ impl NatsBackplane {
         if let Some(stale) = &held {
             stale.stop.cancel();
         }
-        let (topic, _) =
-            self.broker
-                .adopt_topic(name, &registration.epoch, &registration.created_at);
+        let (topic, _) = self
+            .hub
+            .adopt_topic(name, &registration.epoch, &registration.created_at);
         let mirror = Arc::new(Mirror {
             seq: watch::Sender::new(topic.snapshot().0),
             topic,
@@ -535,7 +535,7 @@ impl NatsBackplane {
     fn unfollow(&self, name: &str, stale: impl FnOnce(&Mirror) -> bool) {
         if let Some((_, mirror)) = self.mirrors.remove_if(name, |_, mirror| stale(mirror)) {
             mirror.stop.cancel();
-            self.broker.drop_topic(name, Some(&mirror.epoch));
+            self.hub.drop_topic(name, Some(&mirror.epoch));
         }
     }
 
@@ -749,7 +749,7 @@ impl NatsBackplane {
                 )
             }
         };
-        let now = self.broker.apply_event(topic, seq, draft);
+        let now = self.hub.apply_event(topic, seq, draft);
         mirror.seq.send_replace(now);
         Ok(())
     }

@@ -97,7 +97,7 @@ impl Connection {
     }
 
     /// Whether the publish rate allows one more publish now.
-    pub(super) fn take_publish_token(&self) -> bool {
+    pub(crate) fn take_publish_token(&self) -> bool {
         self.publish_bucket
             .as_ref()
             .is_none_or(|b| b.lock().take(Instant::now()))

@@ -169,6 +169,7 @@ impl Settlement {
         self.published_at.push(published_at);
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }

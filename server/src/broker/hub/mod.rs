@@ -1,0 +1,571 @@
+//! The hub: this instance's copy of every topic (its `seq`, epoch, history
+//! ring and subscribers) and its connections (their outboxes and
+//! subscriptions). It applies events whose `seq` a log decided
+//! ([`super::log`]) and fans them out; it never decides a topic's existence
+//! or a `seq` on its own, so the facade ([`super::Broker`]) is the only
+//! way in from outside (`pub(crate)`).
+//!
+//! - [`topic`]: a topic with its `seq`, `epoch`, history ring and subscribers,
+//!   behind its own lock (no lock is shared by all topics on the publish path).
+//! - [`connection`] and [`outbox`]: a connection's subscriptions and its
+//!   bounded outbound queue with the slow-consumer policies.
+//! - [`frame`]: server frames, each event encoded once per publish.
+//! - [`tally`]: counters per topic and in total, with the contract's invariant.
+//!
+//! Room left for what comes next: a subscription is a (connection, topic)
+//! entry in the topic's subscriber map, so pattern subscriptions attach
+//! to topics as they are created, presence is a field of that entry, and
+//! `connections` is the per-connection view an admin list reads.
+
+pub mod connection;
+pub mod frame;
+pub mod outbox;
+pub mod tally;
+pub mod topic;
+
+use super::error::{self, BrokerError};
+use super::{BrokerConfig, HistoryRange, Replay, TopicCounts, TopicInfo};
+use connection::{Connection, Permits};
+use dashmap::DashMap;
+use frame::{EventDraft, Frame};
+use outbox::{Bounds, End};
+use protocol::{Ack, ErrorCode, InfoKind};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+use tally::{Limit, TopicTally, Totals};
+use topic::{PublishedEvent, Topic};
+
+pub(crate) struct Hub {
+    config: BrokerConfig,
+    /// A sharded map: looking a topic up on the publish path takes one
+    /// shard's read lock, never a lock common to all topics.
+    topics: DashMap<Arc<str>, Arc<Topic>>,
+    totals: Arc<Totals>,
+    /// Open connections by id (for the queued-bytes gauge and, later, the
+    /// connections list); a connection leaves it when disconnected.
+    connections: DashMap<u64, Arc<Connection>>,
+    /// Held by the one caller evicting history for the byte budget.
+    evicting: parking_lot::Mutex<()>,
+    next_connection: AtomicU64,
+    started: Instant,
+}
+
+impl Hub {
+    pub(crate) fn new(config: BrokerConfig) -> Self {
+        Hub {
+            config,
+            topics: DashMap::new(),
+            totals: Arc::new(Totals::default()),
+            connections: DashMap::new(),
+            evicting: parking_lot::Mutex::new(()),
+            next_connection: AtomicU64::new(1),
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub(crate) fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    pub(crate) fn uptime_sec(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    // ------------------------------------------------------------ topics
+
+    /// The error of a create over `max_topics` (counted as a refusal).
+    pub(crate) fn too_many_topics(&self) -> BrokerError {
+        self.totals.refuse(Limit::MaxTopics);
+        BrokerError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "this server holds its limit of {} topics (max_topics); delete one first",
+                self.config.max_topics
+            ),
+        )
+    }
+
+    fn new_topic(&self, name: Arc<str>, epoch: String, created_at: String) -> Arc<Topic> {
+        let tally = Arc::new(TopicTally::new(Arc::clone(&name), Arc::clone(&self.totals)));
+        Arc::new(Topic::new(
+            name,
+            epoch,
+            created_at,
+            tally,
+            self.config.history_size,
+        ))
+    }
+
+    /// Makes a topic the in-memory log decided to create exist, unless one
+    /// of that name is here: `admit` (the log's `max_topics` check) runs
+    /// only when the name is free, under the map's entry, so two creates of
+    /// one name cannot both pass it.
+    pub(crate) fn insert_topic(
+        &self,
+        name: &str,
+        epoch: String,
+        admit: impl FnOnce() -> Result<(), BrokerError>,
+    ) -> Result<TopicInfo, BrokerError> {
+        let key: Arc<str> = Arc::from(name);
+        match self.topics.entry(Arc::clone(&key)) {
+            dashmap::Entry::Occupied(_) => Err(BrokerError::topic_exists(name)),
+            dashmap::Entry::Vacant(slot) => {
+                admit()?;
+                let topic = self.new_topic(key, epoch, super::clock::now_rfc3339());
+                let info = info_of(&topic);
+                slot.insert(topic);
+                Ok(info)
+            }
+        }
+    }
+
+    /// Makes a topic decided elsewhere (the cluster's registry) exist here
+    /// with that epoch. A topic of the same name with another epoch was
+    /// deleted and created again meanwhile: its subscribers get
+    /// `topic_deleted` first. Returns the topic and whether it is new here.
+    /// `max_topics` is the registry's to enforce, not the hub's.
+    pub(crate) fn adopt_topic(
+        &self,
+        name: &str,
+        epoch: &str,
+        created_at: &str,
+    ) -> (Arc<Topic>, bool) {
+        loop {
+            if let Some(topic) = self.topics.get(name) {
+                if topic.epoch == epoch {
+                    return (Arc::clone(topic.value()), false);
+                }
+            }
+            self.drop_topic(name, None);
+            let key: Arc<str> = Arc::from(name);
+            if let dashmap::Entry::Vacant(slot) = self.topics.entry(Arc::clone(&key)) {
+                let topic = self.new_topic(key, epoch.to_owned(), created_at.to_owned());
+                slot.insert(Arc::clone(&topic));
+                return (topic, true);
+            }
+        }
+    }
+
+    /// Removes a topic (only with this epoch when one is given) and tells
+    /// its subscribers. Whether there was one to remove.
+    pub(crate) fn drop_topic(&self, name: &str, epoch: Option<&str>) -> bool {
+        let removed = self
+            .topics
+            .remove_if(name, |_, topic| epoch.is_none_or(|e| *topic.epoch == *e));
+        let Some((_, topic)) = removed else {
+            return false;
+        };
+        let mut st = topic.state.lock();
+        st.deleted = true;
+        let freed = st.history.clear();
+        topic.history_bytes.store(0, Relaxed);
+        self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);
+        let notice = Frame::info(InfoKind::TopicDeleted, Some(name.to_owned()));
+        for (_, conn) in st.subscribers.drain(..) {
+            conn.outbox.discard_topic(&topic.tally);
+            conn.outbox.push_reply(notice.clone());
+            conn.forget(&topic);
+            self.totals.subscriptions.fetch_sub(1, Relaxed);
+        }
+        true
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        error::check_topic_name(name)?;
+        self.topics
+            .get(name)
+            .map(|t| Arc::clone(t.value()))
+            .ok_or_else(|| BrokerError::topic_not_found(name))
+    }
+
+    pub(crate) fn topic_info(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        Ok(info_of(&*self.topic(name)?))
+    }
+
+    /// Every topic, sorted by name.
+    pub(crate) fn list_topics(&self) -> Vec<TopicInfo> {
+        let topics: Vec<Arc<Topic>> = self.topics.iter().map(|e| Arc::clone(e.value())).collect();
+        let mut infos: Vec<TopicInfo> = topics.iter().map(|t| info_of(t)).collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    pub(crate) fn topic_count(&self) -> u64 {
+        self.topics.len() as u64
+    }
+
+    pub(crate) fn topic_counts(&self, name: &str) -> Result<TopicCounts, BrokerError> {
+        Ok(counts_of(&*self.topic(name)?))
+    }
+
+    /// Per-topic counters, sorted by name.
+    pub(crate) fn all_topic_counts(&self) -> Vec<(String, TopicCounts)> {
+        let topics: Vec<Arc<Topic>> = self.topics.iter().map(|e| Arc::clone(e.value())).collect();
+        let mut out: Vec<(String, TopicCounts)> = topics
+            .iter()
+            .map(|t| (t.name.to_string(), counts_of(t)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Each topic's messages published so far, without taking topic locks.
+    pub(crate) fn published_per_topic(&self) -> Vec<(Arc<str>, u64)> {
+        self.topics
+            .iter()
+            .map(|e| {
+                (
+                    Arc::clone(&e.value().name),
+                    e.value().tally.published.load(Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Messages from a topic's history, oldest first, with its epoch.
+    pub(crate) fn history(
+        &self,
+        name: &str,
+        range: HistoryRange,
+    ) -> Result<(String, Vec<Arc<PublishedEvent>>), BrokerError> {
+        let topic = self.topic(name)?;
+        let st = topic.state.lock();
+        let events: Vec<Arc<PublishedEvent>> = match range {
+            HistoryRange::All => st.history.all().cloned().collect(),
+            HistoryRange::LastN(n) => st.history.last_n(clamp(n)).cloned().collect(),
+            // Whatever history still holds after `seq`; a REST reader sees
+            // the gap from the first `seq` it gets.
+            HistoryRange::SinceSeq(seq) => {
+                st.history.all().filter(|e| e.seq > seq).cloned().collect()
+            }
+        };
+        Ok((topic.epoch.clone(), events))
+    }
+
+    // ------------------------------------------------------ publishing
+
+    /// Appends a message at the next `seq`, the in-memory log's decision,
+    /// made under the topic's lock so that `seq` and the order of fan-out
+    /// are one: history and every subscriber get it at once. `None` when
+    /// the topic was deleted meanwhile.
+    pub(crate) fn append_next(&self, topic: &Topic, draft: EventDraft) -> Option<u64> {
+        let mut st = topic.state.lock();
+        if st.deleted {
+            return None;
+        }
+        let seq = st.seq + 1;
+        self.fan_out(topic, &mut st, seq, draft);
+        drop(st);
+        self.enforce_history_budget();
+        Some(seq)
+    }
+
+    /// Takes in an event whose `seq` was decided elsewhere (the cluster's
+    /// stream), in order: one at or below the topic's `seq` was seen already
+    /// and is skipped. Subscribers are told of a jump over `seq`s this node
+    /// never received (the stream dropped them before it read them) with a
+    /// `SLOW_CONSUMER` error naming how many. Returns the topic's `seq`.
+    pub(crate) fn apply_event(&self, topic: &Topic, seq: u64, draft: EventDraft) -> u64 {
+        let mut st = topic.state.lock();
+        if st.deleted || seq <= st.seq {
+            return st.seq;
+        }
+        let missed = seq - st.seq - 1;
+        // A jump from 0 is where a new copy starts, unless someone already
+        // waits there.
+        if missed > 0 && (st.seq > 0 || !st.subscribers.is_empty()) {
+            let notice = Frame::slow_consumer(&topic.name, missed);
+            for conn in st.subscribers.values() {
+                conn.outbox.push_reply(notice.clone());
+            }
+        }
+        self.fan_out(topic, &mut st, seq, draft);
+        drop(st);
+        self.enforce_history_budget();
+        seq
+    }
+
+    /// Makes `seq` the topic's newest event: history and every subscriber.
+    fn fan_out(&self, topic: &Topic, st: &mut topic::TopicState, seq: u64, draft: EventDraft) {
+        st.seq = seq;
+        let event = Arc::new(PublishedEvent {
+            seq,
+            frame: draft.finish(seq),
+            tally: Arc::clone(&topic.tally),
+            published_at: std::time::Instant::now(),
+        });
+        topic.tally.published.store(seq, Relaxed);
+        let fan_out = st.subscribers.len() as u64;
+        topic.tally.enqueued.fetch_add(fan_out, Relaxed);
+        self.totals.enqueued.fetch_add(fan_out, Relaxed);
+        for conn in st.subscribers.values() {
+            conn.outbox.push_event(&event, false);
+        }
+        let change = st.history.push(event);
+        topic.history_bytes.store(st.history.bytes(), Relaxed);
+        if change >= 0 {
+            self.totals.history_bytes.fetch_add(change as u64, Relaxed);
+        } else {
+            self.totals
+                .history_bytes
+                .fetch_sub(change.unsigned_abs() as u64, Relaxed);
+        }
+        self.totals.published.fetch_add(1, Relaxed);
+    }
+
+    /// Keeps the history of all topics within `max_history_bytes`: once
+    /// past it, evicts the oldest messages of the topics that hold the most
+    /// bytes, down to 1/16 under the budget, so that one pass (a look at
+    /// every topic) serves many publishes. Called with no topic locked;
+    /// one caller evicts at a time, the others go on.
+    fn enforce_history_budget(&self) {
+        let budget = self.config.max_history_bytes as u64;
+        if budget == 0 || self.totals.history_bytes.load(Relaxed) <= budget {
+            return;
+        }
+        let Some(_evicting) = self.evicting.try_lock() else {
+            return;
+        };
+        let target = budget - budget / 16;
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .iter()
+            .filter(|e| e.value().history_bytes.load(Relaxed) > 0)
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        // (bytes, index into `topics`): the biggest on top.
+        let mut biggest: std::collections::BinaryHeap<(usize, usize)> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.history_bytes.load(Relaxed), i))
+            .collect();
+        while self.totals.history_bytes.load(Relaxed) > target {
+            let Some((_, i)) = biggest.pop() else {
+                break;
+            };
+            let topic = &topics[i];
+            // Down to the next biggest topic's size, then look again.
+            let floor = biggest.peek().map_or(0, |(b, _)| *b);
+            let mut st = topic.state.lock();
+            let mut evicted = 0;
+            loop {
+                let freed = st.history.pop_oldest();
+                if freed == 0 {
+                    break;
+                }
+                evicted += 1;
+                self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);
+                if st.history.bytes() <= floor || self.totals.history_bytes.load(Relaxed) <= target
+                {
+                    break;
+                }
+            }
+            let left = st.history.bytes();
+            topic.history_bytes.store(left, Relaxed);
+            drop(st);
+            self.totals.history_evicted.fetch_add(evicted, Relaxed);
+            if left > 0 {
+                biggest.push((left, i));
+            }
+        }
+    }
+
+    // --------------------------------------------------- subscriptions
+
+    /// Opens a connection: its queue, (empty) subscription set, what it may
+    /// do and its publish rate.
+    pub(crate) fn connect_with(&self, permits: Permits) -> Arc<Connection> {
+        let id = self.next_connection.fetch_add(1, Relaxed);
+        self.totals.connections.fetch_add(1, Relaxed);
+        let conn = Arc::new(Connection::new(
+            id,
+            Bounds {
+                events: self.config.subscriber_queue,
+                bytes: self.config.max_queue_bytes,
+            },
+            self.config.slow_consumer_policy,
+            permits,
+            connection::Rate {
+                per_sec: self.config.publish_rate,
+                burst: self.config.publish_burst,
+            },
+        ));
+        self.connections.insert(id, Arc::clone(&conn));
+        conn
+    }
+
+    /// `(frames, bytes)` queued over every open connection.
+    pub(crate) fn queued(&self) -> (u64, u64) {
+        let conns: Vec<Arc<Connection>> = self
+            .connections
+            .iter()
+            .map(|c| Arc::clone(c.value()))
+            .collect();
+        conns.iter().fold((0, 0), |(f, b), c| {
+            let (frames, bytes) = c.outbox.depth();
+            (f + frames as u64, b + bytes as u64)
+        })
+    }
+
+    /// Closes a connection: removes all its subscriptions at once and drops
+    /// (and counts) what is still queued. Idempotent.
+    pub(crate) fn disconnect(&self, conn: &Arc<Connection>, end: End) {
+        let subscriptions: Vec<(Arc<str>, Arc<Topic>)> = {
+            // Under the subscriptions lock, so a concurrent `subscribe`
+            // either registers before (and is removed here) or sees the flag.
+            let mut subs = conn.subscriptions.lock();
+            if conn
+                .disconnected
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                return;
+            }
+            subs.drain().collect()
+        };
+        for (_, topic) in subscriptions {
+            let mut st = topic.state.lock();
+            if st.subscribers.swap_remove(&conn.id).is_some() {
+                self.totals.subscriptions.fetch_sub(1, Relaxed);
+            }
+        }
+        conn.outbox.close(end);
+        self.connections.remove(&conn.id);
+        self.totals.connections.fetch_sub(1, Relaxed);
+    }
+
+    /// Subscribes `conn` to a topic. Queues the `ack`, then the replayed
+    /// events, then registers for live events, all under the topic's lock:
+    /// no publish can fall between replay and live (no gap, no duplicate).
+    /// A repeated subscribe is acked and replays nothing.
+    pub(crate) fn subscribe(
+        &self,
+        conn: &Arc<Connection>,
+        name: &str,
+        replay: Replay,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        if !conn.permits.subscribe {
+            return Err(BrokerError::new(
+                ErrorCode::Forbidden,
+                "this connection's key lacks the \"subscribe\" role needed to subscribe",
+            ));
+        }
+        let topic = self.topic(name)?;
+        let mut st = topic.state.lock();
+        if st.deleted {
+            return Err(BrokerError::topic_not_found(name));
+        }
+        let repeat = st.subscribers.contains_key(&conn.id);
+        // Only this connection's reader subscribes it, so the count cannot
+        // grow between this check and the insertion below.
+        if !repeat && conn.subscriptions.lock().len() >= self.config.max_subscriptions {
+            self.totals.refuse(Limit::MaxSubscriptions);
+            return Err(BrokerError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "this connection holds its limit of {} subscriptions (max_subscriptions)",
+                    self.config.max_subscriptions
+                ),
+            ));
+        }
+        let seq = st.seq;
+        let (events, recovered): (Vec<Arc<PublishedEvent>>, Option<bool>) = match &replay.since {
+            Some(since) => {
+                let held = (since.epoch == topic.epoch)
+                    .then(|| st.history.after(since.seq, seq))
+                    .flatten();
+                match held {
+                    Some(events) => (events.cloned().collect(), Some(true)),
+                    None => (Vec::new(), Some(false)),
+                }
+            }
+            None => match replay.last_n {
+                Some(n) => (st.history.last_n(clamp(n)).cloned().collect(), None),
+                None => (Vec::new(), None),
+            },
+        };
+        let events = if repeat { Vec::new() } else { events };
+        let ack = Frame::ack(Ack {
+            seq: Some(seq),
+            epoch: Some(topic.epoch.clone()),
+            replayed: Some(events.len() as u64),
+            recovered,
+            ..Frame::ack_of(request_id, name)
+        });
+        conn.outbox.push_reply(ack);
+        if repeat {
+            return Ok(());
+        }
+        for event in &events {
+            conn.outbox.push_event(event, true);
+        }
+        let mut subs = conn.subscriptions.lock();
+        if conn.is_disconnected() {
+            // Closed meanwhile: registering now would leak the subscription.
+            return Ok(());
+        }
+        subs.insert(Arc::clone(&topic.name), Arc::clone(&topic));
+        drop(subs);
+        st.subscribers.insert(conn.id, Arc::clone(conn));
+        self.totals.subscriptions.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Unsubscribes `conn` from a topic: its events still queued are
+    /// discarded (counted as dropped, no `SLOW_CONSUMER` notice), then the
+    /// `ack` is queued; nothing of the topic follows it. Acked also when the
+    /// connection was not subscribed.
+    pub(crate) fn unsubscribe(
+        &self,
+        conn: &Arc<Connection>,
+        name: &str,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        error::check_topic_name(name)?;
+        let topic = conn.subscriptions.lock().get(name).cloned();
+        if let Some(topic) = topic {
+            let mut st = topic.state.lock();
+            if st.subscribers.swap_remove(&conn.id).is_some() {
+                self.totals.subscriptions.fetch_sub(1, Relaxed);
+            }
+            conn.outbox.discard_topic(&topic.tally);
+            conn.forget(&topic);
+        }
+        conn.outbox
+            .push_reply(Frame::ack(Frame::ack_of(request_id, name)));
+        Ok(())
+    }
+}
+
+/// `u64` counts from clients, as an in-memory length.
+fn clamp(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn counts_of(topic: &Topic) -> TopicCounts {
+    let (seq, subscribers) = topic.snapshot();
+    TopicCounts {
+        messages: seq,
+        subscribers,
+        enqueued: topic.tally.enqueued.load(Relaxed),
+        delivered: topic.tally.delivered.load(Relaxed),
+        dropped: topic.tally.dropped.load(Relaxed),
+    }
+}
+
+pub(crate) fn info_of(topic: &Topic) -> TopicInfo {
+    let (seq, subscribers) = topic.snapshot();
+    TopicInfo {
+        name: topic.name.to_string(),
+        subscribers,
+        messages: seq,
+        created_at: topic.created_at.clone(),
+        seq,
+        epoch: topic.epoch.clone(),
+    }
+}
