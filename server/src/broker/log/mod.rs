@@ -15,7 +15,6 @@
 
 pub(crate) mod memory;
 pub(crate) mod nats;
-mod slots;
 
 use super::{BrokerError, Receipt};
 use futures_util::future::BoxFuture;

@@ -135,7 +135,7 @@ pub(super) async fn registered(store: &kv::Store) -> Result<u64, String> {
     let mut n = 0;
     while let Some(key) = keys.next().await {
         let key = key.map_err(|e| format!("listing the registry: {e}"))?;
-        if super::nats::name_of(&key).is_some() {
+        if super::name_of(&key).is_some() {
             n += 1;
         }
     }
@@ -198,6 +198,6 @@ mod tests {
 
     #[test]
     fn the_key_is_no_topic_name() {
-        assert!(super::super::nats::name_of(KEY).is_none());
+        assert!(super::super::name_of(KEY).is_none());
     }
 }

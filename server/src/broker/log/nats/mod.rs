@@ -26,21 +26,29 @@
 //! - A stream keeps at most two histories of the largest messages on disk
 //!   (`max_bytes`, within `max_history_bytes`); delete tombstones live a
 //!   minute.
+//!
+//! The parts: this file answers the facade (create, delete, publish,
+//! catch-up); [`registry`] decides, without I/O, which topics this instance
+//! follows given the registry entries it read; [`registry_watch`] reads them;
+//! [`follower`] takes each followed topic's stream into the hub; [`slots`]
+//! keeps the cluster's topic count.
+
+mod follower;
+mod registry;
+mod registry_watch;
+mod slots;
 
 use super::super::hub::topic::Topic;
 use super::super::hub::{self, Hub};
-use super::super::{clock, BrokerError, EventDraft, Prepared, Receipt, TopicInfo};
-use super::slots;
-use async_nats::jetstream::{self, consumer, kv, stream};
-use dashmap::DashMap;
+use super::super::{clock, BrokerError, Prepared, Receipt, TopicInfo};
+use async_nats::jetstream::{self, kv, stream};
 use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use protocol::ErrorCode;
+use registry::{Adopted, Followed, Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -63,11 +71,6 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 const LAG_ROOM: usize = 10_000;
 /// Pause before a failed registry watch or stream follower starts again.
 const RETRY: Duration = Duration::from_millis(250);
-/// How long a delete's tombstone is kept: it guards against adopting a
-/// registration read just before the delete (a lookup racing the watch),
-/// which is at most one request (3 s) old. Pruned beyond that, so deletes
-/// do not grow memory for the process lifetime.
-const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
 /// JetStream requests clients may cause on this instance per second (a
 /// lookup of a name it does not know, a catch-up before a read), with as
 /// many saved up: one client cannot saturate the shared NATS's API. Past
@@ -79,14 +82,12 @@ pub(crate) struct NatsLog {
     hub: Arc<Hub>,
     client: async_nats::Client,
     js: jetstream::Context,
-    /// The registry, once JetStream answered.
-    registry: RwLock<Option<kv::Store>>,
-    /// The topics this instance follows, by name.
-    mirrors: DashMap<Arc<str>, Arc<Mirror>>,
-    /// Per name, the registry revision of the latest delete seen: an older
-    /// registration read a moment before (a lookup racing the watch) is
-    /// not adopted again.
-    tombstones: DashMap<Arc<str>, (u64, std::time::Instant)>,
+    /// The registry bucket, once JetStream answered.
+    store: RwLock<Option<kv::Store>>,
+    /// The topics this instance follows, by name, and the deletes it read
+    /// ([`registry`]). One lock: registry entries are rare (creates and
+    /// deletes); a lookup on the publish path holds it for a map read.
+    registry: Mutex<Registry<Arc<Mirror>>>,
     /// Tokens for the JetStream requests clients cause
     /// ([`CLIENT_REQUESTS_PER_SEC`]): (tokens, last refill).
     client_requests: parking_lot::Mutex<(f64, std::time::Instant)>,
@@ -101,9 +102,6 @@ pub(crate) struct NatsLog {
 struct Mirror {
     topic: Arc<Topic>,
     epoch: String,
-    /// The registry revision it was created at: a later delete removes it,
-    /// an earlier one (replayed by a watch) does not.
-    revision: u64,
     /// The newest `seq` taken in, for [`NatsLog::catch_up`].
     seq: watch::Sender<u64>,
     stop: CancellationToken,
@@ -155,9 +153,8 @@ impl NatsLog {
             hub,
             client,
             js,
-            registry: RwLock::new(None),
-            mirrors: DashMap::new(),
-            tombstones: DashMap::new(),
+            store: RwLock::new(None),
+            registry: Mutex::default(),
             client_requests: parking_lot::Mutex::new((
                 CLIENT_REQUESTS_PER_SEC,
                 std::time::Instant::now(),
@@ -173,7 +170,7 @@ impl NatsLog {
 
     pub(crate) fn health(&self) -> Result<(), String> {
         match self.client.connection_state() {
-            async_nats::connection::State::Connected if self.registry.read().is_some() => Ok(()),
+            async_nats::connection::State::Connected if self.store.read().is_some() => Ok(()),
             async_nats::connection::State::Connected => Err(format!(
                 "connected to NATS at {}, waiting for JetStream (the topic registry)",
                 self.url
@@ -188,7 +185,7 @@ impl NatsLog {
     /// The registry when NATS can be used right now, else `UNAVAILABLE`.
     fn available(&self) -> Result<kv::Store, BrokerError> {
         self.health().map_err(unavailable)?;
-        self.registry
+        self.store
             .read()
             .clone()
             .ok_or_else(|| unavailable("the topic registry is not ready"))
@@ -429,8 +426,8 @@ impl NatsLog {
     /// The topic as this instance follows it, or from the registry when it
     /// was created elsewhere a moment ago.
     async fn mirror(self: &Arc<Self>, name: &str) -> Result<Arc<Mirror>, BrokerError> {
-        if let Some(mirror) = self.mirrors.get(name) {
-            return Ok(Arc::clone(mirror.value()));
+        if let Some(followed) = self.registry.lock().get(name) {
+            return Ok(Arc::clone(&followed.mirror));
         }
         let registry = self.available()?;
         if !self.may_ask() {
@@ -452,111 +449,74 @@ impl NatsLog {
         }
     }
 
-    /// Follows a registered topic (no-op when it already does). All of it
-    /// happens under the name's entry in `mirrors`, so concurrent adopts of
-    /// one name (the registry watch, a lookup) cannot leave the hub's
-    /// topic and the followed stream on different epochs. A registration
-    /// older than what this instance knows (a newer one, or a delete the
-    /// watch saw) changes nothing.
+    /// Follows a registered topic, unless it does already or the entry is
+    /// older than what it read ([`Registry::adopt`]). The decision and the
+    /// hub's topic are made under the registry's lock, so concurrent adopts
+    /// of one name (the registry watch, a lookup) cannot leave the hub's
+    /// topic and the followed stream on different epochs.
     fn adopt(
         self: &Arc<Self>,
         name: &str,
         registration: &Registration,
         revision: u64,
     ) -> Option<Arc<Mirror>> {
-        let slot = self.mirrors.entry(Arc::from(name));
-        let held = match &slot {
-            dashmap::Entry::Occupied(held) => Some(Arc::clone(held.get())),
-            dashmap::Entry::Vacant(_) => None,
-        };
-        if let Some(held) = &held {
-            if held.epoch == registration.epoch || held.revision > revision {
-                return Some(Arc::clone(held));
+        let adopted = self
+            .registry
+            .lock()
+            .adopt(name, &registration.epoch, revision, || {
+                let (topic, _) =
+                    self.hub
+                        .adopt_topic(name, &registration.epoch, &registration.created_at);
+                Arc::new(Mirror {
+                    seq: watch::Sender::new(topic.snapshot().0),
+                    topic,
+                    epoch: registration.epoch.clone(),
+                    stop: CancellationToken::new(),
+                })
+            });
+        match adopted {
+            Adopted::Held(mirror) => Some(mirror),
+            Adopted::Refused { held } => held,
+            Adopted::New { mirror, replaced } => {
+                if let Some(stale) = replaced {
+                    stale.stop.cancel();
+                }
+                tokio::spawn(Arc::clone(self).follow(Arc::clone(&mirror)));
+                Some(mirror)
             }
         }
-        // Read under the entry: `forsake` records its tombstone before it
-        // looks for the mirror, so it either finds ours or we see it.
-        let deleted_at = self.tombstones.get(name).map(|t| t.value().0);
-        if deleted_at.is_some_and(|at| at > revision) {
-            return held;
-        }
-        if let Some(stale) = &held {
-            stale.stop.cancel();
-        }
-        let (topic, _) = self
-            .hub
-            .adopt_topic(name, &registration.epoch, &registration.created_at);
-        let mirror = Arc::new(Mirror {
-            seq: watch::Sender::new(topic.snapshot().0),
-            topic,
-            epoch: registration.epoch.clone(),
-            revision,
-            stop: CancellationToken::new(),
-        });
-        match slot {
-            dashmap::Entry::Occupied(mut held) => {
-                held.insert(Arc::clone(&mirror));
-            }
-            dashmap::Entry::Vacant(vacant) => {
-                vacant.insert(Arc::clone(&mirror));
-            }
-        }
-        tokio::spawn(Arc::clone(self).follow(Arc::clone(&mirror)));
-        Some(mirror)
     }
 
-    /// Stops following a topic registered before `revision` (the
-    /// revision of its delete in the registry) and deletes it here (its
-    /// subscribers get `topic_deleted`).
+    /// A delete of `name` at `revision` was read: stops following a topic
+    /// registered before it and deletes it here (its subscribers get
+    /// `topic_deleted`).
     fn forsake(&self, name: &str, revision: u64) {
-        let now = std::time::Instant::now();
-        if self.tombstones.len() >= 1024 {
-            self.tombstones
-                .retain(|_, (_, at)| now.duration_since(*at) < TOMBSTONE_TTL);
+        let gone = self
+            .registry
+            .lock()
+            .forsake(name, revision, std::time::Instant::now());
+        if let Some(followed) = gone {
+            self.stop_following(name, followed);
         }
-        self.tombstones
-            .entry(Arc::from(name))
-            .and_modify(|(rev, at)| {
-                *rev = (*rev).max(revision);
-                *at = now;
-            })
-            .or_insert((revision, now));
-        self.unfollow(name, |mirror| mirror.revision < revision);
     }
 
     /// Stops following `name` if it is still this epoch (whose stream was
     /// found gone) and deletes it here.
     fn forsake_epoch(&self, name: &str, epoch: &str) {
-        self.unfollow(name, |mirror| mirror.epoch == epoch);
-    }
-
-    /// Stops following `name` when its mirror is `stale`, and deletes the
-    /// topic here (its subscribers get `topic_deleted`).
-    fn unfollow(&self, name: &str, stale: impl FnOnce(&Mirror) -> bool) {
-        if let Some((_, mirror)) = self.mirrors.remove_if(name, |_, mirror| stale(mirror)) {
-            mirror.stop.cancel();
-            self.hub.drop_topic(name, Some(&mirror.epoch));
+        let gone = self
+            .registry
+            .lock()
+            .forsake_epoch(name, epoch, std::time::Instant::now());
+        if let Some(followed) = gone {
+            self.stop_following(name, followed);
         }
     }
 
-    /// Keeps the registry watched: every topic created anywhere is followed
-    /// here, every topic deleted anywhere is deleted here.
-    async fn keep_registry(self: Arc<Self>, shutdown: Shutdown) {
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.triggered() => return,
-                result = self.watch_registry() => {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "topic registry watch ended; starting again");
-                    }
-                }
-            }
-            tokio::select! {
-                _ = shutdown.triggered() => return,
-                _ = tokio::time::sleep(RETRY) => {}
-            }
-        }
+    /// Stops a follower the registry let go of, and deletes its topic here
+    /// (only that epoch: a newer one may be adopted already).
+    fn stop_following(&self, name: &str, followed: Followed<Arc<Mirror>>) {
+        followed.mirror.stop.cancel();
+        self.hub.drop_topic(name, Some(&followed.epoch));
     }
 
     /// Sets the cluster's topic count right again after a create or
@@ -594,173 +554,6 @@ impl NatsLog {
             }
         }
     }
-
-    async fn watch_registry(self: &Arc<Self>) -> Result<(), async_nats::Error> {
-        // The bucket's stream as `create_key_value` would make it; that call
-        // itself reads account fields nats-server 2.9 does not send. Creating
-        // an identical stream again is a no-op, so every instance may.
-        self.js
-            .create_stream(stream::Config {
-                name: registry_stream(),
-                description: Some("pubsub-server topics: name -> epoch".into()),
-                subjects: vec![format!("$KV.{BUCKET}.>")],
-                max_messages_per_subject: 1,
-                discard: stream::DiscardPolicy::New,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await?;
-        let store = self.js.get_key_value(BUCKET).await?;
-        // Topics deleted while this instance was not watching: those
-        // registered before this snapshot of the registry and not in it.
-        let snapshot = self.registry_revision().await?;
-        let mut keys = store.keys().await?;
-        let mut registered = HashSet::new();
-        while let Some(key) = keys.next().await {
-            registered.insert(key?);
-        }
-        let gone: Vec<Arc<str>> = self
-            .mirrors
-            .iter()
-            .filter(|m| !registered.contains(&key_of(m.key())))
-            .map(|m| Arc::clone(m.key()))
-            .collect();
-        for name in gone {
-            self.forsake(&name, snapshot + 1);
-        }
-        let mut watch = store.watch_with_history(">").await?;
-        *self.registry.write() = Some(store);
-        tracing::info!(url = %self.url, "following the cluster's topic registry");
-        while let Some(entry) = watch.next().await {
-            let entry = entry?;
-            let revision = entry.revision;
-            let Some(name) = name_of(&entry.key) else {
-                self.registry_seen
-                    .send_modify(|seen| *seen = (*seen).max(revision));
-                continue;
-            };
-            match entry.operation {
-                kv::Operation::Put => match serde_json::from_slice::<Registration>(&entry.value) {
-                    Ok(registration) => {
-                        let _ = self.adopt(&name, &registration, entry.revision);
-                    }
-                    Err(e) => {
-                        tracing::warn!(key = entry.key, error = %e, "unreadable registration")
-                    }
-                },
-                kv::Operation::Delete | kv::Operation::Purge => self.forsake(&name, entry.revision),
-            }
-            self.registry_seen
-                .send_modify(|seen| *seen = (*seen).max(revision));
-        }
-        Ok(())
-    }
-
-    /// Takes a topic's stream into this instance until it is forsaken,
-    /// resuming after its last `seq` whenever the consumer is lost.
-    async fn follow(self: Arc<Self>, mirror: Arc<Mirror>) {
-        let stream = stream_name(&mirror.epoch);
-        let mut first = true;
-        loop {
-            tokio::select! {
-                biased;
-                _ = mirror.stop.cancelled() => return,
-                result = self.follow_once(&mirror, &stream, first) => match result {
-                    Ok(Followed::StreamGone) => {
-                        self.forsake_epoch(&mirror.topic.name, &mirror.epoch);
-                        return;
-                    }
-                    Ok(Followed::Ended) => {}
-                    Err(e) => {
-                        tracing::debug!(topic = %mirror.topic.name, error = %e, "stream follower restarts");
-                    }
-                }
-            }
-            first = false;
-            tokio::select! {
-                _ = mirror.stop.cancelled() => return,
-                _ = tokio::time::sleep(RETRY) => {}
-            }
-        }
-    }
-
-    async fn follow_once(
-        &self,
-        mirror: &Mirror,
-        stream: &str,
-        first: bool,
-    ) -> Result<Followed, async_nats::Error> {
-        let stream = match self.js.get_stream(stream).await {
-            Ok(stream) => stream,
-            Err(e) if is_stream_not_found(&e) => return Ok(Followed::StreamGone),
-            Err(e) => return Err(e.into()),
-        };
-        let seq = mirror.topic.snapshot().0;
-        let start_sequence = if seq == 0 && first {
-            // New here: the history's worth of the newest messages.
-            let last = stream.cached_info().state.last_sequence;
-            last.saturating_sub(self.history_size as u64) + 1
-        } else {
-            seq + 1
-        };
-        let deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence };
-        let consumer = stream
-            .create_consumer(consumer::push::OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                deliver_policy,
-                ..Default::default()
-            })
-            .await?;
-        let mut messages = consumer.messages().await?;
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) => self.take_in(mirror, &message)?,
-                // The ordered consumer recreates itself after these.
-                Err(e) if e.kind() == consumer::push::OrderedErrorKind::MissingHeartbeat => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(Followed::Ended)
-    }
-
-    fn take_in(
-        &self,
-        mirror: &Mirror,
-        message: &jetstream::Message,
-    ) -> Result<(), async_nats::Error> {
-        let seq = message.info()?.stream_sequence;
-        let topic = &mirror.topic;
-        let draft = match serde_json::from_slice::<Stored>(&message.payload) {
-            Ok(stored) => EventDraft::new(&topic.name, &stored.id, stored.payload, &stored.ts),
-            Err(e) => {
-                // Not written by pubsub-server. It still takes its `seq`, so
-                // that every instance numbers the topic alike.
-                tracing::warn!(topic = %topic.name, seq, error = %e, "foreign message on a topic stream");
-                let null = RawValue::from_string("null".into())?;
-                EventDraft::new(
-                    &topic.name,
-                    &format!("foreign-{seq}"),
-                    &null,
-                    &clock::now_rfc3339(),
-                )
-            }
-        };
-        let now = self.hub.apply_event(topic, seq, draft);
-        mirror.seq.send_replace(now);
-        Ok(())
-    }
-}
-
-/// How a stream follower's run ended without an error.
-enum Followed {
-    /// Its messages ended (the consumer went away): follow again.
-    Ended,
-    /// The stream does not exist (the topic was deleted).
-    StreamGone,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
