@@ -1,7 +1,9 @@
 //! WebSocket client frames byte by byte (RFC 6455 §5.2), for the tests that
 //! write raw sockets (fragments, reserved bits, a request glued to the
 //! upgrade) and for the load generator, which encodes its requests once.
-//! The one encoder of masked frames in the tree.
+//! The one encoder of masked frames in the tree, and [`server_frame`], a
+//! reader of the server's (unmasked) frames for tests without a WebSocket
+//! library.
 
 /// Text frame opcode.
 pub const OP_TEXT: u8 = 0x1;
@@ -72,6 +74,30 @@ pub fn upgrade_request(host: &str, path: &str) -> String {
     )
 }
 
+/// The first whole unmasked frame at the start of `buf`: its first byte
+/// (FIN and opcode), its payload, and the bytes it took. `None` until the
+/// frame is complete; masked frames (a client's) are not read.
+pub fn server_frame(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let (&first, rest) = buf.split_first()?;
+    let (&second, rest) = rest.split_first()?;
+    if second & 0x80 != 0 {
+        return None;
+    }
+    let (len, header): (usize, usize) = match second & 0x7F {
+        126 => (
+            usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])),
+            4,
+        ),
+        127 => {
+            let bytes: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+            (usize::try_from(u64::from_be_bytes(bytes)).ok()?, 10)
+        }
+        small => (usize::from(small), 2),
+    };
+    let payload = buf.get(header..header.checked_add(len)?)?;
+    Some((first, payload, header + len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +128,21 @@ mod tests {
         assert_eq!(f[1], 0x80 | 127);
         assert_eq!(&f[2..10], &0x1_0000u64.to_be_bytes());
         assert_eq!(unmasked(&f, 14), large);
+    }
+
+    #[test]
+    fn server_frames_are_read_whole_or_not_at_all() {
+        let mut frames = vec![0x81, 2, b'h', b'i', 0x89, 0];
+        frames.extend_from_slice(&[0x81, 126, 0x01, 0x00]);
+        frames.extend(std::iter::repeat_n(b'x', 256));
+        let (first, payload, used) = server_frame(&frames).unwrap();
+        assert_eq!((first, payload, used), (0x81, &b"hi"[..], 4));
+        let (first, payload, used) = server_frame(&frames[4..]).unwrap();
+        assert_eq!((first, payload.len(), used), (0x89, 0, 2));
+        let (_, payload, used) = server_frame(&frames[6..]).unwrap();
+        assert_eq!((payload.len(), used), (256, 260));
+        assert!(server_frame(&frames[6..100]).is_none(), "incomplete");
+        assert!(server_frame(&text_frame("masked")).is_none());
     }
 
     #[test]
