@@ -6,7 +6,7 @@
 //! holds, and a test holds the README's table to the flags.
 
 use crate::auth::{self, ApiKey};
-use crate::broker::{BrokerConfig, SlowConsumerPolicy};
+use crate::broker::BrokerConfig;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -27,49 +27,18 @@ pub struct Config {
     #[arg(long)]
     pub print_config: bool,
 
+    /// The broker's knobs (declared in [`BrokerConfig`]).
+    #[command(flatten)]
+    pub broker: BrokerConfig,
+
     /// Address to listen on (REST under /api, WebSocket at /ws, UI at /).
     #[arg(long, env = "PUBSUB_ADDR", default_value = "127.0.0.1:4000")]
     pub addr: SocketAddr,
-
-    /// Messages kept per topic for replay (`last_n`, `since`, REST history).
-    #[arg(long, env = "PUBSUB_HISTORY_SIZE", default_value_t = 100)]
-    pub history_size: usize,
-
-    /// Events queued per connection before the slow-consumer policy applies.
-    #[arg(long, env = "PUBSUB_SUBSCRIBER_QUEUE", default_value_t = 1024,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub subscriber_queue: u64,
-
-    /// Bytes of frames (events and replies) queued per connection before the
-    /// slow-consumer policy applies; unread replies stop the connection's
-    /// requests being read at half of it.
-    #[arg(long, env = "PUBSUB_MAX_QUEUE_BYTES", default_value_t = 16 << 20,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_queue_bytes: u64,
-
-    /// Bytes of retained history over all topics: past it, the oldest
-    /// messages of the topics holding the most bytes are evicted (a `since`
-    /// into them is then `recovered: false`).
-    #[arg(long, env = "PUBSUB_MAX_HISTORY_BYTES", default_value_t = 256 << 20)]
-    pub max_history_bytes: u64,
-
-    /// What happens to a connection whose queue is full.
-    #[arg(
-        long,
-        env = "PUBSUB_SLOW_CONSUMER_POLICY",
-        value_enum,
-        default_value = "drop_oldest"
-    )]
-    pub slow_consumer_policy: PolicyArg,
 
     /// Interval of the `info ping` heartbeat and WebSocket ping on every idle
     /// WebSocket (e.g. 30s, 500ms); a peer silent for two intervals is closed.
     #[arg(long, env = "PUBSUB_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
-
-    /// Largest serialized message payload, in bytes (PAYLOAD_TOO_LARGE above).
-    #[arg(long, env = "PUBSUB_MAX_MESSAGE_BYTES", default_value_t = 65_536)]
-    pub max_message_bytes: usize,
 
     /// Largest WebSocket frame (or message of several frames), in bytes:
     /// a bigger one closes the connection with 1009.
@@ -144,24 +113,6 @@ pub struct Config {
     #[arg(long, env = "PUBSUB_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
-    /// Subscriptions per WebSocket connection (RATE_LIMITED above).
-    #[arg(long, env = "PUBSUB_MAX_SUBSCRIPTIONS", default_value_t = 1_024)]
-    pub max_subscriptions: usize,
-
-    /// Topics on this server (RATE_LIMITED above).
-    #[arg(long, env = "PUBSUB_MAX_TOPICS", default_value_t = 10_000)]
-    pub max_topics: usize,
-
-    /// Publishes per second per WebSocket connection, a token bucket
-    /// (RATE_LIMITED when empty); 0 turns the limit off.
-    #[arg(long, env = "PUBSUB_PUBLISH_RATE", default_value_t = 10_000)]
-    pub publish_rate: u32,
-
-    /// Publishes a connection may burst above the rate; 0 means one
-    /// second's worth (the rate).
-    #[arg(long, env = "PUBSUB_PUBLISH_BURST", default_value_t = 0)]
-    pub publish_burst: u32,
-
     /// Largest REST request body, in bytes (413 PAYLOAD_TOO_LARGE above).
     #[arg(long, env = "PUBSUB_MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
@@ -194,17 +145,6 @@ struct Effective {
 const NOT_SETTINGS: [&str; 4] = ["config", "print_config", "help", "version"];
 /// Settings that are never printed (secrets).
 const SECRET: [&str; 1] = ["api_keys"];
-
-/// `--slow-consumer-policy` values, spelled as in the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PolicyArg {
-    /// Discard the oldest queued events and send SLOW_CONSUMER with the count.
-    #[value(name = "drop_oldest", alias = "drop-oldest")]
-    DropOldest,
-    /// Send SLOW_CONSUMER and close the connection with code 4008.
-    #[value(name = "disconnect")]
-    Disconnect,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -391,33 +331,21 @@ impl Config {
         Config::load_from(["pubsub-server", "--addr", "127.0.0.1:0"])
             .expect("the defaults are valid")
     }
-
-    pub fn broker(&self) -> BrokerConfig {
-        BrokerConfig {
-            history_size: self.history_size,
-            subscriber_queue: usize::try_from(self.subscriber_queue).unwrap_or(usize::MAX),
-            max_queue_bytes: usize::try_from(self.max_queue_bytes).unwrap_or(usize::MAX),
-            max_history_bytes: usize::try_from(self.max_history_bytes).unwrap_or(usize::MAX),
-            slow_consumer_policy: match self.slow_consumer_policy {
-                PolicyArg::DropOldest => SlowConsumerPolicy::DropOldest,
-                PolicyArg::Disconnect => SlowConsumerPolicy::Disconnect,
-            },
-            max_message_bytes: self.max_message_bytes,
-            max_topics: self.max_topics,
-            max_subscriptions: self.max_subscriptions,
-            publish_rate: self.publish_rate,
-            publish_burst: if self.publish_burst == 0 {
-                self.publish_rate
-            } else {
-                self.publish_burst
-            },
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::SlowConsumerPolicy;
+
+    #[test]
+    fn the_brokers_defaults_are_its_flags_defaults() {
+        let parsed = Config::load_from(["x"]).expect("the defaults parse");
+        assert_eq!(
+            format!("{:?}", parsed.broker),
+            format!("{:?}", BrokerConfig::default())
+        );
+    }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
         let f = tempfile::NamedTempFile::new().unwrap();
@@ -440,11 +368,11 @@ mod tests {
         ]);
         assert_eq!(c.addr.port(), 9);
         assert_eq!(
-            c.broker().slow_consumer_policy,
+            c.broker.slow_consumer_policy,
             SlowConsumerPolicy::Disconnect
         );
         assert_eq!(c.heartbeat_interval, Duration::from_millis(250));
-        assert_eq!(c.broker().subscriber_queue, 8);
+        assert_eq!(c.broker.subscriber_queue, 8);
         assert!(Config::try_parse_from(["x", "--subscriber-queue", "0"]).is_err());
         assert!(Config::try_parse_from(["x", "--heartbeat-interval", "0s"]).is_err());
         assert!(Config::try_parse_from(["x", "--slow-consumer-policy", "nope"]).is_err());
@@ -455,10 +383,13 @@ mod tests {
         let f = file("history_size = 7\nheartbeat_interval = \"2s\"\nslow_consumer_policy = \"disconnect\"\nsubscriber_queue = 9\n");
         let path = f.path().to_str().unwrap();
         let c = Config::load_from(["x", "--config", path, "--subscriber-queue", "3"]).unwrap();
-        assert_eq!(c.history_size, 7, "from the file");
+        assert_eq!(c.broker.history_size, 7, "from the file");
         assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
-        assert_eq!(c.slow_consumer_policy, PolicyArg::Disconnect);
-        assert_eq!(c.subscriber_queue, 3, "the flag wins over the file");
+        assert_eq!(
+            c.broker.slow_consumer_policy,
+            crate::broker::SlowConsumerPolicy::Disconnect
+        );
+        assert_eq!(c.broker.subscriber_queue, 3, "the flag wins over the file");
         assert_eq!(c.max_frame_bytes, 1_048_576, "default where neither says");
     }
 

@@ -73,7 +73,7 @@ impl AppState {
     /// A single instance holding everything in memory (`cluster_nats` is
     /// not looked at; see [`AppState::start`]).
     pub fn new(config: Config, shutdown: Shutdown) -> Self {
-        let broker = Broker::new(config.broker());
+        let broker = Broker::new(config.broker.clone());
         Self::with(broker, config, shutdown)
     }
 
@@ -81,8 +81,8 @@ impl AppState {
     /// (retrying in the background while NATS is not there).
     pub async fn start(config: Config, shutdown: Shutdown) -> Result<Self, String> {
         let broker = match &config.cluster_nats {
-            None => Broker::new(config.broker()),
-            Some(url) => Broker::cluster(config.broker(), url, shutdown.clone()).await?,
+            None => Broker::new(config.broker.clone()),
+            Some(url) => Broker::cluster(config.broker.clone(), url, shutdown.clone()).await?,
         };
         Ok(Self::with(broker, config, shutdown))
     }

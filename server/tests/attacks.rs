@@ -277,7 +277,7 @@ async fn unread_replies_are_bounded_by_bytes() {
 /// same server gets every event, in order.
 #[tokio::test]
 async fn a_stalled_subscriber_holds_at_most_its_byte_bound() {
-    let s = TestServer::start_with(|c| c.publish_rate = 0).await;
+    let s = TestServer::start_with(|c| c.broker.publish_rate = 0).await;
     s.create_topic("big").await;
     let subscribe = json!({"type": "subscribe", "topic": "big"}).to_string();
     let (_stalled, _) = raw_upgrade(s.addr, &masked(0x81, subscribe.as_bytes())).await;
@@ -354,7 +354,7 @@ async fn an_unread_history_response_is_cut() {
 async fn shutdown_ends_in_time_whatever_clients_do() {
     let mut s = TestServer::start_with(|c| {
         c.shutdown_timeout = Duration::from_secs(1);
-        c.publish_rate = 0;
+        c.broker.publish_rate = 0;
     })
     .await;
     s.create_topic("t").await;

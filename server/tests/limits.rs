@@ -35,7 +35,7 @@ async fn connections_over_the_limit_are_refused_until_one_leaves() {
 
 #[tokio::test]
 async fn subscriptions_per_connection_are_limited() {
-    let s = TestServer::start_with(|c| c.max_subscriptions = 2).await;
+    let s = TestServer::start_with(|c| c.broker.max_subscriptions = 2).await;
     for t in ["a", "b", "c"] {
         s.create_topic(t).await;
     }
@@ -63,7 +63,7 @@ async fn subscriptions_per_connection_are_limited() {
 
 #[tokio::test]
 async fn topics_are_limited() {
-    let s = TestServer::start_with(|c| c.max_topics = 2).await;
+    let s = TestServer::start_with(|c| c.broker.max_topics = 2).await;
     s.create_topic("a").await;
     s.create_topic("b").await;
     let (status, body) = s.post("/api/topics", json!({"name": "c"})).await;
@@ -83,8 +83,8 @@ async fn topics_are_limited() {
 #[tokio::test]
 async fn publishes_over_the_rate_are_refused_and_not_published() {
     let s = TestServer::start_with(|c| {
-        c.publish_rate = 5;
-        c.publish_burst = 5;
+        c.broker.publish_rate = 5;
+        c.broker.publish_burst = 5;
     })
     .await;
     s.create_topic("t").await;

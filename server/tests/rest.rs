@@ -164,7 +164,7 @@ async fn publishing_assigns_ids_and_contiguous_seqs() {
 #[tokio::test]
 async fn oversized_payloads_and_bodies_are_refused_whole() {
     let s = TestServer::start_with(|c| {
-        c.max_message_bytes = 1000;
+        c.broker.max_message_bytes = 1000;
         c.max_body_bytes = 10_000;
     })
     .await;
@@ -200,7 +200,7 @@ async fn oversized_payloads_and_bodies_are_refused_whole() {
 
 #[tokio::test]
 async fn history_reads_last_n_since_or_everything() {
-    let s = TestServer::start_with(|c| c.history_size = 5).await;
+    let s = TestServer::start_with(|c| c.broker.history_size = 5).await;
     s.create_topic("t").await;
     for n in 1..=7 {
         s.publish("t", json!({"n": n})).await;

@@ -221,7 +221,7 @@ async fn every_kind_of_bad_frame_is_a_bad_request() {
 #[tokio::test]
 async fn oversized_payload_is_refused_and_oversized_frame_closes_1009() {
     let s = TestServer::start_with(|c| {
-        c.max_message_bytes = 100;
+        c.broker.max_message_bytes = 100;
         c.max_frame_bytes = 2000;
     })
     .await;
@@ -248,7 +248,7 @@ async fn oversized_payload_is_refused_and_oversized_frame_closes_1009() {
 
 #[tokio::test]
 async fn last_n_and_since_replay_from_history() {
-    let s = TestServer::start_with(|c| c.history_size = 5).await;
+    let s = TestServer::start_with(|c| c.broker.history_size = 5).await;
     s.create_topic("t").await;
     for n in 1..=8 {
         s.publish("t", json!(n)).await;
@@ -397,7 +397,7 @@ async fn heartbeats_arrive_on_idle_connections() {
 
 #[tokio::test]
 async fn concurrent_publishers_get_contiguous_seqs_in_their_own_order() {
-    let s = TestServer::start_with(|c| c.subscriber_queue = 100_000).await;
+    let s = TestServer::start_with(|c| c.broker.subscriber_queue = 100_000).await;
     s.create_topic("t").await;
     let mut sub = s.ws().await;
     sub.subscribe("t", json!({})).await;
@@ -455,8 +455,8 @@ async fn concurrent_publishers_get_contiguous_seqs_in_their_own_order() {
 #[tokio::test]
 async fn subscribing_with_last_n_during_publishing_has_no_gap_or_duplicate() {
     let s = TestServer::start_with(|c| {
-        c.subscriber_queue = 100_000;
-        c.history_size = 50;
+        c.broker.subscriber_queue = 100_000;
+        c.broker.history_size = 50;
     })
     .await;
     s.create_topic("t").await;
@@ -504,8 +504,8 @@ async fn a_stalled_reader_loses_events_others_do_not_and_counters_add_up() {
     const QUEUE: usize = 512;
     const TOTAL: u64 = 2000;
     let s = TestServer::start_with(|c| {
-        c.subscriber_queue = QUEUE as u64;
-        c.history_size = 10;
+        c.broker.subscriber_queue = QUEUE;
+        c.broker.history_size = 10;
     })
     .await;
     s.create_topic("t").await;
@@ -599,8 +599,8 @@ async fn a_stalled_reader_loses_events_others_do_not_and_counters_add_up() {
 #[tokio::test]
 async fn disconnect_policy_closes_a_slow_consumer_with_4008() {
     let s = TestServer::start_with(|c| {
-        c.subscriber_queue = 8;
-        c.slow_consumer_policy = pubsub_server::config::PolicyArg::Disconnect;
+        c.broker.subscriber_queue = 8;
+        c.broker.slow_consumer_policy = pubsub_server::broker::SlowConsumerPolicy::Disconnect;
     })
     .await;
     s.create_topic("t").await;
@@ -777,7 +777,7 @@ async fn dead_peers_are_closed_live_ones_are_kept() {
 async fn peers_that_stop_reading_are_closed_by_the_write_deadline() {
     let s = TestServer::start_with(|c| {
         c.heartbeat_interval = Duration::from_millis(200);
-        c.max_message_bytes = 1 << 20;
+        c.broker.max_message_bytes = 1 << 20;
         c.max_body_bytes = 2 << 20;
     })
     .await;
@@ -925,8 +925,8 @@ async fn requests_that_are_not_websocket_upgrades_get_contract_errors() {
 #[tokio::test]
 async fn a_slow_reader_that_keeps_reading_is_signalled_not_disconnected() {
     let s = TestServer::start_with(|c| {
-        c.subscriber_queue = 16;
-        c.max_message_bytes = 128 * 1024;
+        c.broker.subscriber_queue = 16;
+        c.broker.max_message_bytes = 128 * 1024;
     })
     .await;
     s.create_topic("t").await;

@@ -42,46 +42,78 @@ use std::sync::Arc;
 
 use crate::shutdown::Shutdown;
 
-/// The broker's knobs (the server's flags map onto these).
-#[derive(Debug, Clone)]
+/// The broker's knobs. Each is declared once, here, as a flag of the
+/// server's command line (flattened into [`crate::config::Config`]): its
+/// doc comment is its `--help` text, and it is also an environment variable
+/// and a key of the config file. [`Default`] is the flags' defaults.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BrokerConfig {
-    /// Messages kept per topic for replay.
+    /// Messages kept per topic for replay (`last_n`, `since`, REST history).
+    #[arg(long, env = "PUBSUB_HISTORY_SIZE", default_value_t = 100)]
     pub history_size: usize,
+
     /// Events queued per connection before the slow-consumer policy applies.
+    #[arg(long, env = "PUBSUB_SUBSCRIBER_QUEUE", default_value_t = 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub subscriber_queue: usize,
-    /// Bytes queued per connection (events and replies) before the
-    /// slow-consumer policy applies.
+
+    /// Bytes of frames (events and replies) queued per connection before the
+    /// slow-consumer policy applies; unread replies stop the connection's
+    /// requests being read at half of it.
+    #[arg(long, env = "PUBSUB_MAX_QUEUE_BYTES", default_value_t = 16 << 20,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_queue_bytes: usize,
-    /// Bytes of history kept over all topics (0: no budget beyond
-    /// `history_size` per topic).
+
+    /// Bytes of retained history over all topics: past it, the oldest
+    /// messages of the topics holding the most bytes are evicted (a `since`
+    /// into them is then `recovered: false`); 0: no budget beyond
+    /// --history-size per topic.
+    #[arg(long, env = "PUBSUB_MAX_HISTORY_BYTES", default_value_t = 256 << 20)]
     pub max_history_bytes: usize,
+
+    /// What happens to a connection whose queue is full.
+    #[arg(
+        long,
+        env = "PUBSUB_SLOW_CONSUMER_POLICY",
+        value_enum,
+        default_value = "drop_oldest"
+    )]
     pub slow_consumer_policy: SlowConsumerPolicy,
-    /// Largest serialized payload accepted.
+
+    /// Largest serialized message payload, in bytes (PAYLOAD_TOO_LARGE above).
+    #[arg(long, env = "PUBSUB_MAX_MESSAGE_BYTES", default_value_t = 65_536)]
     pub max_message_bytes: usize,
-    /// Topics that may exist at once.
+
+    /// Topics on this server, or on the whole cluster in cluster mode
+    /// (RATE_LIMITED above).
+    #[arg(long, env = "PUBSUB_MAX_TOPICS", default_value_t = 10_000)]
     pub max_topics: usize,
-    /// Subscriptions one connection may hold.
+
+    /// Subscriptions per WebSocket connection (RATE_LIMITED above).
+    #[arg(long, env = "PUBSUB_MAX_SUBSCRIPTIONS", default_value_t = 1_024)]
     pub max_subscriptions: usize,
-    /// Publishes per second per connection, checked by [`Broker::may_publish`]
-    /// (0: unlimited), with `publish_burst` tokens of headroom.
+
+    /// Publishes per second per WebSocket connection, a token bucket
+    /// (RATE_LIMITED when empty); 0 turns the limit off.
+    #[arg(long, env = "PUBSUB_PUBLISH_RATE", default_value_t = 10_000)]
     pub publish_rate: u32,
+
+    /// Publishes a connection may burst above the rate; 0 means one
+    /// second's worth (the rate).
+    #[arg(long, env = "PUBSUB_PUBLISH_BURST", default_value_t = 0)]
     pub publish_burst: u32,
 }
 
 impl Default for BrokerConfig {
+    /// The flags' defaults, as declared above; the environment is not read.
     fn default() -> Self {
-        BrokerConfig {
-            history_size: 100,
-            subscriber_queue: 1024,
-            max_queue_bytes: 16 << 20,
-            max_history_bytes: 256 << 20,
-            slow_consumer_policy: SlowConsumerPolicy::DropOldest,
-            max_message_bytes: 65_536,
-            max_topics: 10_000,
-            max_subscriptions: 1_024,
-            publish_rate: 0,
-            publish_burst: 0,
-        }
+        use clap::{Args, FromArgMatches};
+        let command = Self::augment_args(clap::Command::new("defaults"))
+            .mut_args(|arg| arg.env(None::<&str>));
+        command
+            .try_get_matches_from(["defaults"])
+            .and_then(|matches| Self::from_arg_matches(&matches))
+            .unwrap_or_else(|e| unreachable!("the declared defaults parse: {e}"))
     }
 }
 

@@ -392,7 +392,11 @@ impl Hub {
             permits,
             connection::Rate {
                 per_sec: self.config.publish_rate,
-                burst: self.config.publish_burst,
+                // 0: one second's worth.
+                burst: match self.config.publish_burst {
+                    0 => self.config.publish_rate,
+                    burst => burst,
+                },
             },
         ));
         self.connections.insert(id, Arc::clone(&conn));

@@ -28,13 +28,16 @@ use tokio::sync::Notify;
 /// queue's size.
 const MIN_REPLY_LIMIT: usize = 1024;
 
-/// What to do with a connection whose queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What to do with a connection whose queue is full (the values of
+/// `--slow-consumer-policy`, spelled as in the contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SlowConsumerPolicy {
-    /// Evict the oldest queued event, count it, and tell the client.
+    /// Discard the oldest queued events and send SLOW_CONSUMER with the count.
     #[default]
+    #[value(name = "drop_oldest", alias = "drop-oldest")]
     DropOldest,
-    /// Send `SLOW_CONSUMER` and close the connection with 4008.
+    /// Send SLOW_CONSUMER and close the connection with code 4008.
+    #[value(name = "disconnect")]
     Disconnect,
 }
 
