@@ -20,11 +20,11 @@
 //! out of their reach, so no caller can assign a `seq` behind the log's
 //! back (in cluster mode that would fork the cluster's `seq`).
 
-pub mod clock;
-pub mod error;
+pub(crate) mod clock;
+pub(crate) mod error;
 mod hub;
-pub mod log;
-pub mod sampler;
+pub(crate) mod log;
+pub(crate) mod sampler;
 
 pub use error::BrokerError;
 pub use hub::connection::{Connection, Permits};

@@ -19,26 +19,17 @@ use reader::read_loop;
 pub use requests::{handle_text, Inflight};
 use writer::write_loop;
 
-use super::codec::{self, DecodeError, Decoder, Incoming};
-use crate::broker::{
-    Broker, BrokerError, Connection, DrainBuf, Drained, End, Frame, Permits, Publishing, Receipt,
-    Replay,
-};
+use super::codec::{self, Decoder};
+use crate::broker::{Broker, Connection, End, Permits};
 use crate::shutdown::Shutdown;
 use bytes::{Bytes, BytesMut};
-use futures_util::future::{BoxFuture, FutureExt};
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use parking_lot::Mutex;
-use protocol::{Ack, ClientFrame, ErrorCode, InfoKind};
-use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
-use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Frames taken from the outbox per round.

@@ -2,7 +2,16 @@
 //! answered through the writer, text frames handed to [`super::requests`],
 //! and a frame that breaks the protocol or a limit closing the connection.
 
-use super::*;
+use super::super::codec::{DecodeError, Decoder, Incoming};
+use super::requests::{handle_text, Inflight};
+use super::{Heard, PendingPong, READ_CHUNK};
+use crate::broker::{Broker, Connection, End, Frame};
+use crate::shutdown::Shutdown;
+use bytes::BytesMut;
+use protocol::ErrorCode;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn read_loop<R: AsyncRead + Unpin>(

@@ -2,7 +2,13 @@
 //! into a broker call, its reply queued in request order (publishes
 //! awaiting the log's acknowledgement included).
 
-use super::*;
+use crate::broker::{Broker, BrokerError, Connection, Frame, Publishing, Receipt, Replay};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use protocol::{Ack, ClientFrame, ErrorCode};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::timeout;
 
 /// Publishes sent to the log whose acknowledgement has not come yet
 /// (cluster mode: NATS answers after storing them). A connection may have

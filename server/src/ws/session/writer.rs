@@ -2,7 +2,22 @@
 //! `writev`s of small headers and shared payloads, heartbeats, the write
 //! deadline, and the close frame that ends the connection.
 
-use super::*;
+use super::super::codec;
+use super::{
+    Heard, PendingPong, Settings, BATCH, CLOSE_AWAY, CLOSE_SLOW_CONSUMER, FRAMES_PER_WRITE,
+};
+use crate::broker::{Connection, DrainBuf, Drained, End, Frame};
+use crate::shutdown::Shutdown;
+use futures_util::future::FutureExt;
+use protocol::InfoKind;
+use std::io;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     mut out: W,
