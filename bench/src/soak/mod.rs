@@ -400,7 +400,9 @@ struct SoakResult {
     failures: Vec<String>,
 }
 
-/// Runs the soak and prints (and appends to `--out`) its result.
+/// Runs the soak and prints (and appends to `--out`) its result: (1) the
+/// load, (2) drain and the counter invariant, (3) SIGTERM under load, then
+/// the verdict.
 pub async fn run(a: SoakArgs) -> std::io::Result<()> {
     let per_topic =
         (a.subscribers * a.topics_per_subscriber.min(a.topics)) as f64 / a.topics.max(1) as f64;
@@ -411,41 +413,8 @@ pub async fn run(a: SoakArgs) -> std::io::Result<()> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let mut command = Vec::new();
-    if !a.server_cpu.is_empty() {
-        command.extend(["taskset".to_string(), "-c".into(), a.server_cpu.clone()]);
-    }
-    command.push(a.server.display().to_string());
-    command.extend([
-        "--addr".to_string(),
-        a.addr.to_string(),
-        "--heartbeat-interval".into(),
-        format!("{}ms", a.heartbeat.as_millis()),
-        "--history-size".into(),
-        a.history_size.to_string(),
-        "--shutdown-timeout".into(),
-        format!("{}ms", a.shutdown_timeout.as_millis()),
-        "--log-format".into(),
-        "json".into(),
-    ]);
-    command.extend(a.server_args.iter().cloned());
-    let config = Config {
-        duration_secs: a.duration.as_secs_f64(),
-        topics: a.topics,
-        subscribers: a.subscribers,
-        topics_per_subscriber: a.topics_per_subscriber.min(a.topics),
-        subscriptions_per_topic: per_topic,
-        publishers: a.publishers.clamp(1, a.topics.max(1)),
-        payload: a.payload,
-        mean_lifetime_secs: a.mean_lifetime.as_secs_f64(),
-        max_reconnect_delay_ms: a.max_reconnect_delay.as_secs_f64() * 1000.0,
-        slow_percent: a.slow_percent.min(100),
-        heartbeat_secs: a.heartbeat.as_secs_f64(),
-        history_size: a.history_size,
-        shutdown_timeout_secs: a.shutdown_timeout.as_secs_f64(),
-        seed,
-        server_command: shown_command(&command),
-    };
+    let command = server_command(&a);
+    let config = Config::new(&a, per_topic, seed, &command);
     eprintln!(
         "soak: {:.0} messages/s ({:.0} deliveries/s: {}) for {:.0} s; server: {}",
         rate.messages_per_sec,
@@ -456,83 +425,37 @@ pub async fn run(a: SoakArgs) -> std::io::Result<()> {
     );
     let server = Server::spawn(command, &a.server_log)?;
     server.wait_listening(a.addr).await?;
-
-    // (1) The soak.
     let topics = open_topics(a.addr, a.topics).await?;
-    let ctx = Rc::new(Ctx {
-        addr: a.addr,
-        sources: a.sources,
-        ledger: RefCell::new(Ledger::new(topics)),
-        phase: Cell::new(Phase::Run),
-        heartbeat: a.heartbeat,
-        history_size: a.history_size,
-        lifetime: Some(a.mean_lifetime),
-        max_reconnect_delay: a.max_reconnect_delay,
-        slow_percent: a.slow_percent,
-        expect_shutdown: false,
-        endings: RefCell::default(),
-        seed,
-    });
-    let started = Instant::now();
-    let cpu_before = (
-        procstat::sample(server.pid),
-        procstat::sample(std::process::id()),
-    );
-    let timeline = tokio::task::spawn_local(sample_timeline(Rc::clone(&ctx)));
-    let memory_samples = Rc::new(RefCell::new(Vec::new()));
-    let sampler = tokio::task::spawn_local(sample_memory(
-        server.pid,
-        a.addr,
-        a.sample_every,
-        started,
-        Rc::clone(&memory_samples),
-    ));
-    let clients = start_clients(&ctx, &config, rate.messages_per_sec).await;
+    let ctx = Rc::new(Ctx::for_soak(&a, topics, seed));
     let mut failures = Vec::new();
-    while started.elapsed() < a.duration {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if let Some(exit) = server.exit() {
-            failures.push(format!(
-                "the server exited during the soak: {}",
-                exit.describe
-            ));
-            break;
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let share = |before: Option<procstat::Sample>, pid: u32| match (before, procstat::sample(pid)) {
-        (Some(b), Some(a)) => procstat::cpu_share(b, a, started.elapsed()),
-        _ => 0.0,
-    };
-    let cpu = Cpu {
-        server: share(cpu_before.0, server.pid),
-        generator: share(cpu_before.1, std::process::id()),
-    };
-    sampler.abort();
-    let mut memory = memory_figures(
-        &memory_samples.borrow(),
-        a.warmup
-            .unwrap_or(Duration::from_secs_f64((elapsed / 5.0).min(60.0))),
-    );
 
-    // (2) Drain, settle, check the counters.
-    eprintln!("soak: {elapsed:.0} s done; draining");
+    let loaded = load(
+        &a,
+        &ctx,
+        &config,
+        &server,
+        rate.messages_per_sec,
+        &mut failures,
+    )
+    .await;
+    let mut memory = loaded.memory;
+
+    eprintln!("soak: {:.0} s done; draining", loaded.elapsed);
     ctx.phase.set(Phase::Drain);
-    let (publishers, subscribers) = clients;
+    let (publishers, subscribers) = loaded.clients;
     for p in publishers {
         let _ = p.await;
     }
     for s in subscribers {
         let _ = tokio::time::timeout(Duration::from_secs(30), s).await;
     }
-    timeline.abort();
+    loaded.timeline.abort();
     ctx.ledger.borrow_mut().sample_timeline();
     let invariant = settle_and_check(a.addr, &ctx).await;
     memory.after_settle = procstat::sample(server.pid)
         .map(|s| s.rss_bytes)
         .unwrap_or(0);
 
-    // (3) SIGTERM under load.
     eprintln!("soak: shutdown under load");
     let shutdown = if server.exit().is_none() {
         Some(shutdown::run(&server, &ctx, &a, &config, rate.messages_per_sec, seed).await)
@@ -540,38 +463,7 @@ pub async fn run(a: SoakArgs) -> std::io::Result<()> {
         None
     };
 
-    let published = {
-        let ledger = ctx.ledger.borrow();
-        let c = &ledger.checks;
-        // Long stalls are reported, not required to end: a stalled client
-        // that events keep flowing to is judged by its writes (its kernel
-        // buffers hold the events until it resumes or they fill and the
-        // write deadline closes it); only idle ones are pinged away. A
-        // survivor that resumed is held to the gap and order checks.
-        let must_be_zero: [(&str, u64); 5] = [
-            ("gaps without a SLOW_CONSUMER notice", c.gaps_without_notice),
-            ("events out of order", c.out_of_order),
-            ("recovered replays not gapless", c.replays_bad),
-            (
-                "since refused although history held it",
-                c.not_recovered_but_held,
-            ),
-            ("epoch changes", c.epoch_changes),
-        ];
-        for (what, n) in must_be_zero {
-            if n > 0 {
-                failures.push(format!("{n} {what}"));
-            }
-        }
-        if ledger.errors.total() > 0 {
-            failures.push(format!(
-                "{} errors: {}",
-                ledger.errors.total(),
-                report::errors_line(&serde_json::to_value(&ledger.errors).unwrap_or_default())
-            ));
-        }
-        ledger.topics.iter().map(|t| t.acked).sum()
-    };
+    let published = judge_ledger(&ctx, &mut failures);
     if !invariant.ok {
         failures.push(format!("counter invariant: {}", invariant.note));
     }
@@ -601,9 +493,9 @@ pub async fn run(a: SoakArgs) -> std::io::Result<()> {
         machine: a.machine.clone(),
         config,
         rate,
-        elapsed_secs: elapsed,
+        elapsed_secs: loaded.elapsed,
         published,
-        cpu,
+        cpu: loaded.cpu,
         memory,
         error_count: errors.total(),
         checks,
@@ -614,9 +506,183 @@ pub async fn run(a: SoakArgs) -> std::io::Result<()> {
         ok: failures.is_empty(),
         failures,
     };
-    let line = serde_json::to_string(&result).map_err(std::io::Error::other)?;
+    record(&result, a.out.as_deref())
+}
+
+/// The server's command line: the soak's settings, then `--server-arg`s.
+fn server_command(a: &SoakArgs) -> Vec<String> {
+    let mut command = Vec::new();
+    if !a.server_cpu.is_empty() {
+        command.extend(["taskset".to_string(), "-c".into(), a.server_cpu.clone()]);
+    }
+    command.push(a.server.display().to_string());
+    command.extend([
+        "--addr".to_string(),
+        a.addr.to_string(),
+        "--heartbeat-interval".into(),
+        format!("{}ms", a.heartbeat.as_millis()),
+        "--history-size".into(),
+        a.history_size.to_string(),
+        "--shutdown-timeout".into(),
+        format!("{}ms", a.shutdown_timeout.as_millis()),
+        "--log-format".into(),
+        "json".into(),
+    ]);
+    command.extend(a.server_args.iter().cloned());
+    command
+}
+
+impl Config {
+    fn new(a: &SoakArgs, per_topic: f64, seed: u64, command: &[String]) -> Self {
+        Config {
+            duration_secs: a.duration.as_secs_f64(),
+            topics: a.topics,
+            subscribers: a.subscribers,
+            topics_per_subscriber: a.topics_per_subscriber.min(a.topics),
+            subscriptions_per_topic: per_topic,
+            publishers: a.publishers.clamp(1, a.topics.max(1)),
+            payload: a.payload,
+            mean_lifetime_secs: a.mean_lifetime.as_secs_f64(),
+            max_reconnect_delay_ms: a.max_reconnect_delay.as_secs_f64() * 1000.0,
+            slow_percent: a.slow_percent.min(100),
+            heartbeat_secs: a.heartbeat.as_secs_f64(),
+            history_size: a.history_size,
+            shutdown_timeout_secs: a.shutdown_timeout.as_secs_f64(),
+            seed,
+            server_command: shown_command(command),
+        }
+    }
+}
+
+impl Ctx {
+    /// The clients of the soak phase: churn and slow readers as asked.
+    fn for_soak(a: &SoakArgs, topics: Vec<TopicLedger>, seed: u64) -> Self {
+        Ctx {
+            addr: a.addr,
+            sources: a.sources,
+            ledger: RefCell::new(Ledger::new(topics)),
+            phase: Cell::new(Phase::Run),
+            heartbeat: a.heartbeat,
+            history_size: a.history_size,
+            lifetime: Some(a.mean_lifetime),
+            max_reconnect_delay: a.max_reconnect_delay,
+            slow_percent: a.slow_percent,
+            expect_shutdown: false,
+            endings: RefCell::default(),
+            seed,
+        }
+    }
+}
+
+/// What the load phase leaves for the next ones.
+struct Loaded {
+    elapsed: f64,
+    cpu: Cpu,
+    memory: Memory,
+    clients: (Tasks, Tasks),
+    timeline: tokio::task::JoinHandle<()>,
+}
+
+/// (1) The load: clients publish, read and churn for `--duration` while
+/// CPU and memory are sampled; a server that exits is a failure.
+async fn load(
+    a: &SoakArgs,
+    ctx: &Rc<Ctx>,
+    config: &Config,
+    server: &Server,
+    rate: f64,
+    failures: &mut Vec<String>,
+) -> Loaded {
+    let started = Instant::now();
+    let cpu_before = (
+        procstat::sample(server.pid),
+        procstat::sample(std::process::id()),
+    );
+    let timeline = tokio::task::spawn_local(sample_timeline(Rc::clone(ctx)));
+    let memory_samples = Rc::new(RefCell::new(Vec::new()));
+    let sampler = tokio::task::spawn_local(sample_memory(
+        server.pid,
+        a.addr,
+        a.sample_every,
+        started,
+        Rc::clone(&memory_samples),
+    ));
+    let clients = start_clients(ctx, config, rate).await;
+    while started.elapsed() < a.duration {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(exit) = server.exit() {
+            failures.push(format!(
+                "the server exited during the soak: {}",
+                exit.describe
+            ));
+            break;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let share = |before: Option<procstat::Sample>, pid: u32| match (before, procstat::sample(pid)) {
+        (Some(b), Some(a)) => procstat::cpu_share(b, a, started.elapsed()),
+        _ => 0.0,
+    };
+    let cpu = Cpu {
+        server: share(cpu_before.0, server.pid),
+        generator: share(cpu_before.1, std::process::id()),
+    };
+    sampler.abort();
+    let memory = memory_figures(
+        &memory_samples.borrow(),
+        a.warmup
+            .unwrap_or(Duration::from_secs_f64((elapsed / 5.0).min(60.0))),
+    );
+    Loaded {
+        elapsed,
+        cpu,
+        memory,
+        clients,
+        timeline,
+    }
+}
+
+/// The clients' checks that must all be zero, and the errors they met,
+/// as failures; returns the messages published (acknowledged).
+fn judge_ledger(ctx: &Ctx, failures: &mut Vec<String>) -> u64 {
+    let ledger = ctx.ledger.borrow();
+    let c = &ledger.checks;
+    // Long stalls are reported, not required to end: a stalled client
+    // that events keep flowing to is judged by its writes (its kernel
+    // buffers hold the events until it resumes or they fill and the
+    // write deadline closes it); only idle ones are pinged away. A
+    // survivor that resumed is held to the gap and order checks.
+    let must_be_zero: [(&str, u64); 5] = [
+        ("gaps without a SLOW_CONSUMER notice", c.gaps_without_notice),
+        ("events out of order", c.out_of_order),
+        ("recovered replays not gapless", c.replays_bad),
+        (
+            "since refused although history held it",
+            c.not_recovered_but_held,
+        ),
+        ("epoch changes", c.epoch_changes),
+    ];
+    for (what, n) in must_be_zero {
+        if n > 0 {
+            failures.push(format!("{n} {what}"));
+        }
+    }
+    if ledger.errors.total() > 0 {
+        failures.push(format!(
+            "{} errors: {}",
+            ledger.errors.total(),
+            report::errors_line(&serde_json::to_value(&ledger.errors).unwrap_or_default())
+        ));
+    }
+    ledger.topics.iter().map(|t| t.acked).sum()
+}
+
+/// Prints the result as one JSON line (appended to `out` too) and the
+/// verdict on stderr.
+fn record(result: &SoakResult, out: Option<&std::path::Path>) -> std::io::Result<()> {
+    let line = serde_json::to_string(result).map_err(std::io::Error::other)?;
     println!("{line}");
-    if let Some(out) = &a.out {
+    if let Some(out) = out {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
