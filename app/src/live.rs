@@ -255,6 +255,8 @@ impl Tracker {
                         out.push(self.notice(Level::Warn, "The server is shutting down."));
                         Next::Continue
                     }
+                    // Only pattern subscriptions get it; this panel follows one topic.
+                    InfoKind::TopicCreated => Next::Continue,
                 }
             }
         }
@@ -496,6 +498,8 @@ mod tests {
             replayed: Some(replayed),
             recovered,
             id: None,
+            pattern: None,
+            topics: None,
             ts: String::new(),
         })
     }
@@ -580,6 +584,7 @@ mod tests {
         let info = ServerFrame::Info(Info {
             msg: InfoKind::TopicDeleted,
             topic: Some("t".into()),
+            epoch: None,
             ts: String::new(),
         });
         assert_eq!(t.handle(info, "r", &mut out), Next::Finish);

@@ -320,7 +320,7 @@ async fn subscribe(
         topic: topic.to_owned(),
         client_id: Some("pubsub-cli".into()),
         last_n,
-        since,
+        since: since.map(protocol::SinceArg::Topic),
         request_id: Some("sub".into()),
     };
     ws.send(Message::text(

@@ -21,6 +21,7 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod pattern;
 #[cfg(feature = "schema")]
 pub mod schema;
 #[cfg(feature = "testing")]
@@ -193,6 +194,16 @@ pub struct HistoryMessage {
 pub struct Since {
     pub seq: u64,
     pub epoch: String,
+}
+
+/// `since` on a subscribe: one position for a topic, or for a pattern one
+/// per topic name (`{"orders.eu": {"seq", "epoch"}, ...}`). Which one a
+/// subscribe must carry depends on its `topic` (see [`pattern::is_pattern`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SinceArg {
+    Topic(Since),
+    PerTopic(BTreeMap<String, Since>),
 }
 
 // -------------------------------------------------------------------- REST
@@ -412,7 +423,7 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_n: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        since: Option<Since>,
+        since: Option<SinceArg>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
     },
@@ -455,7 +466,23 @@ pub struct Ack {
     /// publish only: the message id (assigned when the client gave none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// pattern subscribe only: `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<bool>,
+    /// pattern subscribe only: every topic that matched, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<BTreeMap<String, AckTopic>>,
     pub ts: String,
+}
+
+/// One topic of a pattern subscribe's `ack`: as a single-topic ack says it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckTopic {
+    pub seq: u64,
+    pub epoch: String,
+    pub replayed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -497,6 +524,8 @@ pub enum InfoKind {
     TopicDeleted,
     /// The server is stopping; a close 1001 follows.
     ShuttingDown,
+    /// A topic a pattern subscription matches was created; its events follow.
+    TopicCreated,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -504,6 +533,9 @@ pub struct Info {
     pub msg: InfoKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// `topic_created` only: the new topic's epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
     pub ts: String,
 }
 
@@ -553,13 +585,25 @@ mod tests {
                 topic: "t".into(),
                 client_id: None,
                 last_n: Some(5),
-                since: Some(Since {
+                since: Some(SinceArg::Topic(Since {
                     seq: 3,
                     epoch: "e".into()
-                }),
+                })),
                 request_id: Some("r".into()),
             }
         );
+        let f: ClientFrame = serde_json::from_str(
+            r#"{"type":"subscribe","topic":"o.*","since":{"o.eu":{"seq":3,"epoch":"e"}}}"#,
+        )
+        .unwrap();
+        let ClientFrame::Subscribe {
+            since: Some(SinceArg::PerTopic(per_topic)),
+            ..
+        } = f
+        else {
+            panic!("a per-topic since: {f:?}");
+        };
+        assert_eq!(per_topic["o.eu"].seq, 3);
         let f: ClientFrame =
             serde_json::from_str(r#"{"type":"publish","topic":"t","message":{"payload":[1]}}"#)
                 .unwrap();

@@ -293,7 +293,7 @@ impl World {
         });
         let replay = Replay {
             last_n,
-            since: since.clone(),
+            since: since.clone().map(protocol::SinceArg::Topic),
         };
         let result = now(self
             .broker

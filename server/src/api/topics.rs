@@ -9,36 +9,60 @@ use super::{json_body, ApiResult, TopicName};
 use crate::broker::TopicInfo;
 use crate::AppState;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
+use protocol::pattern::Pattern;
 use protocol::{CreateTopic, TopicChanged, TopicDetail, TopicList, TopicSummary};
 
 /// Every topic, sorted by name
 ///
 /// The topics of the service with their counts; `subscribers` counts the
-/// subscriptions held on this instance.
+/// connections on this instance that follow the topic. With `pattern`,
+/// only the topics it matches (`orders.*`, `orders.>`; a plain name
+/// matches itself).
 #[utoipa::path(
     get,
     path = "/topics",
     tag = "topics",
     security(("bearer" = []), ("apiKey" = [])),
+    params(
+        ("pattern" = Option<String>, Query, max_length = 255,
+         description = "Only topics this pattern matches: `.`-separated tokens, `*` for one token, a last `>` for one or more."),
+    ),
     responses(
         (status = 200, description = "The topics, sorted by name.", body = TopicList),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 503, response = Unavailable),
     ),
 )]
-pub(super) async fn list_topics(State(state): State<AppState>) -> ApiResult<Json<TopicList>> {
+pub(super) async fn list_topics(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<TopicList>> {
+    let pattern = pattern_of(query.as_deref().unwrap_or(""))?;
     let topics = state
         .broker
         .list_topics()
         .await?
         .into_iter()
+        .filter(|t| pattern.as_ref().is_none_or(|p| p.matches(&t.name)))
         .map(summary)
         .collect();
     Ok(Json(TopicList { topics }))
+}
+
+/// The `pattern` query parameter, checked.
+fn pattern_of(query: &str) -> ApiResult<Option<Pattern>> {
+    let Some((_, text)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "pattern")
+    else {
+        return Ok(None);
+    };
+    Pattern::parse(&text)
+        .map(Some)
+        .map_err(super::ApiError::bad_request)
 }
 
 /// Create a topic

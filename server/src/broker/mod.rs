@@ -37,7 +37,9 @@ pub use log::Publishing;
 use hub::Hub;
 use log::memory::MemoryLog;
 use log::nats::NatsLog;
-use protocol::{self as wire, ErrorCode, PublishMessage, Since};
+use protocol::pattern::{is_pattern, Pattern};
+use protocol::{self as wire, ErrorCode, PublishMessage, Since, SinceArg};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::shutdown::Shutdown;
@@ -121,8 +123,9 @@ impl Default for BrokerConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replay {
     pub last_n: Option<u64>,
-    /// Wins over `last_n` when both are given.
-    pub since: Option<Since>,
+    /// Wins over `last_n` when both are given: one position for a topic, a
+    /// map of them by topic name for a pattern.
+    pub since: Option<SinceArg>,
 }
 
 /// Which part of a topic's history to read.
@@ -398,9 +401,10 @@ impl Broker {
         self.hub.disconnect(conn, end)
     }
 
-    /// Subscribes a connection: its `ack`, then the replayed events, then
-    /// live events, with no gap and no duplicate between replay and live.
-    /// A repeated subscribe is acked and replays nothing.
+    /// Subscribes a connection to a topic or a pattern: its `ack`, then the
+    /// replayed events, then live events, with no gap and no duplicate
+    /// between replay and live. A repeated subscribe is acked and replays
+    /// nothing; so does one to a topic the connection follows already.
     ///
     /// In cluster mode, when the subscribe replays (`last_n`, or a `since`
     /// ahead of this instance's copy) or names a topic this instance does
@@ -408,7 +412,7 @@ impl Broker {
     /// before the call, so replay and the `ack`'s `seq` are the cluster's.
     /// Otherwise it is served from the copy (one JetStream request less per
     /// subscribe): live events follow on from it without a gap or a
-    /// duplicate.
+    /// duplicate. A pattern first takes in every topic created anywhere.
     pub async fn subscribe(
         &self,
         conn: &Arc<Connection>,
@@ -416,32 +420,95 @@ impl Broker {
         replay: Replay,
         request_id: Option<String>,
     ) -> Result<(), BrokerError> {
-        if conn.permits.subscribe && !self.copy_serves(name, &replay) {
+        if is_pattern(name) {
+            return self.subscribe_pattern(conn, name, replay, request_id).await;
+        }
+        let since = match replay.since {
+            None => None,
+            Some(SinceArg::Topic(since)) => Some(since),
+            Some(SinceArg::PerTopic(_)) => {
+                return Err(BrokerError::bad_request(
+                    "`since` on a topic is one position, {\"seq\", \"epoch\"}; a map by topic name is for patterns",
+                ))
+            }
+        };
+        if conn.permits.subscribe && !self.copy_serves(name, replay.last_n, since.as_ref()) {
             self.fresh(name).await?;
         }
-        self.hub.subscribe(conn, name, replay, request_id)
+        let start = hub::Start {
+            last_n: replay.last_n,
+            since: since.as_ref(),
+        };
+        self.hub.subscribe(conn, name, start, request_id)
+    }
+
+    async fn subscribe_pattern(
+        &self,
+        conn: &Arc<Connection>,
+        text: &str,
+        replay: Replay,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        let pattern = Pattern::parse(text).map_err(BrokerError::bad_request)?;
+        let since = match replay.since {
+            None => BTreeMap::new(),
+            Some(SinceArg::PerTopic(since)) => since,
+            Some(SinceArg::Topic(_)) => {
+                return Err(BrokerError::bad_request(
+                    "`since` on a pattern is an object keyed by topic name: {\"NAME\": {\"seq\", \"epoch\"}, ...}",
+                ))
+            }
+        };
+        for name in since.keys() {
+            error::check_topic_name(name)?;
+            if !pattern.matches(name) {
+                return Err(BrokerError::bad_request(format!(
+                    "`since` names {name:?}, which the pattern {text:?} does not match"
+                )));
+            }
+        }
+        if let Log::Nats(nats) = &self.log {
+            if conn.permits.subscribe {
+                match Box::pin(nats.catch_up_registry()).await {
+                    Err(e) if !out_of_reach(nats, &e) => return Err(e),
+                    _ => {}
+                }
+                for topic in self.hub.list_topics() {
+                    let since = since.get(&topic.name);
+                    if pattern.matches(&topic.name)
+                        && !self.copy_serves(&topic.name, replay.last_n, since)
+                    {
+                        self.fresh(&topic.name).await?;
+                    }
+                }
+            }
+        }
+        self.hub
+            .subscribe_pattern(conn, pattern, replay.last_n, &since, request_id)
     }
 
     /// Whether this instance's copy of `name` can answer this subscribe as
     /// well as the cluster would (always, in memory).
-    fn copy_serves(&self, name: &str, replay: &Replay) -> bool {
+    fn copy_serves(&self, name: &str, last_n: Option<u64>, since: Option<&Since>) -> bool {
         let Log::Nats(_) = &self.log else {
             return true;
         };
         let Ok(topic) = self.hub.topic(name) else {
             return false;
         };
-        match (&replay.since, replay.last_n) {
+        match (since, last_n) {
             (Some(since), _) => since.epoch == topic.epoch && since.seq <= topic.snapshot().0,
             (None, Some(_)) => false,
             (None, None) => true,
         }
     }
 
-    /// Unsubscribes `conn` from a topic: its events still queued are
-    /// discarded (counted as dropped, no `SLOW_CONSUMER` notice), then the
-    /// `ack` is queued; nothing of the topic follows it. Acked also when the
-    /// connection was not subscribed.
+    /// Unsubscribes `conn` from a topic or a pattern, then queues the `ack`
+    /// (also when it was not subscribed). A topic nothing makes the
+    /// connection follow any more is left at once: its events still queued
+    /// are discarded (counted as dropped, no `SLOW_CONSUMER` notice) and
+    /// nothing of it follows the `ack`; a topic another of its subscriptions
+    /// matches keeps coming.
     pub fn unsubscribe(
         &self,
         conn: &Arc<Connection>,

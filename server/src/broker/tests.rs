@@ -214,7 +214,7 @@ fn since_recovers_when_history_holds_it() {
             "t",
             Replay {
                 last_n,
-                since: Some(since),
+                since: Some(SinceArg::Topic(since)),
             },
             None,
         )
@@ -639,7 +639,7 @@ fn history_is_kept_within_its_byte_budget() {
         "big",
         Replay {
             last_n: None,
-            since: Some(Since { seq: 850, epoch }),
+            since: Some(SinceArg::Topic(Since { seq: 850, epoch })),
         },
         None,
     )
@@ -787,7 +787,11 @@ fn the_hub_applies_the_logs_seq() {
     let (topic, new) = hub.adopt_topic("t", "0123456789abcdef", "2026-12-04T00:00:00.000Z");
     assert!(new);
     let c = hub.connect_with(Permits::ALL);
-    hub.subscribe(&c, "t", Replay::default(), None).unwrap();
+    let start = hub::Start {
+        last_n: None,
+        since: None,
+    };
+    hub.subscribe(&c, "t", start, None).unwrap();
     let draft = |n: u64| {
         EventDraft::new(
             "t",

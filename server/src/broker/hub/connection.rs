@@ -1,10 +1,11 @@
-//! One client connection as the broker sees it: an outbound queue, the set
-//! of topics it is subscribed to (so that closing it removes them all), what
-//! it may do and how fast it may publish.
+//! One client connection as the broker sees it: an outbound queue, what it
+//! subscribed to and the topics that follows (so that closing it removes
+//! them all), what it may do and how fast it may publish.
 
 use super::outbox::{Bounds, Outbox, SlowConsumerPolicy};
 use super::topic::Topic;
 use parking_lot::Mutex;
+use protocol::pattern::Pattern;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -71,7 +72,7 @@ pub struct Connection {
     pub id: u64,
     pub outbox: Outbox,
     /// Lock order: a topic's lock, then this one; never the reverse.
-    pub(super) subscriptions: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
+    pub(super) subscriptions: Mutex<Subscriptions>,
     pub(super) disconnected: AtomicBool,
     pub permits: Permits,
     /// Only the connection's reader publishes, so this lock is uncontended.
@@ -89,7 +90,7 @@ impl Connection {
         Connection {
             id,
             outbox: Outbox::new(queue, policy),
-            subscriptions: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::default(),
             disconnected: AtomicBool::new(false),
             permits,
             publish_bucket: Bucket::new(rate).map(Mutex::new),
@@ -103,11 +104,13 @@ impl Connection {
             .is_none_or(|b| b.lock().take(Instant::now()))
     }
 
-    /// Names of the topics this connection is subscribed to, sorted.
+    /// Names of the topics this connection follows (by name or through a
+    /// pattern), sorted.
     pub fn topics(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .subscriptions
             .lock()
+            .follows
             .keys()
             .map(|k| k.to_string())
             .collect();
@@ -115,17 +118,101 @@ impl Connection {
         names
     }
 
-    /// Drops the subscription entry for `topic`, unless the name now stands
-    /// for a newer topic of the same name.
+    /// Drops what follows `topic` (it was deleted), unless the name now
+    /// stands for a newer topic of the same name. Pattern subscriptions
+    /// stay.
     pub(super) fn forget(&self, topic: &Arc<Topic>) {
         let mut subs = self.subscriptions.lock();
-        if subs.get(&topic.name).is_some_and(|t| Arc::ptr_eq(t, topic)) {
-            subs.remove(&topic.name);
+        if subs
+            .follows
+            .get(&topic.name)
+            .is_some_and(|f| Arc::ptr_eq(&f.topic, topic))
+        {
+            subs.unfollow(&topic.name);
         }
     }
 
     pub fn is_disconnected(&self) -> bool {
         self.disconnected.load(Ordering::Acquire)
+    }
+}
+
+/// What a connection subscribed to, and the topics that follows. A topic is
+/// followed once however many subscriptions match it, so each event of it
+/// reaches the connection once.
+#[derive(Default)]
+pub(crate) struct Subscriptions {
+    /// The topics followed, by name.
+    pub(super) follows: HashMap<Arc<str>, Follow>,
+    /// The pattern subscriptions, by the text the client wrote.
+    pub(super) patterns: HashMap<Arc<str>, Arc<Pattern>>,
+    /// Follows with `exact` set: with `patterns`, what counts towards
+    /// `max_subscriptions`.
+    exact: usize,
+}
+
+/// Why a connection follows one topic.
+pub(crate) struct Follow {
+    pub(super) topic: Arc<Topic>,
+    /// Subscribed by this exact name.
+    pub(super) exact: bool,
+    /// The connection's patterns that match it.
+    pub(super) patterns: Vec<Arc<str>>,
+}
+
+impl Follow {
+    /// Whether nothing makes the connection follow the topic any more.
+    pub(super) fn is_idle(&self) -> bool {
+        !self.exact && self.patterns.is_empty()
+    }
+}
+
+impl Subscriptions {
+    /// Subscriptions held: exact names and patterns.
+    pub(super) fn count(&self) -> usize {
+        self.exact + self.patterns.len()
+    }
+
+    /// Starts following `topic` (`exact`, or for `pattern`).
+    pub(super) fn follow(&mut self, topic: &Arc<Topic>, exact: bool, pattern: Option<&Arc<str>>) {
+        self.exact += usize::from(exact);
+        self.follows.insert(
+            Arc::clone(&topic.name),
+            Follow {
+                topic: Arc::clone(topic),
+                exact,
+                patterns: pattern.into_iter().cloned().collect(),
+            },
+        );
+    }
+
+    /// Marks a followed topic as subscribed by name too.
+    pub(super) fn set_exact(&mut self, name: &str, exact: bool) {
+        if let Some(follow) = self.follows.get_mut(name) {
+            if follow.exact != exact {
+                follow.exact = exact;
+                if exact {
+                    self.exact += 1;
+                } else {
+                    self.exact -= 1;
+                }
+            }
+        }
+    }
+
+    /// Stops following `name`, whatever made it followed.
+    pub(super) fn unfollow(&mut self, name: &str) -> Option<Follow> {
+        let follow = self.follows.remove(name)?;
+        self.exact -= usize::from(follow.exact);
+        Some(follow)
+    }
+
+    /// Everything, as the connection closes.
+    pub(super) fn take(&mut self) -> (Vec<Follow>, Vec<Arc<str>>) {
+        self.exact = 0;
+        let follows = self.follows.drain().map(|(_, f)| f).collect();
+        let patterns = self.patterns.drain().map(|(text, _)| text).collect();
+        (follows, patterns)
     }
 }
 

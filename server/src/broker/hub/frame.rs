@@ -57,6 +57,8 @@ impl Frame {
             replayed: None,
             recovered: None,
             id: None,
+            pattern: None,
+            topics: None,
             ts: super::super::clock::now_rfc3339(),
         }
     }
@@ -101,6 +103,18 @@ impl Frame {
         Frame::encode(&ServerFrame::Info(Info {
             msg,
             topic,
+            epoch: None,
+            ts: super::super::clock::now_rfc3339(),
+        }))
+    }
+
+    /// `info topic_created`: a topic a pattern subscription matches exists
+    /// now; its events follow.
+    pub fn topic_created(topic: &str, epoch: &str) -> Self {
+        Frame::encode(&ServerFrame::Info(Info {
+            msg: InfoKind::TopicCreated,
+            topic: Some(topic.to_owned()),
+            epoch: Some(epoch.to_owned()),
             ts: super::super::clock::now_rfc3339(),
         }))
     }

@@ -9,27 +9,34 @@
 //!   behind its own lock (no lock is shared by all topics on the publish path).
 //! - [`connection`] and [`outbox`]: a connection's subscriptions and its
 //!   bounded outbound queue with the slow-consumer policies.
+//! - [`subscriptions`]: subscribing (a name or a pattern), unsubscribing
+//!   and disconnecting, each atomic with the publishing of the topics it
+//!   touches.
 //! - [`frame`]: server frames, each event encoded once per publish.
 //! - [`tally`]: counters per topic and in total, with the contract's invariant.
 //!
-//! Room left for what comes next: a subscription is a (connection, topic)
-//! entry in the topic's subscriber map, so pattern subscriptions attach
-//! to topics as they are created, presence is a field of that entry, and
-//! `connections` is the per-connection view an admin list reads.
+//! A topic's subscriber map has one entry per connection that follows it,
+//! whatever made it follow (its name, patterns), so an event reaches a
+//! connection once and fan-out costs the same with or without patterns.
+//! Patterns are matched when a subscription or a topic is created, never
+//! per event: a new topic is attached to the pattern subscriptions that
+//! match it before anyone can publish to it.
 
 pub mod connection;
 pub mod frame;
 pub mod outbox;
+mod subscriptions;
+pub(crate) use subscriptions::Start;
 pub mod tally;
 pub mod topic;
 
 use super::error::{self, BrokerError};
-use super::{BrokerConfig, HistoryRange, Replay, TopicCounts, TopicInfo};
+use super::{BrokerConfig, HistoryRange, TopicCounts, TopicInfo};
 use connection::{Connection, Permits};
 use dashmap::DashMap;
 use frame::{EventDraft, Frame};
-use outbox::{Bounds, End};
-use protocol::{Ack, ErrorCode, InfoKind};
+use outbox::Bounds;
+use protocol::{ErrorCode, InfoKind};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,6 +52,12 @@ pub(crate) struct Hub {
     /// Open connections by id (for the queued-bytes gauge and, later, the
     /// connections list); a connection leaves it when disconnected.
     connections: DashMap<u64, Arc<Connection>>,
+    /// Every pattern subscription, for the topics created later. Lock
+    /// order: this first (a pattern subscribe holds it for writing while it
+    /// attaches to the topics that exist; a topic's creation for reading
+    /// while it attaches the patterns that match), then a topic map shard,
+    /// then topic locks.
+    patterns: parking_lot::RwLock<Vec<subscriptions::PatternSubscription>>,
     /// Held by the one caller evicting history for the byte budget.
     evicting: parking_lot::Mutex<()>,
     next_connection: AtomicU64,
@@ -58,6 +71,7 @@ impl Hub {
             topics: DashMap::new(),
             totals: Arc::new(Totals::default()),
             connections: DashMap::new(),
+            patterns: parking_lot::RwLock::default(),
             evicting: parking_lot::Mutex::new(()),
             next_connection: AtomicU64::new(1),
             started: Instant::now(),
@@ -112,11 +126,13 @@ impl Hub {
         admit: impl FnOnce() -> Result<(), BrokerError>,
     ) -> Result<TopicInfo, BrokerError> {
         let key: Arc<str> = Arc::from(name);
+        let patterns = self.patterns.read();
         match self.topics.entry(Arc::clone(&key)) {
             dashmap::Entry::Occupied(_) => Err(BrokerError::topic_exists(name)),
             dashmap::Entry::Vacant(slot) => {
                 admit()?;
                 let topic = self.new_topic(key, epoch, super::clock::now_rfc3339());
+                self.attach_patterns(&patterns, &topic);
                 let info = info_of(&topic);
                 slot.insert(topic);
                 Ok(info)
@@ -143,8 +159,10 @@ impl Hub {
             }
             self.drop_topic(name, None);
             let key: Arc<str> = Arc::from(name);
+            let patterns = self.patterns.read();
             if let dashmap::Entry::Vacant(slot) = self.topics.entry(Arc::clone(&key)) {
                 let topic = self.new_topic(key, epoch.to_owned(), created_at.to_owned());
+                self.attach_patterns(&patterns, &topic);
                 slot.insert(Arc::clone(&topic));
                 return (topic, true);
             }
@@ -415,139 +433,10 @@ impl Hub {
             (f + frames as u64, b + bytes as u64)
         })
     }
-
-    /// Closes a connection: removes all its subscriptions at once and drops
-    /// (and counts) what is still queued. Idempotent.
-    pub(crate) fn disconnect(&self, conn: &Arc<Connection>, end: End) {
-        let subscriptions: Vec<(Arc<str>, Arc<Topic>)> = {
-            // Under the subscriptions lock, so a concurrent `subscribe`
-            // either registers before (and is removed here) or sees the flag.
-            let mut subs = conn.subscriptions.lock();
-            if conn
-                .disconnected
-                .swap(true, std::sync::atomic::Ordering::AcqRel)
-            {
-                return;
-            }
-            subs.drain().collect()
-        };
-        for (_, topic) in subscriptions {
-            let mut st = topic.state.lock();
-            if st.subscribers.swap_remove(&conn.id).is_some() {
-                self.totals.subscriptions.fetch_sub(1, Relaxed);
-            }
-        }
-        conn.outbox.close(end);
-        self.connections.remove(&conn.id);
-        self.totals.connections.fetch_sub(1, Relaxed);
-    }
-
-    /// Subscribes `conn` to a topic. Queues the `ack`, then the replayed
-    /// events, then registers for live events, all under the topic's lock:
-    /// no publish can fall between replay and live (no gap, no duplicate).
-    /// A repeated subscribe is acked and replays nothing.
-    pub(crate) fn subscribe(
-        &self,
-        conn: &Arc<Connection>,
-        name: &str,
-        replay: Replay,
-        request_id: Option<String>,
-    ) -> Result<(), BrokerError> {
-        if !conn.permits.subscribe {
-            return Err(BrokerError::new(
-                ErrorCode::Forbidden,
-                "this connection's key lacks the \"subscribe\" role needed to subscribe",
-            ));
-        }
-        let topic = self.topic(name)?;
-        let mut st = topic.state.lock();
-        if st.deleted {
-            return Err(BrokerError::topic_not_found(name));
-        }
-        let repeat = st.subscribers.contains_key(&conn.id);
-        // Only this connection's reader subscribes it, so the count cannot
-        // grow between this check and the insertion below.
-        if !repeat && conn.subscriptions.lock().len() >= self.config.max_subscriptions {
-            self.totals.refuse(Limit::MaxSubscriptions);
-            return Err(BrokerError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "this connection holds its limit of {} subscriptions (max_subscriptions)",
-                    self.config.max_subscriptions
-                ),
-            ));
-        }
-        let seq = st.seq;
-        let (events, recovered): (Vec<Arc<PublishedEvent>>, Option<bool>) = match &replay.since {
-            Some(since) => {
-                let held = (since.epoch == topic.epoch)
-                    .then(|| st.history.after(since.seq, seq))
-                    .flatten();
-                match held {
-                    Some(events) => (events.cloned().collect(), Some(true)),
-                    None => (Vec::new(), Some(false)),
-                }
-            }
-            None => match replay.last_n {
-                Some(n) => (st.history.last_n(clamp(n)).cloned().collect(), None),
-                None => (Vec::new(), None),
-            },
-        };
-        let events = if repeat { Vec::new() } else { events };
-        let ack = Frame::ack(Ack {
-            seq: Some(seq),
-            epoch: Some(topic.epoch.clone()),
-            replayed: Some(events.len() as u64),
-            recovered,
-            ..Frame::ack_of(request_id, name)
-        });
-        conn.outbox.push_reply(ack);
-        if repeat {
-            return Ok(());
-        }
-        for event in &events {
-            conn.outbox.push_event(event, true);
-        }
-        let mut subs = conn.subscriptions.lock();
-        if conn.is_disconnected() {
-            // Closed meanwhile: registering now would leak the subscription.
-            return Ok(());
-        }
-        subs.insert(Arc::clone(&topic.name), Arc::clone(&topic));
-        drop(subs);
-        st.subscribers.insert(conn.id, Arc::clone(conn));
-        self.totals.subscriptions.fetch_add(1, Relaxed);
-        Ok(())
-    }
-
-    /// Unsubscribes `conn` from a topic: its events still queued are
-    /// discarded (counted as dropped, no `SLOW_CONSUMER` notice), then the
-    /// `ack` is queued; nothing of the topic follows it. Acked also when the
-    /// connection was not subscribed.
-    pub(crate) fn unsubscribe(
-        &self,
-        conn: &Arc<Connection>,
-        name: &str,
-        request_id: Option<String>,
-    ) -> Result<(), BrokerError> {
-        error::check_topic_name(name)?;
-        let topic = conn.subscriptions.lock().get(name).cloned();
-        if let Some(topic) = topic {
-            let mut st = topic.state.lock();
-            if st.subscribers.swap_remove(&conn.id).is_some() {
-                self.totals.subscriptions.fetch_sub(1, Relaxed);
-            }
-            conn.outbox.discard_topic(&topic.tally);
-            conn.forget(&topic);
-        }
-        conn.outbox
-            .push_reply(Frame::ack(Frame::ack_of(request_id, name)));
-        Ok(())
-    }
 }
 
 /// `u64` counts from clients, as an in-memory length.
-fn clamp(n: u64) -> usize {
+pub(super) fn clamp(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 

@@ -1,0 +1,407 @@
+//! Subscribing, unsubscribing and closing: the changes to what a connection
+//! follows, each atomic with the publishing of the topics it touches.
+//!
+//! A connection follows a topic once, whatever made it (its name, one or
+//! more of its patterns): the topic's subscriber map holds the connection
+//! once, and [`super::connection::Follow`] says why. A subscription that
+//! starts following a topic queues its `ack`, then the replayed events,
+//! then joins the subscriber map, all under the topic's lock, so no publish
+//! falls between replay and live. A pattern subscribe does that for every
+//! topic that matches at once: it locks them all, in name order (nothing
+//! else holds two topic locks, so the order cannot deadlock), and holds the
+//! hub's pattern list for writing meanwhile, so a topic created at that
+//! moment is either among them or attaches the new pattern itself, never
+//! both and never neither.
+
+use super::connection::{Connection, Subscriptions};
+use super::frame::Frame;
+use super::outbox::End;
+use super::tally::Limit;
+use super::topic::{PublishedEvent, Topic, TopicState};
+use super::{clamp, Hub};
+use crate::broker::error::{check_topic_name, BrokerError};
+use parking_lot::MutexGuard;
+use protocol::pattern::Pattern;
+use protocol::{Ack, AckTopic, ErrorCode, Since};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// One pattern subscription, in the hub's list of them.
+pub(crate) struct PatternSubscription {
+    pub(super) text: Arc<str>,
+    pub(super) pattern: Arc<Pattern>,
+    pub(super) conn: Arc<Connection>,
+}
+
+/// Where a new follow of one topic starts.
+#[derive(Clone, Copy)]
+pub(crate) struct Start<'a> {
+    pub(crate) last_n: Option<u64>,
+    pub(crate) since: Option<&'a Since>,
+}
+
+impl Hub {
+    /// Subscribes `conn` to the topic `name`. Queues the `ack`, then the
+    /// replayed events, then registers for live events, all under the
+    /// topic's lock. A repeated subscribe is acked and replays nothing; so
+    /// is one to a topic a pattern already follows.
+    pub(crate) fn subscribe(
+        &self,
+        conn: &Arc<Connection>,
+        name: &str,
+        start: Start<'_>,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        if !conn.permits.subscribe {
+            return Err(forbidden());
+        }
+        let topic = self.topic(name)?;
+        let mut st = topic.state.lock();
+        if st.deleted {
+            return Err(BrokerError::topic_not_found(name));
+        }
+        let mut subs = conn.subscriptions.lock();
+        let followed = subs
+            .follows
+            .get(name)
+            .filter(|f| Arc::ptr_eq(&f.topic, &topic))
+            .map(|f| f.exact);
+        if followed != Some(true) && subs.count() >= self.config.max_subscriptions {
+            return Err(self.too_many_subscriptions());
+        }
+        let (mut events, recovered) = replay(&topic, &st, start);
+        if followed.is_some() {
+            // Followed already: nothing to replay, as for a repeat.
+            events.clear();
+        }
+        let ack = Frame::ack(Ack {
+            seq: Some(st.seq),
+            epoch: Some(topic.epoch.clone()),
+            replayed: Some(events.len() as u64),
+            recovered,
+            ..Frame::ack_of(request_id, name)
+        });
+        conn.outbox.push_reply(ack);
+        match followed {
+            Some(_) => subs.set_exact(name, true),
+            None => {
+                if conn.is_disconnected() {
+                    // Closed meanwhile: registering now would leak it.
+                    return Ok(());
+                }
+                for event in &events {
+                    conn.outbox.push_event(event, true);
+                }
+                subs.follow(&topic, true, None);
+                st.subscribers.insert(conn.id, Arc::clone(conn));
+                self.totals.subscriptions.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Subscribes `conn` to a pattern: every topic that matches now is
+    /// followed as a single-topic subscribe would be (`since` per topic
+    /// name, `last_n` for the others), and every topic created later that
+    /// matches from its first message. One `ack` lists them all.
+    pub(crate) fn subscribe_pattern(
+        &self,
+        conn: &Arc<Connection>,
+        pattern: Pattern,
+        last_n: Option<u64>,
+        since: &BTreeMap<String, Since>,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        if !conn.permits.subscribe {
+            return Err(forbidden());
+        }
+        let text: Arc<str> = Arc::from(pattern.as_str());
+        let mut index = self.patterns.write();
+        let repeat = {
+            let mut subs = conn.subscriptions.lock();
+            match subs.patterns.get(&text) {
+                Some(_) => true,
+                None if subs.count() >= self.config.max_subscriptions => {
+                    return Err(self.too_many_subscriptions());
+                }
+                None if conn.is_disconnected() => return Ok(()),
+                None => {
+                    let pattern = Arc::new(pattern);
+                    subs.patterns
+                        .insert(Arc::clone(&text), Arc::clone(&pattern));
+                    index.push(PatternSubscription {
+                        text: Arc::clone(&text),
+                        pattern,
+                        conn: Arc::clone(conn),
+                    });
+                    false
+                }
+            }
+        };
+        let pattern = conn
+            .subscriptions
+            .lock()
+            .patterns
+            .get(&text)
+            .cloned()
+            .ok_or_else(|| BrokerError::new(ErrorCode::Internal, "the pattern went away"))?;
+        let mut matching: Vec<Arc<Topic>> = self
+            .topics
+            .iter()
+            .filter(|t| pattern.matches(t.key()))
+            .map(|t| Arc::clone(t.value()))
+            .collect();
+        matching.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut locked: Vec<(Arc<Topic>, MutexGuard<'_, TopicState>)> = Vec::new();
+        for topic in &matching {
+            let st = topic.state.lock();
+            if !st.deleted {
+                locked.push((Arc::clone(topic), st));
+            }
+        }
+        let mut subs = conn.subscriptions.lock();
+        let mut acked = BTreeMap::new();
+        let mut replays: Vec<Vec<Arc<PublishedEvent>>> = Vec::with_capacity(locked.len());
+        for (topic, st) in &locked {
+            let follow = subs
+                .follows
+                .get_mut(&*topic.name)
+                .filter(|f| Arc::ptr_eq(&f.topic, topic));
+            let start = Start {
+                last_n,
+                since: since.get(&*topic.name),
+            };
+            let (mut events, recovered) = replay(topic, st, start);
+            if let Some(follow) = follow {
+                // Followed already: nothing to replay, as for a repeat.
+                if !repeat && !follow.patterns.contains(&text) {
+                    follow.patterns.push(Arc::clone(&text));
+                }
+                events.clear();
+            } else if repeat {
+                events.clear();
+            }
+            acked.insert(
+                topic.name.to_string(),
+                AckTopic {
+                    seq: st.seq,
+                    epoch: topic.epoch.clone(),
+                    replayed: events.len() as u64,
+                    recovered,
+                },
+            );
+            replays.push(events);
+        }
+        conn.outbox.push_reply(Frame::ack(Ack {
+            pattern: Some(true),
+            topics: Some(acked),
+            ..Frame::ack_of(request_id, &text)
+        }));
+        if repeat || conn.is_disconnected() {
+            return Ok(());
+        }
+        for ((topic, st), events) in locked.iter_mut().zip(replays) {
+            if subs.follows.contains_key(&*topic.name) {
+                continue;
+            }
+            for event in &events {
+                conn.outbox.push_event(event, true);
+            }
+            subs.follow(topic, false, Some(&text));
+            st.subscribers.insert(conn.id, Arc::clone(conn));
+            self.totals.subscriptions.fetch_add(1, Relaxed);
+        }
+        drop(index);
+        Ok(())
+    }
+
+    /// A topic being created (not yet visible to publishers): every pattern
+    /// subscription that matches follows it from its first message, with
+    /// `info topic_created` first. `patterns` is the hub's list, held for
+    /// reading from before the topic was built until it is visible.
+    pub(super) fn attach_patterns(&self, patterns: &[PatternSubscription], topic: &Arc<Topic>) {
+        let matching = patterns.iter().filter(|p| p.pattern.matches(&topic.name));
+        let mut st = topic.state.lock();
+        for sub in matching {
+            let mut subs = sub.conn.subscriptions.lock();
+            // Unsubscribed or closed since it was listed.
+            if sub.conn.is_disconnected() || !subs.patterns.contains_key(&sub.text) {
+                continue;
+            }
+            if let Some(follow) = subs.follows.get_mut(&*topic.name) {
+                if Arc::ptr_eq(&follow.topic, topic) {
+                    if !follow.patterns.contains(&sub.text) {
+                        follow.patterns.push(Arc::clone(&sub.text));
+                    }
+                    continue;
+                }
+            }
+            sub.conn
+                .outbox
+                .push_reply(Frame::topic_created(&topic.name, &topic.epoch));
+            subs.follow(topic, false, Some(&sub.text));
+            st.subscribers.insert(sub.conn.id, Arc::clone(&sub.conn));
+            self.totals.subscriptions.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Unsubscribes `conn` from a topic name or a pattern, then queues the
+    /// `ack`; acked also when the connection was not subscribed. A topic
+    /// nothing makes the connection follow any more is left at once: its
+    /// events still queued are discarded (counted as dropped, no
+    /// `SLOW_CONSUMER` notice) and nothing of it follows the `ack`. A topic
+    /// another subscription still matches keeps coming.
+    pub(crate) fn unsubscribe(
+        &self,
+        conn: &Arc<Connection>,
+        name: &str,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        if protocol::pattern::is_pattern(name) {
+            Pattern::parse(name).map_err(BrokerError::bad_request)?;
+            self.unsubscribe_pattern(conn, name);
+        } else {
+            check_topic_name(name)?;
+            let topic = conn
+                .subscriptions
+                .lock()
+                .follows
+                .get(name)
+                .map(|f| Arc::clone(&f.topic));
+            if let Some(topic) = topic {
+                self.leave(conn, &topic, |subs| subs.set_exact(name, false));
+            }
+        }
+        conn.outbox
+            .push_reply(Frame::ack(Frame::ack_of(request_id, name)));
+        Ok(())
+    }
+
+    fn unsubscribe_pattern(&self, conn: &Arc<Connection>, text: &str) {
+        // Out of the connection's patterns first: a topic being created
+        // that still finds it in the hub's list then skips it.
+        let (text, topics): (Arc<str>, Vec<Arc<Topic>>) = {
+            let mut subs = conn.subscriptions.lock();
+            let Some((text, _)) = subs.patterns.remove_entry(text) else {
+                return;
+            };
+            let topics = subs
+                .follows
+                .values()
+                .filter(|f| f.patterns.contains(&text))
+                .map(|f| Arc::clone(&f.topic))
+                .collect();
+            (text, topics)
+        };
+        self.patterns
+            .write()
+            .retain(|p| !(p.conn.id == conn.id && p.text == text));
+        for topic in topics {
+            self.leave(conn, &topic, |subs| {
+                if let Some(follow) = subs.follows.get_mut(&*topic.name) {
+                    follow.patterns.retain(|p| *p != text);
+                }
+            });
+        }
+    }
+
+    /// Applies `change` to what makes `conn` follow `topic`, under the
+    /// topic's lock, and stops following it when nothing is left.
+    fn leave(
+        &self,
+        conn: &Arc<Connection>,
+        topic: &Arc<Topic>,
+        change: impl FnOnce(&mut Subscriptions),
+    ) {
+        let mut st = topic.state.lock();
+        let mut subs = conn.subscriptions.lock();
+        let same = subs
+            .follows
+            .get(&*topic.name)
+            .is_some_and(|f| Arc::ptr_eq(&f.topic, topic));
+        if !same {
+            return;
+        }
+        change(&mut subs);
+        if subs.follows.get(&*topic.name).is_some_and(|f| f.is_idle()) {
+            subs.unfollow(&topic.name);
+            if st.subscribers.swap_remove(&conn.id).is_some() {
+                self.totals.subscriptions.fetch_sub(1, Relaxed);
+            }
+            conn.outbox.discard_topic(&topic.tally);
+        }
+    }
+
+    /// Closes a connection: removes all its subscriptions at once and drops
+    /// (and counts) what is still queued. Idempotent.
+    pub(crate) fn disconnect(&self, conn: &Arc<Connection>, end: End) {
+        let (follows, patterns) = {
+            // Under the subscriptions lock, so a concurrent subscribe (or a
+            // topic attaching a pattern) either registers before (and is
+            // removed here) or sees the flag.
+            let mut subs = conn.subscriptions.lock();
+            if conn
+                .disconnected
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                return;
+            }
+            subs.take()
+        };
+        if !patterns.is_empty() {
+            self.patterns.write().retain(|p| p.conn.id != conn.id);
+        }
+        for follow in follows {
+            let mut st = follow.topic.state.lock();
+            if st.subscribers.swap_remove(&conn.id).is_some() {
+                self.totals.subscriptions.fetch_sub(1, Relaxed);
+            }
+        }
+        conn.outbox.close(end);
+        self.connections.remove(&conn.id);
+        self.totals.connections.fetch_sub(1, Relaxed);
+    }
+
+    fn too_many_subscriptions(&self) -> BrokerError {
+        self.totals.refuse(Limit::MaxSubscriptions);
+        BrokerError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "this connection holds its limit of {} subscriptions (max_subscriptions)",
+                self.config.max_subscriptions
+            ),
+        )
+    }
+}
+
+/// What a new follow of `topic` replays: `since` when given (and whether
+/// history still held it), else the newest `last_n`.
+fn replay(
+    topic: &Topic,
+    st: &TopicState,
+    start: Start<'_>,
+) -> (Vec<Arc<PublishedEvent>>, Option<bool>) {
+    match start.since {
+        Some(since) => {
+            let held = (since.epoch == topic.epoch)
+                .then(|| st.history.after(since.seq, st.seq))
+                .flatten();
+            match held {
+                Some(events) => (events.cloned().collect(), Some(true)),
+                None => (Vec::new(), Some(false)),
+            }
+        }
+        None => match start.last_n {
+            Some(n) => (st.history.last_n(clamp(n)).cloned().collect(), None),
+            None => (Vec::new(), None),
+        },
+    }
+}
+
+fn forbidden() -> BrokerError {
+    BrokerError::new(
+        ErrorCode::Forbidden,
+        "this connection's key lacks the \"subscribe\" role needed to subscribe",
+    )
+}
