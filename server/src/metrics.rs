@@ -2,7 +2,7 @@
 //! (version 0.0.4), encoded by the Prometheus project's `prometheus-client`
 //! from one [`Registry`]. This module owns the catalogue: every metric is
 //! declared here once (name, type, help, labels) and registered once, in
-//! [`Metrics::new`].
+//! [`Metrics::new`]; the README's table is held to the registry by a test.
 //!
 //! Where the numbers come from:
 //! - The broker already counts messages, deliveries, drops, latencies and
@@ -453,7 +453,40 @@ impl BrokerReadings {
 
 #[cfg(test)]
 mod tests {
-    use super::route_label;
+    use super::{route_label, Metrics};
+    use crate::broker::{Broker, BrokerConfig};
+    use std::collections::BTreeMap;
+
+    /// The README's metrics table names every metric the registry exposes,
+    /// with its type, and nothing else. Read from the exposition, so the
+    /// names are as scraped (prefix and `_total` included).
+    #[test]
+    fn the_readme_lists_every_registered_metric() {
+        let metrics = Metrics::new(Broker::new(BrokerConfig::default()), 100);
+        // A `Family` is exposed from its first series on.
+        metrics.count_request("/", "GET", 200);
+        let text = metrics.encode().expect("a String takes any text");
+        let exposed: BTreeMap<&str, &str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+            .collect();
+
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("| metric | type | meaning |")
+            .nth(1)
+            .expect("the README has the metrics table");
+        let mut listed = BTreeMap::new();
+        // The rest of the header line and the `|---|` line, then the rows.
+        for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = row.split('|').collect();
+            let (names, kind) = (cells[1], cells[2].trim());
+            for name in names.split('`').skip(1).step_by(2) {
+                assert!(listed.insert(name, kind).is_none(), "{name} listed twice");
+            }
+        }
+        assert_eq!(listed, exposed);
+    }
 
     #[test]
     fn labels_are_the_declared_templates() {
