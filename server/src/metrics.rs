@@ -485,7 +485,10 @@ mod tests {
                 assert!(listed.insert(name, kind).is_none(), "{name} listed twice");
             }
         }
-        assert_eq!(listed, exposed);
+        assert_eq!(
+            listed, exposed,
+            "the README's table (left), the registry (right)"
+        );
     }
 
     #[test]
