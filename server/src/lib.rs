@@ -58,7 +58,8 @@ pub struct AppState {
     /// instance's connections, subscriptions and counters.
     pub broker: Broker,
     pub sampler: Arc<Sampler>,
-    pub http_requests: Arc<metrics::HttpRequests>,
+    /// What `/metrics` exposes: the registry, and the HTTP request counts.
+    pub(crate) metrics: Arc<metrics::Metrics>,
     pub config: Arc<Config>,
     pub shutdown: Shutdown,
     pub leptos_options: LeptosOptions,
@@ -89,10 +90,11 @@ impl AppState {
 
     fn with(broker: Broker, config: Config, shutdown: Shutdown) -> Self {
         let leptos_options = ui::options(&config);
+        let metrics = metrics::Metrics::new(broker.clone(), config.metrics_topic_limit);
         AppState {
             broker,
             sampler: Arc::new(Sampler::new(STATS_HISTORY_SAMPLES)),
-            http_requests: Arc::default(),
+            metrics: Arc::new(metrics),
             keys: Arc::new(auth::Keys::new(config.api_keys.clone())),
             origins: Arc::default(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(

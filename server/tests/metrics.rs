@@ -60,6 +60,13 @@ async fn metrics_follow_the_traffic() {
     .await;
 
     let m = scrape(&s).await;
+    let kind = |metric| find(&m, metric, None).map(|s| &s.value);
+    assert!(
+        matches!(kind("pubsub_published_total"), Some(Value::Counter(_))),
+        "a counter's TYPE line names it with its _total: {:?}",
+        kind("pubsub_published_total")
+    );
+    assert!(matches!(kind("pubsub_connections"), Some(Value::Gauge(_))));
     assert_eq!(get(&m, "pubsub_connections", None), 1.0);
     assert_eq!(
         get(&m, "pubsub_backplane_up", None),
