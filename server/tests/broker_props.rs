@@ -1,9 +1,15 @@
 //! Property tests of the broker core: random sequences of operations (create
 //! and delete topics, subscribe with `last_n` or `since` with the right or a
-//! stale epoch, unsubscribe, publish, drain part of a queue, a failed write,
-//! disconnect) over a few topics and connections, with queues small enough
-//! that both slow-consumer policies fire. Unsubscribe and delete discard
-//! the topic's queued events at once (second edition).
+//! stale epoch, subscribe to and unsubscribe from patterns, unsubscribe,
+//! publish, drain part of a queue, a failed write, disconnect) over a few
+//! topics and connections, with queues small enough that both slow-consumer
+//! policies fire. Unsubscribe and delete discard the topic's queued events
+//! at once (second edition).
+//!
+//! The model knows matching (a topic is followed when the connection
+//! subscribed to its name or holds a pattern that matches it, including
+//! topics created afterwards, announced by `topic_created`) and that a
+//! connection gets each event once however many of its subscriptions match.
 //!
 //! A model of the contract runs beside the broker: topics with `seq` and
 //! history, subscriptions, and each connection's queue with its policy. After
@@ -32,6 +38,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 const TOPICS: [&str; 3] = ["t.a", "t.b", "t.c"];
+/// Patterns over `TOPICS`: all of them twice over, and one of them.
+const PATTERNS: [&str; 3] = ["t.*", ">", "*.b"];
+
+fn matches(pattern: &str, name: &str) -> bool {
+    protocol::pattern::Pattern::parse(pattern)
+        .expect("a valid pattern")
+        .matches(name)
+}
 const CONNECTIONS: usize = 3;
 
 #[derive(Debug, Clone)]
@@ -48,6 +62,15 @@ enum Op {
     Unsubscribe {
         conn: usize,
         topic: usize,
+    },
+    SubscribePattern {
+        conn: usize,
+        pattern: usize,
+        last_n: Option<u64>,
+    },
+    UnsubscribePattern {
+        conn: usize,
+        pattern: usize,
     },
     Publish(usize),
     /// The writer takes up to `max` frames; `write_fails`: the socket write
@@ -74,6 +97,10 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(conn, topic, last_n, since)| Op::Subscribe { conn, topic, last_n, since }),
         1 => (conn.clone(), topic.clone()).prop_map(|(conn, topic)| Op::Unsubscribe { conn, topic }),
+        2 => (conn.clone(), 0..PATTERNS.len(), prop::option::of(0u64..8))
+            .prop_map(|(conn, pattern, last_n)| Op::SubscribePattern { conn, pattern, last_n }),
+        1 => (conn.clone(), 0..PATTERNS.len())
+            .prop_map(|(conn, pattern)| Op::UnsubscribePattern { conn, pattern }),
         6 => topic.prop_map(Op::Publish),
         3 => (conn.clone(), 1usize..6, prop::bool::weighted(0.05))
             .prop_map(|(conn, max, write_fails)| Op::Drain { conn, max, write_fails }),
@@ -126,6 +153,14 @@ enum Expected {
     UnsubscribeAck {
         topic: String,
     },
+    /// Per matching topic: (seq, replayed).
+    PatternAck {
+        pattern: String,
+        topics: BTreeMap<String, (u64, u64)>,
+    },
+    TopicCreated {
+        topic: String,
+    },
     TopicDeleted {
         topic: String,
     },
@@ -137,7 +172,9 @@ enum Expected {
 
 #[derive(Debug)]
 enum Item {
-    Reply(Expected),
+    /// A reply, and whether reading it leaves the client's view of its
+    /// topic as it was (an unsubscribe while a pattern still matches).
+    Reply(Expected, bool),
     Event {
         topic: String,
         /// Which incarnation of the topic (a name can be created again).
@@ -163,8 +200,12 @@ struct Client {
     queue: VecDeque<Item>,
     /// The `disconnect` policy fired: (topic, events dropped).
     kicked: Option<(String, u64)>,
-    /// Topic name → instance.
+    /// The topics followed: name → instance.
     subscriptions: BTreeMap<String, u64>,
+    /// Subscribed by name.
+    exact: BTreeSet<String>,
+    /// Patterns held (indexes into `PATTERNS`).
+    patterns: BTreeSet<usize>,
     /// Events evicted by `drop_oldest`, per topic name, since connecting.
     evicted: HashMap<String, u64>,
     /// `SLOW_CONSUMER` counts read, per topic name.
@@ -234,6 +275,12 @@ impl World {
                 since,
             } => self.subscribe(conn, TOPICS[topic], last_n, since),
             Op::Unsubscribe { conn, topic } => self.unsubscribe(conn, TOPICS[topic]),
+            Op::SubscribePattern {
+                conn,
+                pattern,
+                last_n,
+            } => self.subscribe_pattern(conn, pattern, last_n),
+            Op::UnsubscribePattern { conn, pattern } => self.unsubscribe_pattern(conn, pattern),
             Op::Publish(t) => self.publish(TOPICS[t]),
             Op::Drain {
                 conn,
@@ -251,8 +298,24 @@ impl World {
             return;
         }
         let info = result.expect("create a new topic");
-        assert_eq!((info.seq, info.subscribers), (0, 0));
         self.next_instance += 1;
+        let mut subscribers = BTreeSet::new();
+        for client in &mut self.clients {
+            if client.patterns.iter().any(|&p| matches(PATTERNS[p], name)) {
+                client.push_reply(Expected::TopicCreated {
+                    topic: name.to_owned(),
+                });
+                client
+                    .subscriptions
+                    .insert(name.to_owned(), self.next_instance);
+                subscribers.insert(client.conn.id);
+            }
+        }
+        // New, with the pattern subscriptions that match it already on.
+        assert_eq!(
+            (info.seq, info.subscribers),
+            (0, subscribers.len() as u64)
+        );
         self.topics.insert(
             name.to_owned(),
             ModelTopic {
@@ -260,7 +323,7 @@ impl World {
                 epoch: info.epoch,
                 seq: 0,
                 history: VecDeque::new(),
-                subscribers: BTreeSet::new(),
+                subscribers,
             },
         );
     }
@@ -279,6 +342,7 @@ impl World {
                     topic: name.to_owned(),
                 });
                 client.subscriptions.remove(name);
+                client.exact.remove(name);
             }
         }
     }
@@ -304,7 +368,9 @@ impl World {
         };
         result.expect("subscribe to an existing topic");
         let client = &mut self.clients[c];
+        // Subscribed by name before, or followed through a pattern: no replay.
         let repeat = topic.subscribers.contains(&client.conn.id);
+        client.exact.insert(name.to_owned());
         // The contract: `since` wins; it replays everything after its seq
         // when the epoch matches and history still holds all of it.
         let (events, recovered): (Vec<u64>, Option<bool>) = match (&since, last_n) {
@@ -360,16 +426,104 @@ impl World {
         self.broker
             .unsubscribe(&client.conn, name, None)
             .expect("unsubscribe is always acked");
-        if let Some(instance) = client.subscriptions.remove(name) {
-            let topic = self
-                .topics
-                .get_mut(name)
-                .expect("a subscribed topic exists");
-            topic.subscribers.remove(&client.conn.id);
-            client.discard(name, instance);
+        client.exact.remove(name);
+        let still = client.patterns.iter().any(|&p| matches(PATTERNS[p], name));
+        if !still {
+            if let Some(instance) = client.subscriptions.remove(name) {
+                let topic = self
+                    .topics
+                    .get_mut(name)
+                    .expect("a subscribed topic exists");
+                topic.subscribers.remove(&client.conn.id);
+                client.discard(name, instance);
+            }
+        }
+        let keep = still && client.subscriptions.contains_key(name);
+        client.push_reply_keeping(
+            Expected::UnsubscribeAck {
+                topic: name.to_owned(),
+            },
+            keep,
+        );
+    }
+
+    fn subscribe_pattern(&mut self, c: usize, p: usize, last_n: Option<u64>) {
+        let pattern = PATTERNS[p];
+        let replay = Replay {
+            last_n,
+            since: None,
+        };
+        now(self
+            .broker
+            .subscribe(&self.clients[c].conn, pattern, replay, None))
+        .expect("a pattern subscribe is always acked");
+        let client = &mut self.clients[c];
+        let repeat = !client.patterns.insert(p);
+        let mut acked = BTreeMap::new();
+        let mut replays = Vec::new();
+        for (name, topic) in &mut self.topics {
+            if !matches(pattern, name) {
+                continue;
+            }
+            let followed = topic.subscribers.contains(&client.conn.id);
+            let events: Vec<u64> = match last_n {
+                Some(n) if !followed && !repeat => {
+                    let skip = topic.history.len().saturating_sub(n as usize);
+                    topic.history.iter().copied().skip(skip).collect()
+                }
+                _ => Vec::new(),
+            };
+            acked.insert(name.clone(), (topic.seq, events.len() as u64));
+            if !followed && !repeat {
+                replays.push((name.clone(), topic.instance, events));
+                topic.subscribers.insert(client.conn.id);
+                client.subscriptions.insert(name.clone(), topic.instance);
+            }
+        }
+        client.push_reply(Expected::PatternAck {
+            pattern: pattern.to_owned(),
+            topics: acked,
+        });
+        for (name, instance, events) in replays {
+            for seq in events {
+                let item = Item::Event {
+                    topic: name.clone(),
+                    instance,
+                    seq,
+                    replay: true,
+                };
+                if client.push_event(item, self.capacity, self.policy) {
+                    self.slow_consumer_signals += 1;
+                }
+            }
+        }
+    }
+
+    fn unsubscribe_pattern(&mut self, c: usize, p: usize) {
+        let pattern = PATTERNS[p];
+        let client = &mut self.clients[c];
+        self.broker
+            .unsubscribe(&client.conn, pattern, None)
+            .expect("unsubscribe is always acked");
+        if client.patterns.remove(&p) {
+            let followed: Vec<(String, u64)> = client
+                .subscriptions
+                .iter()
+                .map(|(n, i)| (n.clone(), *i))
+                .collect();
+            for (name, instance) in followed {
+                let still = client.exact.contains(&name)
+                    || client.patterns.iter().any(|&q| matches(PATTERNS[q], &name));
+                if !still {
+                    client.subscriptions.remove(&name);
+                    let topic = self.topics.get_mut(&name).expect("a followed topic exists");
+                    topic.subscribers.remove(&client.conn.id);
+                    client.discard(&name, instance);
+                }
+            }
         }
         client.push_reply(Expected::UnsubscribeAck {
-            topic: name.to_owned(),
+            topic: pattern.to_owned(),
         });
     }
 
@@ -546,6 +700,8 @@ impl Client {
             queue: VecDeque::new(),
             kicked: None,
             subscriptions: BTreeMap::new(),
+            exact: BTreeSet::new(),
+            patterns: BTreeSet::new(),
             evicted: HashMap::new(),
             announced: HashMap::new(),
             view: HashMap::new(),
@@ -565,8 +721,12 @@ impl Client {
     }
 
     fn push_reply(&mut self, expected: Expected) {
+        self.push_reply_keeping(expected, false);
+    }
+
+    fn push_reply_keeping(&mut self, expected: Expected, keep_view: bool) {
         if self.kicked.is_none() {
-            self.queue.push_back(Item::Reply(expected));
+            self.queue.push_back(Item::Reply(expected, keep_view));
         }
     }
 
@@ -629,11 +789,23 @@ impl Client {
         let item = expected
             .pop_front()
             .unwrap_or_else(|| panic!("a frame the model did not expect: {}", frame.as_str()));
-        let want = match item {
-            Item::Reply(e) => e,
-            Item::Event { topic, seq, .. } => Expected::Event { topic, seq },
+        let (want, keep_view) = match item {
+            Item::Reply(e, keep_view) => (e, keep_view),
+            Item::Event { topic, seq, .. } => (Expected::Event { topic, seq }, false),
         };
         let got = match parsed {
+            ServerFrame::Ack(a) if a.pattern == Some(true) => Expected::PatternAck {
+                pattern: a.topic,
+                topics: a
+                    .topics
+                    .expect("a pattern ack lists its topics")
+                    .into_iter()
+                    .map(|(name, t)| (name, (t.seq, t.replayed)))
+                    .collect(),
+            },
+            ServerFrame::Info(i) if i.msg == InfoKind::TopicCreated => Expected::TopicCreated {
+                topic: i.topic.expect("topic_created names its topic"),
+            },
             ServerFrame::Ack(a) if a.epoch.is_some() => Expected::SubscribeAck {
                 topic: a.topic,
                 seq: a.seq.expect("seq"),
@@ -651,7 +823,9 @@ impl Client {
             other => panic!("unexpected frame {other:?}"),
         };
         assert_eq!(got, want);
-        self.see(&got);
+        if !keep_view {
+            self.see(&got);
+        }
     }
 
     /// The client's own checks, from the contract alone.
@@ -667,6 +841,21 @@ impl Client {
                 assert!(replayed <= seq);
                 view.subscribed = true;
                 view.next_seq = seq - replayed + 1;
+                view.announced = 0;
+            }
+            Expected::PatternAck { topics, .. } => {
+                for (topic, (seq, replayed)) in topics {
+                    let view = self.view.entry(topic.clone()).or_default();
+                    assert!(replayed <= seq);
+                    view.subscribed = true;
+                    view.next_seq = seq - replayed + 1;
+                    view.announced = 0;
+                }
+            }
+            Expected::TopicCreated { topic } => {
+                let view = self.view.entry(topic.clone()).or_default();
+                view.subscribed = true;
+                view.next_seq = 1;
                 view.announced = 0;
             }
             Expected::UnsubscribeAck { topic } | Expected::TopicDeleted { topic } => {
