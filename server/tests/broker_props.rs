@@ -312,10 +312,7 @@ impl World {
             }
         }
         // New, with the pattern subscriptions that match it already on.
-        assert_eq!(
-            (info.seq, info.subscribers),
-            (0, subscribers.len() as u64)
-        );
+        assert_eq!((info.seq, info.subscribers), (0, subscribers.len() as u64));
         self.topics.insert(
             name.to_owned(),
             ModelTopic {

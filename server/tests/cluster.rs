@@ -669,3 +669,54 @@ async fn a_drifted_topic_count_is_set_right_when_the_registry_is_quiet() {
     let (status, _) = node.post("/api/topics", json!({"name": "three"})).await;
     assert_eq!(status, 429, "the bound holds after the correction");
 }
+
+/// Patterns across nodes: a pattern subscriber on B follows a topic
+/// created on C (announced, then its events from any node), replays what
+/// the cluster holds for topics that existed before, and `?pattern=`
+/// lists the cluster's topics on every node.
+#[tokio::test]
+async fn a_pattern_on_one_node_follows_topics_created_on_another() {
+    let (_nats, nodes) = cluster().await;
+    let [a, b, c] = &nodes[..] else {
+        unreachable!()
+    };
+    a.create_topic("shop.eu").await;
+    a.publish("shop.eu", json!(1)).await;
+    a.publish("shop.eu", json!(2)).await;
+
+    let mut on_b = b.ws().await;
+    let ack = on_b.subscribe("shop.*", json!({"last_n": 10})).await;
+    assert_eq!(
+        ack["topics"]["shop.eu"]["seq"], 2,
+        "the cluster's seq: {ack}"
+    );
+    assert_eq!(ack["topics"]["shop.eu"]["replayed"], 2);
+    for n in 1..=2u64 {
+        assert_eq!(next_event(&mut on_b).await["seq"], n);
+    }
+
+    c.create_topic("shop.us").await;
+    let created = on_b.recv_skipping_pings().await;
+    assert_eq!(
+        (&created["msg"], &created["topic"]),
+        (&json!("topic_created"), &json!("shop.us")),
+        "{created}"
+    );
+    assert_eq!(c.publish("shop.us", json!("x")).await, 1);
+    let ev = next_event(&mut on_b).await;
+    assert_eq!((&ev["topic"], &ev["seq"]), (&json!("shop.us"), &json!(1)));
+    // Each event once, from whichever node it was published on.
+    a.publish("shop.eu", json!(3)).await;
+    let ev = next_event(&mut on_b).await;
+    assert_eq!((&ev["topic"], &ev["seq"]), (&json!("shop.eu"), &json!(3)));
+
+    for node in [a, b, c] {
+        let (status, list) = node.get("/api/topics?pattern=shop.%3E").await;
+        assert_eq!(status, 200);
+        let names: Vec<&str> = list["topics"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(names, ["shop.eu", "shop.us"], "on :{}", node.port);
+    }
+}
