@@ -193,7 +193,7 @@ impl Tracker {
                 }
                 Next::Continue
             }
-            ServerFrame::Ack(_) | ServerFrame::Pong(_) => Next::Continue,
+            ServerFrame::Ack(_) | ServerFrame::Pong(_) | ServerFrame::Presence(_) => Next::Continue,
             ServerFrame::Event(ev) => {
                 if let Some((last, _)) = &mut self.position {
                     if ev.seq > *last + 1 {
@@ -257,6 +257,8 @@ impl Tracker {
                     }
                     // Only pattern subscriptions get it; this panel follows one topic.
                     InfoKind::TopicCreated => Next::Continue,
+                    // Only subscriptions with presence_events get these.
+                    InfoKind::Join | InfoKind::Leave => Next::Continue,
                 }
             }
         }
@@ -416,7 +418,8 @@ mod browser {
                     } else {
                         None
                     },
-                    since: tracker.since(),
+                    since: tracker.since().map(crate::wire::SinceArg::Topic),
+                    presence_events: false,
                     request_id: Some(REQUEST_ID.into()),
                 };
                 let text = serde_json::to_string(&subscribe).unwrap_or_default();
@@ -585,6 +588,7 @@ mod tests {
             msg: InfoKind::TopicDeleted,
             topic: Some("t".into()),
             epoch: None,
+            client: None,
             ts: String::new(),
         });
         assert_eq!(t.handle(info, "r", &mut out), Next::Finish);

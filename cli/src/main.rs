@@ -321,6 +321,7 @@ async fn subscribe(
         client_id: Some("pubsub-cli".into()),
         last_n,
         since: since.map(protocol::SinceArg::Topic),
+        presence_events: false,
         request_id: Some("sub".into()),
     };
     ws.send(Message::text(

@@ -22,7 +22,7 @@
 //!   counters balance: enqueued = delivered + dropped.
 
 use bytes::BytesMut;
-use protocol::{ErrorCode, ServerFrame};
+use protocol::{ErrorCode, InfoKind, ServerFrame};
 use pubsub_server::broker::frame::Frame;
 use pubsub_server::broker::{
     Broker, BrokerConfig, Connection, DrainBuf, Drained, End, Replay, SlowConsumerPolicy,
@@ -318,6 +318,9 @@ struct ClientView {
     /// The queue ended (the `disconnect` policy fired).
     ended: bool,
     topics: HashMap<String, TopicView>,
+    /// Subscribed by name, and the patterns held (from their acks).
+    exact: std::collections::BTreeSet<String>,
+    patterns: std::collections::BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -355,8 +358,37 @@ impl ClientView {
         let parsed: ServerFrame = serde_json::from_slice(frame.bytes())
             .unwrap_or_else(|e| panic!("not a server frame ({e}): {}", frame.as_str()));
         match parsed {
+            ServerFrame::Ack(ack) if ack.pattern == Some(true) => {
+                self.replies += 1;
+                self.patterns.insert(ack.topic.clone());
+                for (name, t) in ack.topics.unwrap_or_default() {
+                    assert!(t.replayed <= t.seq, "replayed {} of {}", t.replayed, t.seq);
+                    let topic = self.topics.entry(name).or_default();
+                    topic.subscribed = true;
+                    topic.next_seq = t.seq - t.replayed + 1;
+                    topic.gap_announced = false;
+                }
+            }
+            ServerFrame::Ack(ack) if ack.epoch.is_none() && ack.id.is_none() => {
+                // unsubscribe: no event of what no subscription matches now
+                self.replies += 1;
+                if protocol::pattern::is_pattern(&ack.topic) {
+                    self.patterns.remove(&ack.topic);
+                } else {
+                    self.exact.remove(&ack.topic);
+                }
+                for (name, topic) in &mut self.topics {
+                    topic.subscribed = self.exact.contains(name)
+                        || self.patterns.iter().any(|p| {
+                            protocol::pattern::Pattern::parse(p).is_ok_and(|p| p.matches(name))
+                        });
+                }
+            }
             ServerFrame::Ack(ack) => {
                 self.replies += 1;
+                if ack.epoch.is_some() {
+                    self.exact.insert(ack.topic.clone());
+                }
                 let topic = self.topics.entry(ack.topic).or_default();
                 match (ack.epoch, ack.id) {
                     // subscribe: what follows is `replayed` events from
@@ -414,7 +446,9 @@ impl ClientView {
                 self.replies += 1;
                 assert_ne!(e.error.code, ErrorCode::Internal, "{}", e.error.message);
             }
-            ServerFrame::Pong(_) => self.replies += 1,
+            ServerFrame::Pong(_) | ServerFrame::Presence(_) => self.replies += 1,
+            // Best-effort presence notices of the bystander's subscriptions.
+            ServerFrame::Info(info) if matches!(info.msg, InfoKind::Join | InfoKind::Leave) => {}
             ServerFrame::Info(info) => panic!("unexpected info frame: {info:?}"),
         }
     }

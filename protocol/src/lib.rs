@@ -60,6 +60,23 @@ pub fn topic_name_problem(name: &str) -> Option<String> {
     None
 }
 
+/// Longest `client_id` the contract allows.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// Why a `client_id` is refused; `None` when it is valid (1 to 128 characters).
+pub fn client_id_problem(id: &str) -> Option<String> {
+    let n = id.chars().count();
+    if n == 0 {
+        return Some("client_id must not be empty".into());
+    }
+    if n > MAX_CLIENT_ID_LEN {
+        return Some(format!(
+            "client_id is {n} characters long; at most {MAX_CLIENT_ID_LEN} are allowed"
+        ));
+    }
+    None
+}
+
 /// Why a message id is refused; `None` when it is valid (1 to 128 characters).
 pub fn message_id_problem(id: &str) -> Option<String> {
     let n = id.chars().count();
@@ -361,6 +378,30 @@ pub struct TopicDetail {
     pub epoch: String,
 }
 
+/// One exact-name subscription of a topic, as presence lists it.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceClient {
+    /// The subscribe's `client_id`, `null` when it gave none.
+    pub client_id: Option<String>,
+    /// The connection holding the subscription.
+    pub connection_id: u64,
+    /// When it subscribed.
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::Timestamp))]
+    pub joined_at: String,
+}
+
+/// `GET /api/topics/{name}/presence`: the topic's exact-name subscriptions
+/// (not patterns), oldest first.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::TopicName))]
+    pub topic: String,
+    pub count: u64,
+    pub clients: Vec<PresenceClient>,
+}
+
 /// Body of `POST /api/topics`.
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -424,6 +465,10 @@ pub enum ClientFrame {
         last_n: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<SinceArg>,
+        /// `join`/`leave` notices of the topic's other exact subscriptions
+        /// (ignored on a pattern).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        presence_events: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
     },
@@ -441,6 +486,12 @@ pub enum ClientFrame {
         request_id: Option<String>,
     },
     Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    /// Who is subscribed to `topic` by name; answered with a `presence` frame.
+    Presence {
+        topic: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
     },
@@ -526,6 +577,10 @@ pub enum InfoKind {
     ShuttingDown,
     /// A topic a pattern subscription matches was created; its events follow.
     TopicCreated,
+    /// Another connection subscribed to the topic by name (`presence_events`).
+    Join,
+    /// Another connection left the topic (`presence_events`).
+    Leave,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -536,6 +591,20 @@ pub struct Info {
     /// `topic_created` only: the new topic's epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
+    /// `join`/`leave` only: whose subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<PresenceClient>,
+    pub ts: String,
+}
+
+/// The answer to a `presence` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceFrame {
+    #[serde(default)]
+    pub request_id: Option<String>,
+    pub topic: String,
+    pub count: u64,
+    pub clients: Vec<PresenceClient>,
     pub ts: String,
 }
 
@@ -548,6 +617,7 @@ pub enum ServerFrame {
     Error(ErrorFrame),
     Pong(Pong),
     Info(Info),
+    Presence(PresenceFrame),
 }
 
 #[cfg(test)]
@@ -589,6 +659,7 @@ mod tests {
                     seq: 3,
                     epoch: "e".into()
                 })),
+                presence_events: false,
                 request_id: Some("r".into()),
             }
         );

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 /// Every route under `/api`: the contract's table plus the additions the
 /// README lists (`/api/stats/history`, `/api/openapi.json`).
-const ROUTES: [(&str, &str); 10] = [
+const ROUTES: [(&str, &str); 11] = [
     ("get", "/api/health"),
     ("get", "/api/stats"),
     ("get", "/api/stats/history"),
@@ -21,6 +21,7 @@ const ROUTES: [(&str, &str); 10] = [
     ("delete", "/api/topics/{name}"),
     ("get", "/api/topics/{name}/messages"),
     ("post", "/api/topics/{name}/messages"),
+    ("get", "/api/topics/{name}/presence"),
     ("get", "/api/openapi.json"),
 ];
 

@@ -72,6 +72,7 @@ fn routes() -> Declared {
         .route(AnyKey, routes!(topics::get_topic))
         .route(Role(Admin), routes!(topics::delete_topic))
         .route(Role(Subscribe), routes!(messages::history))
+        .route(Role(Subscribe), routes!(topics::presence))
         .route(Role(Publish), routes!(messages::publish))
         .route(Open, routes!(openapi::document))
 }

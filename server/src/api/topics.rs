@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
 use protocol::pattern::Pattern;
-use protocol::{CreateTopic, TopicChanged, TopicDetail, TopicList, TopicSummary};
+use protocol::{CreateTopic, Presence, TopicChanged, TopicDetail, TopicList, TopicSummary};
 
 /// Every topic, sorted by name
 ///
@@ -130,6 +130,38 @@ pub(super) async fn get_topic(
         created_at: t.created_at,
         seq: t.seq,
         epoch: t.epoch,
+    }))
+}
+
+/// Who is subscribed to a topic by name
+///
+/// The topic's presence: its exact-name WebSocket subscriptions (pattern
+/// subscriptions are not presence), oldest first, each with the
+/// `client_id` its subscribe gave (or `null`).
+#[utoipa::path(
+    get,
+    path = "/topics/{name}/presence",
+    tag = "topics",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("name" = protocol::schema::TopicName, Path, description = "The topic's name.")),
+    responses(
+        (status = 200, description = "The topic's presence.", body = Presence),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = TopicNotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub(super) async fn presence(
+    State(state): State<AppState>,
+    TopicName(name): TopicName,
+) -> ApiResult<Json<Presence>> {
+    let clients = state.broker.presence(&name).await?;
+    Ok(Json(Presence {
+        topic: name,
+        count: clients.len() as u64,
+        clients,
     }))
 }
 

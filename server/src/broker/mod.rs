@@ -32,6 +32,7 @@ pub use hub::frame::{self, EventDraft, Frame};
 pub use hub::outbox::{Batch, Bounds, DrainBuf, Drained, End, Queued, SlowConsumerPolicy};
 pub use hub::tally::{Limit, Totals, LATENCY_BOUNDS};
 pub use hub::topic::PublishedEvent;
+pub use hub::Joining;
 pub use log::Publishing;
 
 use hub::Hub;
@@ -420,6 +421,26 @@ impl Broker {
         replay: Replay,
         request_id: Option<String>,
     ) -> Result<(), BrokerError> {
+        self.subscribe_as(conn, name, replay, Joining::default(), request_id)
+            .await
+    }
+
+    /// [`Broker::subscribe`], saying who joins for presence (`client_id`,
+    /// and whether it wants `join`/`leave` notices; both ignored for a
+    /// pattern).
+    pub async fn subscribe_as(
+        &self,
+        conn: &Arc<Connection>,
+        name: &str,
+        replay: Replay,
+        joining: Joining<'_>,
+        request_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        if let Some(client_id) = joining.client_id {
+            if let Some(problem) = wire::client_id_problem(client_id) {
+                return Err(BrokerError::bad_request(problem));
+            }
+        }
         if is_pattern(name) {
             return self.subscribe_pattern(conn, name, replay, request_id).await;
         }
@@ -439,7 +460,14 @@ impl Broker {
             last_n: replay.last_n,
             since: since.as_ref(),
         };
-        self.hub.subscribe(conn, name, start, request_id)
+        self.hub.subscribe(conn, name, start, joining, request_id)
+    }
+
+    /// A topic's presence: its exact-name subscriptions on this instance,
+    /// oldest first.
+    pub async fn presence(&self, name: &str) -> Result<Vec<protocol::PresenceClient>, BrokerError> {
+        self.fresh(name).await?;
+        self.hub.presence(name)
     }
 
     async fn subscribe_pattern(

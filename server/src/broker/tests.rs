@@ -791,7 +791,8 @@ fn the_hub_applies_the_logs_seq() {
         last_n: None,
         since: None,
     };
-    hub.subscribe(&c, "t", start, None).unwrap();
+    hub.subscribe(&c, "t", start, Joining::default(), None)
+        .unwrap();
     let draft = |n: u64| {
         EventDraft::new(
             "t",
@@ -819,4 +820,51 @@ fn the_hub_applies_the_logs_seq() {
     );
     assert!(hub.drop_topic("t", None), "the log's delete, applied");
     assert!(hub.topic("t").is_err());
+}
+
+/// Presence notices are best effort: a watcher whose queue is half full
+/// or more gets none (and nothing is counted as dropped); one with room
+/// gets them, ordered with its events.
+#[test]
+fn presence_notices_give_way_under_backpressure() {
+    let b = broker_with(4, 10, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").now().unwrap();
+    let watching = Joining {
+        client_id: Some("w"),
+        presence_events: true,
+    };
+    let busy = b.connect();
+    b.subscribe_as(&busy, "t", Replay::default(), watching, None)
+        .now()
+        .unwrap();
+    let idle = b.connect();
+    b.subscribe_as(&idle, "t", Replay::default(), watching, None)
+        .now()
+        .unwrap();
+    read_all(&busy);
+    read_all(&idle);
+    b.publish("t", msg(json!(1))).now().unwrap();
+    b.publish("t", msg(json!(2))).now().unwrap();
+    read_all(&idle);
+    // busy holds 2 of its 4 events: at half, the join is given up.
+    let joiner = b.connect();
+    b.subscribe_as(&joiner, "t", Replay::default(), Joining::default(), None)
+        .now()
+        .unwrap();
+    let notices = |frames: &[ServerFrame]| -> Vec<InfoKind> {
+        frames
+            .iter()
+            .filter_map(|f| match f {
+                ServerFrame::Info(i) => Some(i.msg),
+                _ => None,
+            })
+            .collect()
+    };
+    let busy_frames = read_all(&busy);
+    assert_eq!(event_seqs(&busy_frames), vec![1, 2]);
+    assert!(notices(&busy_frames).is_empty(), "{busy_frames:?}");
+    assert_eq!(notices(&read_all(&idle)), vec![InfoKind::Join]);
+    b.disconnect(&joiner, End::Gone);
+    assert_eq!(notices(&read_all(&busy)), vec![InfoKind::Leave]);
+    assert_eq!(b.topic_counts("t").unwrap().dropped, 0);
 }

@@ -6,7 +6,10 @@
 //! `info`) are encoded once for the one connection they go to.
 
 use bytes::Bytes;
-use protocol::{Ack, ErrorBody, ErrorCode, ErrorFrame, Info, InfoKind, Pong, ServerFrame};
+use protocol::{
+    Ack, ErrorBody, ErrorCode, ErrorFrame, Info, InfoKind, Pong, PresenceClient, PresenceFrame,
+    ServerFrame,
+};
 use serde_json::value::RawValue;
 
 /// The UTF-8 JSON text of one server frame. Cloning is a reference count.
@@ -104,6 +107,7 @@ impl Frame {
             msg,
             topic,
             epoch: None,
+            client: None,
             ts: super::super::clock::now_rfc3339(),
         }))
     }
@@ -115,6 +119,29 @@ impl Frame {
             msg: InfoKind::TopicCreated,
             topic: Some(topic.to_owned()),
             epoch: Some(epoch.to_owned()),
+            client: None,
+            ts: super::super::clock::now_rfc3339(),
+        }))
+    }
+
+    /// `info join` or `info leave` of `client` on `topic`.
+    pub fn presence_notice(msg: InfoKind, topic: &str, client: PresenceClient) -> Self {
+        Frame::encode(&ServerFrame::Info(Info {
+            msg,
+            topic: Some(topic.to_owned()),
+            epoch: None,
+            client: Some(client),
+            ts: super::super::clock::now_rfc3339(),
+        }))
+    }
+
+    /// The answer to a `presence` request.
+    pub fn presence(request_id: Option<String>, topic: &str, clients: Vec<PresenceClient>) -> Self {
+        Frame::encode(&ServerFrame::Presence(PresenceFrame {
+            request_id,
+            topic: topic.to_owned(),
+            count: clients.len() as u64,
+            clients,
             ts: super::super::clock::now_rfc3339(),
         }))
     }

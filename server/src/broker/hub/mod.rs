@@ -26,6 +26,7 @@ pub mod connection;
 pub mod frame;
 pub mod outbox;
 mod subscriptions;
+pub use subscriptions::Joining;
 pub(crate) use subscriptions::Start;
 pub mod tally;
 pub mod topic;
@@ -180,6 +181,7 @@ impl Hub {
         };
         let mut st = topic.state.lock();
         st.deleted = true;
+        st.presence.clear();
         let freed = st.history.clear();
         topic.history_bytes.store(0, Relaxed);
         self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);

@@ -296,6 +296,25 @@ impl Outbox {
     /// holds `capacity` events or the event would pass its byte bound.
     /// Called with the event's topic locked, so events of one topic enter
     /// every queue in `seq` order.
+    /// Queues a best-effort notice (presence `join`/`leave`): like a reply,
+    /// but only while the queue is under half its bounds in events and in
+    /// bytes. Under backpressure it is discarded, before any event would
+    /// be, and counted nowhere: the presence request is the source of
+    /// truth. Whether it was queued.
+    pub fn push_notice(&self, frame: Frame) -> bool {
+        {
+            let st = self.state.lock();
+            if st.end.is_some()
+                || st.events.len() >= (self.capacity / 2).max(1)
+                || st.bytes() + frame.bytes().len() > self.max_bytes / 2
+            {
+                return false;
+            }
+        }
+        self.push_reply(frame);
+        true
+    }
+
     pub fn push_event(&self, event: &Arc<PublishedEvent>, replay: bool) {
         let mut st = self.state.lock();
         if st.end.is_some() {

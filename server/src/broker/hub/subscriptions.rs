@@ -17,12 +17,12 @@ use super::connection::{Connection, Subscriptions};
 use super::frame::Frame;
 use super::outbox::End;
 use super::tally::Limit;
-use super::topic::{PublishedEvent, Topic, TopicState};
+use super::topic::{Member, PublishedEvent, Topic, TopicState};
 use super::{clamp, Hub};
 use crate::broker::error::{check_topic_name, BrokerError};
 use parking_lot::MutexGuard;
 use protocol::pattern::Pattern;
-use protocol::{Ack, AckTopic, ErrorCode, Since};
+use protocol::{Ack, AckTopic, ErrorCode, InfoKind, PresenceClient, Since};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -41,6 +41,15 @@ pub(crate) struct Start<'a> {
     pub(crate) since: Option<&'a Since>,
 }
 
+/// Who subscribes by name, for presence.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Joining<'a> {
+    /// The subscribe's `client_id` (1 to 128 characters).
+    pub client_id: Option<&'a str>,
+    /// `join`/`leave` notices of the topic's other exact subscriptions.
+    pub presence_events: bool,
+}
+
 impl Hub {
     /// Subscribes `conn` to the topic `name`. Queues the `ack`, then the
     /// replayed events, then registers for live events, all under the
@@ -51,6 +60,7 @@ impl Hub {
         conn: &Arc<Connection>,
         name: &str,
         start: Start<'_>,
+        joining: Joining<'_>,
         request_id: Option<String>,
     ) -> Result<(), BrokerError> {
         if !conn.permits.subscribe {
@@ -84,7 +94,13 @@ impl Hub {
         });
         conn.outbox.push_reply(ack);
         match followed {
-            Some(_) => subs.set_exact(name, true),
+            Some(true) => {
+                if let Some(member) = st.presence.get_mut(&conn.id) {
+                    member.presence_events = joining.presence_events;
+                }
+                return Ok(());
+            }
+            Some(false) => subs.set_exact(name, true),
             None => {
                 if conn.is_disconnected() {
                     // Closed meanwhile: registering now would leak it.
@@ -98,7 +114,25 @@ impl Hub {
                 self.totals.subscriptions.fetch_add(1, Relaxed);
             }
         }
+        let member = Member {
+            client_id: joining.client_id.map(Arc::from),
+            joined_at: crate::broker::clock::now_rfc3339(),
+            presence_events: joining.presence_events,
+        };
+        announce(&topic, &st, conn.id, &member, InfoKind::Join);
+        st.presence.insert(conn.id, member);
         Ok(())
+    }
+
+    /// The topic's exact-name subscriptions, oldest first.
+    pub(crate) fn presence(&self, name: &str) -> Result<Vec<PresenceClient>, BrokerError> {
+        let topic = self.topic(name)?;
+        let st = topic.state.lock();
+        Ok(st
+            .presence
+            .iter()
+            .map(|(id, member)| presence_client(*id, member))
+            .collect())
     }
 
     /// Subscribes `conn` to a pattern: every topic that matches now is
@@ -324,6 +358,12 @@ impl Hub {
             return;
         }
         change(&mut subs);
+        let exact = subs.follows.get(&*topic.name).is_some_and(|f| f.exact);
+        if !exact {
+            if let Some(member) = st.presence.shift_remove(&conn.id) {
+                announce(topic, &st, conn.id, &member, InfoKind::Leave);
+            }
+        }
         if subs.follows.get(&*topic.name).is_some_and(|f| f.is_idle()) {
             subs.unfollow(&topic.name);
             if st.subscribers.swap_remove(&conn.id).is_some() {
@@ -356,6 +396,9 @@ impl Hub {
             let mut st = follow.topic.state.lock();
             if st.subscribers.swap_remove(&conn.id).is_some() {
                 self.totals.subscriptions.fetch_sub(1, Relaxed);
+            }
+            if let Some(member) = st.presence.shift_remove(&conn.id) {
+                announce(&follow.topic, &st, conn.id, &member, InfoKind::Leave);
             }
         }
         conn.outbox.close(end);
@@ -396,6 +439,34 @@ fn replay(
             Some(n) => (st.history.last_n(clamp(n)).cloned().collect(), None),
             None => (Vec::new(), None),
         },
+    }
+}
+
+/// Tells the topic's other exact subscribers that asked for presence
+/// events that `id` joined or left (best effort: see `Outbox::push_notice`).
+fn announce(topic: &Topic, st: &TopicState, id: u64, member: &Member, msg: InfoKind) {
+    let watchers = st
+        .presence
+        .iter()
+        .filter(|(other, m)| **other != id && m.presence_events);
+    let mut notice = None;
+    for (other, _) in watchers {
+        if let Some(conn) = st.subscribers.get(other) {
+            let frame = notice
+                .get_or_insert_with(|| {
+                    Frame::presence_notice(msg, &topic.name, presence_client(id, member))
+                })
+                .clone();
+            conn.outbox.push_notice(frame);
+        }
+    }
+}
+
+fn presence_client(id: u64, member: &Member) -> PresenceClient {
+    PresenceClient {
+        client_id: member.client_id.as_deref().map(str::to_owned),
+        connection_id: id,
+        joined_at: member.joined_at.clone(),
     }
 }
 

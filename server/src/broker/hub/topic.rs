@@ -59,7 +59,18 @@ pub(super) struct TopicState {
     /// Keyed by connection id; `swap_remove` keeps removal O(1) and the
     /// values dense for the fan-out loop.
     pub subscribers: IndexMap<u64, Arc<Connection>>,
+    /// The exact-name subscriptions (presence), by connection id, oldest
+    /// first (`shift_remove` keeps that order). Not on the publish path.
+    pub presence: IndexMap<u64, Member>,
     pub deleted: bool,
+}
+
+/// One exact-name subscription of a topic, as presence shows it.
+pub(crate) struct Member {
+    pub client_id: Option<Arc<str>>,
+    pub joined_at: String,
+    /// It asked for `join`/`leave` notices of the others.
+    pub presence_events: bool,
 }
 
 impl Topic {
@@ -80,6 +91,7 @@ impl Topic {
                 seq: 0,
                 history: History::new(history_size),
                 subscribers: IndexMap::new(),
+                presence: IndexMap::new(),
                 deleted: false,
             }),
         }

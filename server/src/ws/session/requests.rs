@@ -2,7 +2,7 @@
 //! into a broker call, its reply queued in request order (publishes
 //! awaiting the log's acknowledgement included).
 
-use crate::broker::{Broker, BrokerError, Connection, Frame, Publishing, Receipt, Replay};
+use crate::broker::{Broker, BrokerError, Connection, Frame, Joining, Publishing, Receipt, Replay};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use protocol::{Ack, ClientFrame, ErrorCode};
@@ -138,13 +138,24 @@ pub async fn handle_text(
     match frame {
         ClientFrame::Subscribe {
             topic,
-            client_id: _,
+            client_id,
             last_n,
             since,
+            presence_events,
             request_id,
         } => {
+            let joining = Joining {
+                client_id: client_id.as_deref(),
+                presence_events,
+            };
             if let Err(e) = broker
-                .subscribe(conn, &topic, Replay { last_n, since }, request_id.clone())
+                .subscribe_as(
+                    conn,
+                    &topic,
+                    Replay { last_n, since },
+                    joining,
+                    request_id.clone(),
+                )
                 .await
             {
                 conn.outbox
@@ -170,6 +181,13 @@ pub async fn handle_text(
             inflight.push(conn, publishing, request_id, topic);
         }
         ClientFrame::Ping { request_id } => conn.outbox.push_reply(Frame::pong(request_id)),
+        ClientFrame::Presence { topic, request_id } => {
+            let reply = match broker.presence(&topic).await {
+                Ok(clients) => Frame::presence(request_id, &topic, clients),
+                Err(e) => Frame::error(request_id, e.code, e.message),
+            };
+            conn.outbox.push_reply(reply);
+        }
     }
 }
 
