@@ -259,6 +259,10 @@ impl Tracker {
                     InfoKind::TopicCreated => Next::Continue,
                     // Only subscriptions with presence_events get these.
                     InfoKind::Join | InfoKind::Leave => Next::Continue,
+                    InfoKind::ClosedByAdmin => {
+                        out.push(self.notice(Level::Warn, "An admin closed this connection."));
+                        Next::Continue
+                    }
                 }
             }
         }

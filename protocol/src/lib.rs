@@ -402,6 +402,59 @@ pub struct Presence {
     pub clients: Vec<PresenceClient>,
 }
 
+/// One subscription of a connection, on the connections board.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionInfo {
+    /// The topic name or the pattern subscribed to.
+    pub topic: String,
+    pub pattern: bool,
+    /// The topic's `seq` minus the last `seq` written to the connection
+    /// (for a pattern: the sum over the topics it follows).
+    pub lag: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+/// One connection, on the connections board (`GET /api/connections`).
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    /// Cluster mode: the node it is connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub remote_addr: Option<String>,
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::Timestamp))]
+    pub connected_at: String,
+    /// `websocket` or `sse`.
+    pub transport: String,
+    /// The `client_id`s its subscriptions gave.
+    pub client_ids: Vec<String>,
+    pub subscriptions: Vec<SubscriptionInfo>,
+    /// Frames (events and replies) waiting in its queue, and their bytes.
+    pub queued: u64,
+    pub queued_bytes: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+/// `GET /api/connections`.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionList {
+    pub connections: Vec<ConnectionInfo>,
+}
+
+/// `DELETE /api/connections/{id}`.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionClosed {
+    /// `closed`.
+    pub status: String,
+    pub connection: u64,
+}
+
 /// Body of `POST /api/topics`.
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -581,6 +634,8 @@ pub enum InfoKind {
     Join,
     /// Another connection left the topic (`presence_events`).
     Leave,
+    /// An admin closed this connection; a close 4010 follows.
+    ClosedByAdmin,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

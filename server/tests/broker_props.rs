@@ -561,7 +561,8 @@ impl World {
     fn drain(&mut self, c: usize, max: usize, write_fails: bool) {
         let client = &mut self.clients[c];
         let mut buf = DrainBuf::default();
-        let batch = client.conn.outbox.drain(&mut buf, max);
+        let conn = Arc::clone(&client.conn);
+        let batch = conn.outbox.drain(&mut buf, max);
         if let Some((topic, dropped)) = client.kicked.clone() {
             assert!(batch.is_empty(), "frames after the queue ended");
             assert_eq!(

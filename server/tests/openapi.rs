@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 /// Every route under `/api`: the contract's table plus the additions the
 /// README lists (`/api/stats/history`, `/api/openapi.json`).
-const ROUTES: [(&str, &str); 11] = [
+const ROUTES: [(&str, &str); 14] = [
     ("get", "/api/health"),
     ("get", "/api/stats"),
     ("get", "/api/stats/history"),
@@ -22,6 +22,9 @@ const ROUTES: [(&str, &str); 11] = [
     ("get", "/api/topics/{name}/messages"),
     ("post", "/api/topics/{name}/messages"),
     ("get", "/api/topics/{name}/presence"),
+    ("get", "/api/connections"),
+    ("get", "/api/connections/{id}"),
+    ("delete", "/api/connections/{id}"),
     ("get", "/api/openapi.json"),
 ];
 
@@ -81,7 +84,22 @@ fn documented_statuses(op: &Value) -> BTreeSet<u16> {
 
 /// A request for `op` that the server should accept: `{name}` is `topic`.
 fn request(s: &TestServer, method: &str, path: &str, topic: &str) -> reqwest::RequestBuilder {
-    let url = s.url(&path.replace("{name}", topic));
+    request_to(s, method, path, topic, 1)
+}
+
+/// [`request`] with `{id}` a connection id.
+fn request_to(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    topic: &str,
+    connection: u64,
+) -> reqwest::RequestBuilder {
+    let url = s.url(
+        &path
+            .replace("{name}", topic)
+            .replace("{id}", &connection.to_string()),
+    );
     match (method, path) {
         ("post", "/api/topics") => s.http.post(url).json(&json!({ "name": "created-by-test" })),
         ("post", _) => s.http.post(url).json(&json!({ "payload": { "n": 1 } })),
@@ -147,11 +165,17 @@ async fn every_documented_operation_is_served_with_a_documented_status() {
     let doc = fetch_document(&s).await;
     s.create_topic("t").await;
     s.publish("t", json!(1)).await;
+    // An open connection for the connections routes.
+    let _ws = s.ws().await;
+    let (_, list) = s.get("/api/connections").await;
+    let connection = list["connections"][0]["id"]
+        .as_u64()
+        .expect("an open connection");
     let mut ops = operations(&doc);
     // Delete last, so the other operations find the topic.
     ops.sort_by_key(|(method, _, _)| method == "delete");
     for (method, path, op) in ops {
-        let r = request(&s, &method, &path, "t")
+        let r = request_to(&s, &method, &path, "t", connection)
             .send()
             .await
             .expect("request");
@@ -269,7 +293,7 @@ async fn errors_have_the_contract_body_and_codes() {
                 "BAD_REQUEST" => 400,
                 "UNAUTHORIZED" => 401,
                 "FORBIDDEN" => 403,
-                "TOPIC_NOT_FOUND" => 404,
+                "TOPIC_NOT_FOUND" | "NOT_FOUND" => 404,
                 "TOPIC_EXISTS" => 409,
                 "PAYLOAD_TOO_LARGE" => 413,
                 "RATE_LIMITED" => 429,

@@ -75,6 +75,7 @@ fn connect(broker: &Broker, pipe_bytes: usize) -> (Client, JoinHandle<()>) {
         heartbeat: HEARTBEAT,
         permits: Permits::ALL,
         max_message: 1 << 20,
+        remote: None,
     };
     let session = tokio::spawn(session::run(
         input,

@@ -16,6 +16,7 @@
 //! whatever its content type, is a contract `BAD_REQUEST` with a message
 //! saying what is wrong, and an oversized one is `PAYLOAD_TOO_LARGE`.
 
+mod connections;
 mod error;
 mod messages;
 pub mod openapi;
@@ -73,6 +74,8 @@ fn routes() -> Declared {
         .route(Role(Admin), routes!(topics::delete_topic))
         .route(Role(Subscribe), routes!(messages::history))
         .route(Role(Subscribe), routes!(topics::presence))
+        .route(Role(Admin), routes!(connections::list))
+        .route(Role(Admin), routes!(connections::get, connections::close))
         .route(Role(Publish), routes!(messages::publish))
         .route(Open, routes!(openapi::document))
 }

@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi as _, ToResponse};
             Unauthorized,
             Forbidden,
             TopicNotFound,
+            ConnectionNotFound,
             TopicExists,
             PayloadTooLarge,
             RateLimited,
@@ -39,6 +40,7 @@ use utoipa::{Modify, OpenApi as _, ToResponse};
         (name = "topics", description = "Create, list, read and delete topics."),
         (name = "messages", description = "Publish to a topic and read its history."),
         (name = "server", description = "Health, counters and this document."),
+        (name = "connections", description = "The connections board: each open connection with its subscriptions, lag and queue; close one."),
     ),
 )]
 struct ApiDoc;
@@ -168,6 +170,12 @@ error_response!(
     "TOPIC_NOT_FOUND: the topic does not exist.",
     [TopicNotFound],
     "topic \"orders\" does not exist"
+);
+error_response!(
+    ConnectionNotFound,
+    "NOT_FOUND: no open connection of this instance has that id (it may have just closed).",
+    [NotFound],
+    "no open connection 42 on this instance"
 );
 error_response!(
     TopicExists,

@@ -173,11 +173,23 @@ pub struct TopicCounts {
 }
 
 /// The one handle to the core (cheap to clone). Everything REST, WebSocket
-/// and metrics do goes through it.
+/// and metrics do goes through it. One pointer wide: every WebSocket
+/// session holds one, and idle connections are counted in bytes.
 #[derive(Clone)]
-pub struct Broker {
+pub struct Broker(Arc<Core>);
+
+/// What the facade holds (its parts stay private to the broker).
+pub struct Core {
     hub: Arc<Hub>,
     log: Log,
+}
+
+impl std::ops::Deref for Broker {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.0
+    }
 }
 
 /// Which log decides topics and `seq`.
@@ -192,7 +204,7 @@ impl Broker {
     pub fn new(config: BrokerConfig) -> Self {
         let hub = Arc::new(Hub::new(config));
         let log = Log::Memory(Arc::new(MemoryLog::new(Arc::clone(&hub))));
-        Broker { hub, log }
+        Broker(Arc::new(Core { hub, log }))
     }
 
     /// One instance of a cluster whose log is NATS JetStream at `url`
@@ -205,10 +217,10 @@ impl Broker {
     ) -> Result<Self, String> {
         let hub = Arc::new(Hub::new(config));
         let nats = NatsLog::connect(url, Arc::clone(&hub), shutdown).await?;
-        Ok(Broker {
+        Ok(Broker(Arc::new(Core {
             hub,
             log: Log::Nats(nats),
-        })
+        })))
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -387,13 +399,50 @@ impl Broker {
 
     /// Opens a connection that may publish and subscribe.
     pub fn connect(&self) -> Arc<Connection> {
-        self.hub.connect_with(Permits::ALL)
+        self.hub.connect_with(Permits::ALL, None)
     }
 
     /// Opens a connection: its queue, (empty) subscription set, what it may
     /// do and its publish rate.
     pub fn connect_with(&self, permits: Permits) -> Arc<Connection> {
-        self.hub.connect_with(permits)
+        self.hub.connect_with(permits, None)
+    }
+
+    /// [`Broker::connect_with`] for a client at `remote` (shown on the
+    /// connections board).
+    pub fn connect_from(
+        &self,
+        permits: Permits,
+        remote: Option<std::net::SocketAddr>,
+    ) -> Arc<Connection> {
+        self.hub.connect_with(permits, remote)
+    }
+
+    /// This instance's open connections, as the connections board shows
+    /// them, by id.
+    pub fn connections(&self) -> Vec<protocol::ConnectionInfo> {
+        self.hub
+            .connections()
+            .iter()
+            .map(|c| self.hub.describe(c))
+            .collect()
+    }
+
+    /// One open connection of this instance, as the board shows it.
+    pub fn connection(&self, id: u64) -> Option<protocol::ConnectionInfo> {
+        self.hub.connection(id).map(|c| self.hub.describe(&c))
+    }
+
+    /// Closes an open connection for an admin: a WebSocket gets `info
+    /// closed_by_admin` and close 4010. Whether there was one to close.
+    pub fn close_connection(&self, id: u64) -> bool {
+        match self.hub.connection(id) {
+            Some(conn) if !conn.is_disconnected() && !conn.outbox.is_closed() => {
+                conn.outbox.close(End::ClosedByAdmin);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Closes a connection: removes all its subscriptions at once and drops

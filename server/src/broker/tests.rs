@@ -786,7 +786,7 @@ fn the_hub_applies_the_logs_seq() {
     let hub = Hub::new(BrokerConfig::default());
     let (topic, new) = hub.adopt_topic("t", "0123456789abcdef", "2026-12-04T00:00:00.000Z");
     assert!(new);
-    let c = hub.connect_with(Permits::ALL);
+    let c = hub.connect_with(Permits::ALL, None);
     let start = hub::Start {
         last_n: None,
         since: None,

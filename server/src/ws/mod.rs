@@ -78,6 +78,7 @@ pub async fn upgrade(
             subscribe: grants.allows(Role::Subscribe),
         },
         max_message: state.config.max_frame_bytes,
+        remote: None,
     };
     let broker = state.broker.clone();
     let shutdown = state.shutdown.clone();
@@ -105,6 +106,10 @@ pub async fn upgrade(
                 // Half-open sockets: data (events, pings) the peer's kernel
                 // has not acknowledged for two heartbeats fails the socket.
                 let _ = socket.set_tcp_user_timeout(Some(2 * settings.heartbeat));
+                let settings = session::Settings {
+                    remote: tcp.peer_addr().ok(),
+                    ..settings
+                };
                 let (input, output) = tcp.into_split();
                 session::run(input, output, parts.read_buf, broker, settings, shutdown).await;
             }

@@ -70,6 +70,9 @@ impl Bucket {
 
 pub struct Connection {
     pub id: u64,
+    /// When it connected (RFC 3339), and from where, for the board.
+    pub connected_at: String,
+    pub remote: Option<std::net::SocketAddr>,
     pub outbox: Outbox,
     /// Lock order: a topic's lock, then this one; never the reverse.
     pub(super) subscriptions: Mutex<Subscriptions>,
@@ -80,8 +83,10 @@ pub struct Connection {
 }
 
 impl Connection {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         id: u64,
+        remote: Option<std::net::SocketAddr>,
         queue: Bounds,
         policy: SlowConsumerPolicy,
         permits: Permits,
@@ -89,6 +94,8 @@ impl Connection {
     ) -> Self {
         Connection {
             id,
+            connected_at: crate::broker::clock::now_rfc3339(),
+            remote,
             outbox: Outbox::new(queue, policy),
             subscriptions: Mutex::default(),
             disconnected: AtomicBool::new(false),
@@ -156,6 +163,8 @@ pub(crate) struct Follow {
     pub(super) topic: Arc<Topic>,
     /// Subscribed by this exact name.
     pub(super) exact: bool,
+    /// The `client_id` of the exact subscription.
+    pub(super) client_id: Option<Arc<str>>,
     /// The connection's patterns that match it.
     pub(super) patterns: Vec<Arc<str>>,
 }
@@ -181,6 +190,7 @@ impl Subscriptions {
             Follow {
                 topic: Arc::clone(topic),
                 exact,
+                client_id: None,
                 patterns: pattern.into_iter().cloned().collect(),
             },
         );

@@ -9,6 +9,7 @@
 //!   behind its own lock (no lock is shared by all topics on the publish path).
 //! - [`connection`] and [`outbox`]: a connection's subscriptions and its
 //!   bounded outbound queue with the slow-consumer policies.
+//! - [`board`]: one connection as the admin's connections board shows it.
 //! - [`subscriptions`]: subscribing (a name or a pattern), unsubscribing
 //!   and disconnecting, each atomic with the publishing of the topics it
 //!   touches.
@@ -22,6 +23,7 @@
 //! per event: a new topic is attached to the pattern subscriptions that
 //! match it before anyone can publish to it.
 
+mod board;
 pub mod connection;
 pub mod frame;
 pub mod outbox;
@@ -399,11 +401,16 @@ impl Hub {
 
     /// Opens a connection: its queue, (empty) subscription set, what it may
     /// do and its publish rate.
-    pub(crate) fn connect_with(&self, permits: Permits) -> Arc<Connection> {
+    pub(crate) fn connect_with(
+        &self,
+        permits: Permits,
+        remote: Option<std::net::SocketAddr>,
+    ) -> Arc<Connection> {
         let id = self.next_connection.fetch_add(1, Relaxed);
         self.totals.connections.fetch_add(1, Relaxed);
         let conn = Arc::new(Connection::new(
             id,
+            remote,
             Bounds {
                 events: self.config.subscriber_queue,
                 bytes: self.config.max_queue_bytes,
@@ -421,6 +428,22 @@ impl Hub {
         ));
         self.connections.insert(id, Arc::clone(&conn));
         conn
+    }
+
+    /// An open connection by id.
+    pub(crate) fn connection(&self, id: u64) -> Option<Arc<Connection>> {
+        self.connections.get(&id).map(|c| Arc::clone(c.value()))
+    }
+
+    /// Every open connection, by id.
+    pub(crate) fn connections(&self) -> Vec<Arc<Connection>> {
+        let mut all: Vec<Arc<Connection>> = self
+            .connections
+            .iter()
+            .map(|c| Arc::clone(c.value()))
+            .collect();
+        all.sort_by_key(|c| c.id);
+        all
     }
 
     /// `(frames, bytes)` queued over every open connection.

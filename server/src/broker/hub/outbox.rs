@@ -19,7 +19,7 @@ use super::frame::Frame;
 use super::tally::{Settlement, TopicTally};
 use super::topic::PublishedEvent;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -48,8 +48,53 @@ pub enum End {
     Kicked { topic: String, dropped: u64 },
     /// Close with this code and reason (e.g. 1009 for an oversized frame).
     Close { code: u16, reason: String },
+    /// An admin closed it (`DELETE /api/connections/{id}`): tell the
+    /// client, then close with 4010.
+    ClosedByAdmin,
     /// The peer is gone; nothing more can be written.
     Gone,
+}
+
+/// What one connection was sent, in total and per topic it follows, for
+/// the connections board. Updated once per written batch (the writer) and
+/// per evicted or discarded event (under the queue's lock), never per
+/// event published.
+#[derive(Default)]
+pub struct ConnStats {
+    /// Live events written to the connection.
+    pub delivered: u64,
+    /// Live events dropped for it (evicted, discarded, lost in a failed write).
+    pub dropped: u64,
+    /// Per topic (keyed by its tally's address).
+    pub topics: HashMap<usize, TopicStats>,
+}
+
+/// One followed topic's share of [`ConnStats`].
+pub struct TopicStats {
+    pub tally: Arc<TopicTally>,
+    pub delivered: u64,
+    pub dropped: u64,
+    /// The `seq` of the newest event of the topic written to the
+    /// connection (replays included), or where its subscription started.
+    pub written: u64,
+}
+
+impl ConnStats {
+    fn topic(&mut self, tally: &Arc<TopicTally>) -> &mut TopicStats {
+        self.topics
+            .entry(Arc::as_ptr(tally) as usize)
+            .or_insert_with(|| TopicStats {
+                tally: Arc::clone(tally),
+                delivered: 0,
+                dropped: 0,
+                written: 0,
+            })
+    }
+
+    fn add_dropped(&mut self, tally: &Arc<TopicTally>, n: u64) {
+        self.dropped += n;
+        self.topic(tally).dropped += n;
+    }
 }
 
 /// An event waiting in the queue, with its place in push order.
@@ -171,6 +216,7 @@ impl DrainBuf {
 pub struct Batch<'a> {
     buf: &'a mut DrainBuf,
     status: Drained,
+    stats: &'a Mutex<ConnStats>,
 }
 
 impl Batch<'_> {
@@ -195,6 +241,32 @@ impl Batch<'_> {
     /// The frames reached the connection: their events count as delivered
     /// (with their latencies). Returns what the queue looks like now.
     pub fn delivered(mut self) -> Drained {
+        {
+            let mut stats = self.stats.lock();
+            self.buf.settle.runs(|tally, n| {
+                stats.delivered += n;
+                stats.topic(tally).delivered += n;
+            });
+            // The newest seq written per topic: frames of one topic come
+            // in increasing seq, so the last one of a run is its newest.
+            let mut last: Option<(&Arc<TopicTally>, u64)> = None;
+            for frame in &self.buf.frames {
+                let Queued::Event(event) = frame else {
+                    continue;
+                };
+                if let Some((tally, seq)) = last {
+                    if !Arc::ptr_eq(tally, &event.tally) {
+                        let t = stats.topic(tally);
+                        t.written = t.written.max(seq);
+                    }
+                }
+                last = Some((&event.tally, event.seq));
+            }
+            if let Some((tally, seq)) = last {
+                let t = stats.topic(tally);
+                t.written = t.written.max(seq);
+            }
+        }
         self.buf.settle.delivered();
         std::mem::replace(&mut self.status, Drained::Empty)
     }
@@ -202,15 +274,22 @@ impl Batch<'_> {
     /// The frames were lost (the write failed): their events count as
     /// dropped.
     pub fn dropped(mut self) -> Drained {
-        self.buf.settle.dropped();
+        self.settle_dropped();
         std::mem::replace(&mut self.status, Drained::Empty)
+    }
+
+    fn settle_dropped(&mut self) {
+        let mut stats = self.stats.lock();
+        self.buf.settle.runs(|tally, n| stats.add_dropped(tally, n));
+        drop(stats);
+        self.buf.settle.dropped();
     }
 }
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
         if self.buf.settle.has_live() {
-            self.buf.settle.dropped();
+            self.settle_dropped();
         }
         self.buf.frames.clear();
     }
@@ -250,6 +329,9 @@ pub struct Outbox {
     writable: Notify,
     /// Wakes a reader waiting for reply room.
     drained: Notify,
+    /// What was sent, for the connections board. Lock order: `state`, then
+    /// this.
+    stats: Mutex<ConnStats>,
 }
 
 impl Outbox {
@@ -270,6 +352,7 @@ impl Outbox {
             max_bytes,
             reply_limit: capacity.max(MIN_REPLY_LIMIT),
             reply_byte_limit: (max_bytes / 2).max(1),
+            stats: Mutex::default(),
             policy,
             writable: Notify::new(),
             drained: Notify::new(),
@@ -332,11 +415,11 @@ impl Outbox {
             match self.policy {
                 SlowConsumerPolicy::DropOldest => {
                     while full(&st) {
-                        evict_oldest_event(&mut st);
+                        evict_oldest_event(&mut st, &self.stats);
                     }
                 }
                 SlowConsumerPolicy::Disconnect => {
-                    let mut dropped = drop_queued_events(&mut st, None);
+                    let mut dropped = drop_queued_events(&mut st, None, &self.stats);
                     if !replay {
                         event.tally.add_dropped(1);
                     }
@@ -374,7 +457,13 @@ impl Outbox {
     pub fn discard_topic(&self, tally: &Arc<TopicTally>) -> u64 {
         let mut st = self.state.lock();
         st.owed.retain(|(t, _)| !Arc::ptr_eq(t, tally));
-        drop_queued_events(&mut st, Some(tally))
+        let discarded = drop_queued_events(&mut st, Some(tally), &self.stats);
+        // Not followed any more: off the board.
+        self.stats
+            .lock()
+            .topics
+            .remove(&(Arc::as_ptr(tally) as usize));
+        discarded
     }
 
     /// Ends the queue: what is still queued is dropped and counted, and the
@@ -382,7 +471,7 @@ impl Outbox {
     pub fn close(&self, end: End) {
         let mut st = self.state.lock();
         if st.end.is_none() {
-            drop_queued_events(&mut st, None);
+            drop_queued_events(&mut st, None, &self.stats);
             st.replies.clear();
             st.reply_bytes = 0;
             st.end = Some(end);
@@ -390,6 +479,11 @@ impl Outbox {
         drop(st);
         self.writable.notify_one();
         self.drained.notify_waiters();
+    }
+
+    /// Whether the queue ended (the connection is closing).
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().end.is_some()
     }
 
     /// `(frames, bytes)` queued now.
@@ -403,10 +497,27 @@ impl Outbox {
     /// the next event of a topic that lost events, or, for every such topic,
     /// once the queue is empty. The caller writes the batch's frames, then
     /// says whether they were delivered or dropped.
-    pub fn drain<'b>(&self, buf: &'b mut DrainBuf, max: usize) -> Batch<'b> {
+    pub fn drain<'b>(&'b self, buf: &'b mut DrainBuf, max: usize) -> Batch<'b> {
         buf.frames.clear();
         let status = self.take(&mut buf.frames, &mut buf.settle, max);
-        Batch { buf, status }
+        Batch {
+            buf,
+            status,
+            stats: &self.stats,
+        }
+    }
+
+    /// What this connection was sent, in total and per topic.
+    pub fn stats(&self) -> parking_lot::MutexGuard<'_, ConnStats> {
+        self.stats.lock()
+    }
+
+    /// A subscription to `tally`'s topic starts at `seq` (the events after
+    /// it are replayed or live): the board's lag counts from there.
+    pub fn start_at(&self, tally: &Arc<TopicTally>, seq: u64) {
+        let mut stats = self.stats.lock();
+        let t = stats.topic(tally);
+        t.written = seq;
     }
 
     fn take(&self, out: &mut Vec<Queued>, settle: &mut Settlement, max: usize) -> Drained {
@@ -513,12 +624,13 @@ fn slow_consumer_notice(tally: &TopicTally, dropped: u64) -> Frame {
 
 /// `drop_oldest`: evicts the oldest event (replies stay), counts it, and
 /// owes the client a notice for its topic.
-fn evict_oldest_event(st: &mut State) {
+fn evict_oldest_event(st: &mut State, stats: &Mutex<ConnStats>) {
     let Some(QueuedEvent { event, replay, .. }) = st.pop_event() else {
         return;
     };
     if !replay {
         event.tally.add_dropped(1);
+        stats.lock().add_dropped(&event.tally, 1);
     }
     match st
         .owed
@@ -532,15 +644,21 @@ fn evict_oldest_event(st: &mut State) {
 
 /// Removes the queued events (of one topic, or all), counting the live
 /// ones as dropped; returns how many were removed. Replies stay.
-fn drop_queued_events(st: &mut State, of: Option<&Arc<TopicTally>>) -> u64 {
+fn drop_queued_events(
+    st: &mut State,
+    of: Option<&Arc<TopicTally>>,
+    stats: &Mutex<ConnStats>,
+) -> u64 {
     let mut removed = 0;
     let mut bytes = 0;
+    let mut stats = stats.lock();
     st.events.retain(|e| {
         if of.is_some_and(|t| !Arc::ptr_eq(t, &e.event.tally)) {
             return true;
         }
         if !e.replay {
             e.event.tally.add_dropped(1);
+            stats.add_dropped(&e.event.tally, 1);
         }
         removed += 1;
         bytes += e.event.frame.bytes().len();

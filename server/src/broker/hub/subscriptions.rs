@@ -106,6 +106,8 @@ impl Hub {
                     // Closed meanwhile: registering now would leak it.
                     return Ok(());
                 }
+                conn.outbox
+                    .start_at(&topic.tally, st.seq - events.len() as u64);
                 for event in &events {
                     conn.outbox.push_event(event, true);
                 }
@@ -113,6 +115,9 @@ impl Hub {
                 st.subscribers.insert(conn.id, Arc::clone(conn));
                 self.totals.subscriptions.fetch_add(1, Relaxed);
             }
+        }
+        if let Some(follow) = subs.follows.get_mut(name) {
+            follow.client_id = joining.client_id.map(Arc::from);
         }
         let member = Member {
             client_id: joining.client_id.map(Arc::from),
@@ -239,6 +244,8 @@ impl Hub {
             if subs.follows.contains_key(&*topic.name) {
                 continue;
             }
+            conn.outbox
+                .start_at(&topic.tally, st.seq - events.len() as u64);
             for event in &events {
                 conn.outbox.push_event(event, true);
             }
@@ -274,6 +281,7 @@ impl Hub {
             sub.conn
                 .outbox
                 .push_reply(Frame::topic_created(&topic.name, &topic.epoch));
+            sub.conn.outbox.start_at(&topic.tally, st.seq);
             subs.follow(topic, false, Some(&sub.text));
             st.subscribers.insert(sub.conn.id, Arc::clone(&sub.conn));
             self.totals.subscriptions.fetch_add(1, Relaxed);

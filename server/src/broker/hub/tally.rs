@@ -174,6 +174,13 @@ impl Settlement {
         self.runs.is_empty()
     }
 
+    /// Each run of live events waiting: its topic and how many.
+    pub fn runs(&self, mut each: impl FnMut(&Arc<TopicTally>, u64)) {
+        for (tally, n) in &self.runs {
+            each(tally, *n);
+        }
+    }
+
     /// The events reached the connection now.
     pub fn delivered(&mut self) {
         let Some((first, _)) = self.runs.first() else {

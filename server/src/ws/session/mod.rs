@@ -40,6 +40,8 @@ const FRAMES_PER_WRITE: usize = 64;
 const READ_CHUNK: usize = 4096;
 /// Close code for the `disconnect` slow-consumer policy.
 const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code of a connection an admin closed.
+const CLOSE_BY_ADMIN: u16 = 4010;
 /// Close code of a graceful shutdown or a dead peer.
 const CLOSE_AWAY: u16 = 1001;
 
@@ -50,6 +52,8 @@ pub struct Settings {
     pub permits: Permits,
     /// Largest message a client may send (close 1009 above).
     pub max_message: usize,
+    /// The client's address, for the connections board.
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 /// Serves one upgraded connection: `input`/`output` are the socket's two
@@ -65,7 +69,7 @@ pub async fn run<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let conn = broker.connect_with(settings.permits);
+    let conn = broker.connect_from(settings.permits, settings.remote);
     let _forget = ForgetOnDrop {
         broker: broker.clone(),
         conn: Arc::clone(&conn),

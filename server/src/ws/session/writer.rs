@@ -4,7 +4,8 @@
 
 use super::super::codec;
 use super::{
-    Heard, PendingPong, Settings, BATCH, CLOSE_AWAY, CLOSE_SLOW_CONSUMER, FRAMES_PER_WRITE,
+    Heard, PendingPong, Settings, BATCH, CLOSE_AWAY, CLOSE_BY_ADMIN, CLOSE_SLOW_CONSUMER,
+    FRAMES_PER_WRITE,
 };
 use crate::broker::{Connection, DrainBuf, Drained, End, Frame};
 use crate::shutdown::Shutdown;
@@ -224,6 +225,14 @@ async fn finish<W: AsyncWrite + Unpin>(out: &mut W, end: End, deadline: Duration
         }
         End::Close { code, reason } => {
             write_raw(out, &codec::close_frame(code, &reason), deadline).await;
+        }
+        End::ClosedByAdmin => {
+            let notice = Frame::info(InfoKind::ClosedByAdmin, None);
+            let written = write_frames(out, std::slice::from_ref(&notice), deadline);
+            if written.await.is_ok() {
+                let close = codec::close_frame(CLOSE_BY_ADMIN, "closed by admin");
+                write_raw(out, &close, deadline).await;
+            }
         }
         End::Gone => {
             // An empty close frame; the peer may be gone already.
