@@ -6,7 +6,7 @@ use super::openapi::{
     Unavailable,
 };
 use super::{json_body, ApiResult, TopicName};
-use crate::broker::TopicInfo;
+use crate::broker::{Broker, BrokerError, TopicInfo};
 use crate::AppState;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -31,14 +31,18 @@ use protocol::{CreateTopic, TopicChanged, TopicDetail, TopicList, TopicSummary};
     ),
 )]
 pub(super) async fn list_topics(State(state): State<AppState>) -> ApiResult<Json<TopicList>> {
-    let topics = state
-        .broker
+    Ok(Json(topic_list(&state.broker).await?))
+}
+
+/// What `GET /api/topics` answers (the UI renders the same).
+pub(crate) async fn topic_list(broker: &Broker) -> Result<TopicList, BrokerError> {
+    let topics = broker
         .list_topics()
         .await?
         .into_iter()
         .map(summary)
         .collect();
-    Ok(Json(TopicList { topics }))
+    Ok(TopicList { topics })
 }
 
 /// Create a topic
@@ -98,15 +102,20 @@ pub(super) async fn get_topic(
     State(state): State<AppState>,
     TopicName(name): TopicName,
 ) -> ApiResult<Json<TopicDetail>> {
-    let t = state.broker.topic_info(&name).await?;
-    Ok(Json(TopicDetail {
+    Ok(Json(topic_detail(&state.broker, &name).await?))
+}
+
+/// What `GET /api/topics/{name}` answers (the UI renders the same).
+pub(crate) async fn topic_detail(broker: &Broker, name: &str) -> Result<TopicDetail, BrokerError> {
+    let t = broker.topic_info(name).await?;
+    Ok(TopicDetail {
         name: t.name,
         subscribers: t.subscribers,
         messages: t.messages,
         created_at: t.created_at,
         seq: t.seq,
         epoch: t.epoch,
-    }))
+    })
 }
 
 /// Delete a topic
