@@ -1,7 +1,7 @@
 //! `/topics/{name}`: one topic's metadata, a publish form, the history
 //! from the REST endpoint and a live subscription panel. The server renders
 //! the metadata and the history (see [`crate::reads`]); both refresh every
-//! two seconds.
+//! two seconds, and the history at once after a publish from this page.
 
 use crate::components::format::{clock, thousands, timestamp};
 use crate::live::{self, EntryKind, Level, LiveView, Status};
@@ -23,6 +23,8 @@ pub fn Topic() -> impl IntoView {
     view! {
         {move || {
             let name = name.get();
+            // Created here, with the panels, so that a publish can refresh
+            // the history it is shown beside.
             let last_n = RwSignal::new(HISTORY_LAST_N.to_string());
             let history = Resource::new(
                 || (),
@@ -37,7 +39,7 @@ pub fn Topic() -> impl IntoView {
                 <p><a href="/topics">"← All topics"</a></p>
                 <Meta name=name.clone()/>
                 <div class="two-col">
-                    <Publish name=name.clone()/>
+                    <Publish name=name.clone() on_published=move || history.refetch()/>
                     <History history last_n/>
                 </div>
                 <Live name=name/>
@@ -84,7 +86,11 @@ pub fn json_problem(text: &str) -> Option<String> {
 }
 
 #[component]
-fn Publish(name: String) -> impl IntoView {
+fn Publish(
+    name: String,
+    /// Called after the server took a message.
+    on_published: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     let payload = RwSignal::new("{\n  \"hello\": \"world\"\n}".to_owned());
     let id = RwSignal::new(String::new());
     let result = RwSignal::new(None::<Result<String, String>>);
@@ -115,10 +121,12 @@ fn Publish(name: String) -> impl IntoView {
         let name = name.clone();
         busy.set(true);
         leptos::task::spawn_local(async move {
+            let published = client::publish(&name, &message).await;
+            if published.is_ok() {
+                on_published();
+            }
             result.set(Some(
-                client::publish(&name, &message)
-                    .await
-                    .map(|p| format!("Published as seq {} (id {}).", p.seq, p.id)),
+                published.map(|p| format!("Published as seq {} (id {}).", p.seq, p.id)),
             ));
             busy.set(false);
         });
