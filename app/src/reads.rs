@@ -2,7 +2,8 @@
 //! hydration.
 //!
 //! A page keeps each thing it shows in a Leptos `Resource` whose fetcher
-//! is one of the functions here, read under a `<Transition>`:
+//! is one of the functions here, read under a `<Transition>`
+//! ([`crate::components::awaited::Awaited`]):
 //!
 //! - **On the server** (feature `ssr`) they ask the [`Source`] that the
 //!   server provides through Leptos context for each page request (its

@@ -5,6 +5,7 @@
 //! [`crate::reads`]); then every second the browser appends the newest
 //! samples and refreshes the cards.
 
+use crate::components::awaited::Awaited;
 use crate::components::chart::{BarList, LineChart, Series};
 use crate::components::format::{rate, thousands, uptime};
 use crate::poll;
@@ -96,17 +97,15 @@ pub fn Dashboard() -> impl IntoView {
     poll::refresh(REFRESH, snapshot);
     view! {
         <h1>"Dashboard"</h1>
-        // The server waits for the snapshot, and the browser starts from it:
-        // this fallback is never shown.
-        <Transition fallback=|| ()>
+        <Awaited>
             <Panels snapshot/>
-        </Transition>
+        </Awaited>
     }
 }
 
-/// The cards and charts. Created inside the `<Transition>`, so that the
-/// memos below, which read the snapshot, register it with the transition:
-/// the server then waits for it before rendering them.
+/// The cards and charts. Created inside [`Awaited`], so that the memos
+/// below, which read the snapshot, register it with its transition: the
+/// server then waits for it before rendering them.
 #[component]
 fn Panels(snapshot: Resource<Loaded<reads::Dashboard>>) -> impl IntoView {
     // Both keep what the page had when a refresh fails: the error shows

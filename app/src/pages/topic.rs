@@ -3,6 +3,7 @@
 //! the metadata and the history (see [`crate::reads`]); both refresh every
 //! two seconds, and the history at once after a publish from this page.
 
+use crate::components::awaited::Awaited;
 use crate::components::format::{clock, thousands, timestamp};
 use crate::live::{self, EntryKind, Level, LiveView, Status};
 use crate::reads::{self, Loaded};
@@ -54,7 +55,7 @@ fn Meta(name: String) -> impl IntoView {
     poll::refresh(REFRESH, detail);
     view! {
         <section class="card" aria-label="Metadata">
-            <Transition fallback=|| ()>
+            <Awaited>
                 {move || match detail.get() {
                     None | Some(Loaded::Withheld) => view! { <p class="muted">"Loading…"</p> }.into_any(),
                     Some(Loaded::Failed(e)) => view! { <p class="error" role="alert" data-testid="meta-error">{e}</p> }.into_any(),
@@ -68,7 +69,7 @@ fn Meta(name: String) -> impl IntoView {
                         </dl>
                     }.into_any(),
                 }}
-            </Transition>
+            </Awaited>
         </section>
     }
 }
@@ -194,7 +195,7 @@ fn History(history: Resource<Loaded<HistoryPage>>, last_n: RwSignal<String>) -> 
                 <button type="submit">"Reload"</button>
             </form>
             <div class="scroll" data-testid="history">
-                <Transition fallback=|| ()>
+                <Awaited>
                     {move || history.with(|page| match page {
                         None | Some(Loaded::Withheld) => Some(view! { <p class="muted">"Loading…"</p> }.into_any()),
                         Some(Loaded::Failed(e)) => Some(view! { <p class="error" role="alert">{e.clone()}</p> }.into_any()),
@@ -207,7 +208,7 @@ fn History(history: Resource<Loaded<HistoryPage>>, last_n: RwSignal<String>) -> 
                         let payload = serde_json::to_string_pretty(&m.payload).unwrap_or_default();
                         view! { <MessageRow seq=m.seq id=m.id ts=m.ts payload=payload/> }
                     }/>
-                </Transition>
+                </Awaited>
             </div>
         </section>
     }

@@ -3,6 +3,7 @@
 //! server renders the list (see [`crate::reads`]); it refreshes itself
 //! every two seconds.
 
+use crate::components::awaited::Awaited;
 use crate::components::format::{thousands, timestamp};
 use crate::reads::{self, Loaded};
 use crate::wire::{topic_name_problem, TopicSummary};
@@ -41,9 +42,7 @@ pub fn Topics() -> impl IntoView {
                     on:input=move |ev| filter.set(event_target_value(&ev))/>
             </div>
             <div aria-live="polite">
-                // The server waits for the list, and the browser starts from
-                // it: this fallback is never shown.
-                <Transition fallback=|| ()>
+                <Awaited>
                     {move || match shown() {
                         None | Some(Loaded::Withheld) => view! { <p class="muted">"Loading topics…"</p> }.into_any(),
                         Some(Loaded::Failed(e)) => view! { <p class="error" role="alert">"Cannot load topics: " {e}</p> }.into_any(),
@@ -55,7 +54,7 @@ pub fn Topics() -> impl IntoView {
                         }.into_any(),
                         Some(Loaded::Ready(list)) => view! { <TopicTable topics=list on_deleted=reload/> }.into_any(),
                     }}
-                </Transition>
+                </Awaited>
             </div>
         </section>
     }
