@@ -52,13 +52,6 @@ pub enum Loaded<T> {
 }
 
 impl<T> Loaded<T> {
-    pub fn ready(&self) -> Option<&T> {
-        match self {
-            Loaded::Ready(value) => Some(value),
-            _ => None,
-        }
-    }
-
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Loaded<U> {
         match self {
             Loaded::Ready(value) => Loaded::Ready(f(value)),

@@ -106,3 +106,19 @@ test('the history follows what is published, from this page and from elsewhere',
   await expect(page.getByTestId('meta-seq')).toHaveText('2', { timeout: 5_000 });
   expect(problems).toEqual([]);
 });
+
+test('pages reached by navigating in the browser load their data over REST', async ({ page, request }) => {
+  const name = unique('paint-navigate');
+  await topicWithMessages(request, name, 2);
+  const { problems, api } = await watch(page);
+  await page.goto('/');
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await page.getByRole('navigation').getByRole('link', { name: 'Topics' }).click();
+  await expect(page.locator(`tr[data-topic="${name}"] td`).nth(2)).toHaveText('2');
+  await page.locator(`tr[data-topic="${name}"]`).getByRole('link', { name }).click();
+  await expect(page.getByTestId('meta-seq')).toHaveText('2');
+  await expect(page.getByTestId('history').locator('article')).toHaveCount(2);
+  expect(api).toContain('/api/topics');
+  expect(api).toContain(`/api/topics/${name}`);
+  expect(problems).toEqual([]);
+});
