@@ -176,7 +176,9 @@ pub fn dashboard(
 /// Runs `on_server` against the page request's [`Source`] on the server
 /// (withheld when there is none: a page rendered outside the page routes),
 /// `in_browser` in the browser. Both are given so that each read is written
-/// once above; only one is compiled into each side's code path.
+/// once above; each side calls only its own. (That is also why [`Source`]
+/// is not behind the `ssr` feature: the browser's build type-checks the
+/// server's closures without running them; the trait has no code.)
 #[cfg(feature = "ssr")]
 fn read<T, Fut>(
     on_server: impl FnOnce(&dyn Source) -> Answer<T>,
