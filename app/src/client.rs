@@ -100,7 +100,7 @@ async fn send<B: Serialize, T: DeserializeOwned>(
     if !response.ok() {
         let status = response.status();
         let message = match response.json::<RestError>().await {
-            Ok(body) => format!("{}: {}", body.error.code, body.error.message),
+            Ok(body) => crate::reads::refusal(body.error.code, &body.error.message),
             Err(_) => format!("the server answered HTTP {status}"),
         };
         if status == 401 {

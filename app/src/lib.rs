@@ -3,11 +3,13 @@
 //!
 //! - [`wire`]: every REST body and WebSocket frame of `PROTOCOL.md`: the
 //!   `protocol` crate, re-exported for the pages.
+//! - [`reads`]: what the pages show, read from the server's broker while
+//!   it renders them and from the REST API in the browser.
 //! - [`client`]: the browser's calls to the REST API (hydrate only).
 //! - [`auth`]: the API key, asked for when the server requires one.
 //! - [`live`]: a live WebSocket subscription with reconnect and resume.
 //! - [`pages`]: one module per page; [`components`]: pieces they share;
-//!   [`poll`]: how a page refreshes its data.
+//!   [`poll`]: how a page refreshes what it read.
 
 pub mod auth;
 pub mod client;
@@ -15,12 +17,13 @@ pub mod components;
 pub mod live;
 pub mod pages;
 pub mod poll;
+pub mod reads;
 pub use protocol as wire;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes, A};
-use leptos_router::path;
+use leptos_router::{path, SsrMode};
 
 /// The HTML document around the app, rendered by the server. The bundle's
 /// folder (`site_pkg_dir`) is the versioned one the server serves.
@@ -68,10 +71,15 @@ pub fn App() -> impl IntoView {
                 <auth::KeyPrompt/>
             </header>
             <main>
+                // The pages with data render `Async`: the server sends the
+                // HTML once their reads are done, so it shows the data even
+                // without JavaScript (out-of-order streaming would need a
+                // script to move it into place). They read memory, or NATS
+                // in cluster mode: milliseconds.
                 <Routes fallback=pages::not_found::NotFound>
-                    <Route path=path!("/") view=pages::dashboard::Dashboard/>
-                    <Route path=path!("/topics") view=pages::topics::Topics/>
-                    <Route path=path!("/topics/:name") view=pages::topic::Topic/>
+                    <Route path=path!("/") view=pages::dashboard::Dashboard ssr=SsrMode::Async/>
+                    <Route path=path!("/topics") view=pages::topics::Topics ssr=SsrMode::Async/>
+                    <Route path=path!("/topics/:name") view=pages::topic::Topic ssr=SsrMode::Async/>
                     <Route path=path!("/api-docs") view=pages::api_docs::ApiDocs/>
                 </Routes>
             </main>

@@ -1,21 +1,32 @@
-//! The one way a page refreshes what it shows: [`every`] calls `tick` once
-//! when the component is hydrated and then every `period` until the
-//! component is gone. On the server nothing runs (effects do not), so the
-//! first paint comes from what the component renders without data.
+//! The one way a page keeps what it shows fresh: [`refresh`] refetches a
+//! resource of [`crate::reads`] every `period` in the browser, for as long
+//! as the component that called it lives.
+//!
+//! The first value comes with the page (rendered and written into it by
+//! the server), so nothing is fetched when the page hydrates, except a
+//! value the server withheld: that one is fetched at once, with the tab's
+//! API key. On the server nothing runs (effects do not).
 
+use crate::reads::Loaded;
 use leptos::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::time::Duration;
 
-/// Calls `tick(true)` now and `tick(false)` every `period` after, for as
-/// long as the calling component lives.
-pub fn every<F>(period: Duration, tick: F)
+/// Refetches `resource` every `period`, and at once whenever it holds
+/// [`Loaded::Withheld`] (which only the server answers).
+pub fn refresh<T>(period: Duration, resource: Resource<Loaded<T>>)
 where
-    F: Fn(bool) + Clone + 'static,
+    // What a resource's value needs to travel in the page.
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     Effect::new(move || {
-        tick(true);
-        let again = tick.clone();
-        if let Ok(handle) = set_interval_with_handle(move || again(false), period) {
+        if resource.with(|v| matches!(v, Some(Loaded::Withheld))) {
+            resource.refetch();
+        }
+    });
+    Effect::new(move || {
+        if let Ok(handle) = set_interval_with_handle(move || resource.refetch(), period) {
             on_cleanup(move || handle.clear());
         }
     });

@@ -142,7 +142,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     // `Router::layer` runs these after routing, so both see the route's
     // template (`MatchedPath`): the guard for its need, `track` for its label.
-    ui::routes(routes, &state)
+    ui::routes(routes, &state, access.clone())
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), access),
             auth::guard,

@@ -1,4 +1,5 @@
 //! Pieces shared by the pages.
 
+pub mod awaited;
 pub mod chart;
 pub mod format;

@@ -1,13 +1,16 @@
 //! `/`: live cards and charts of the server's counters.
 //!
-//! On open it loads the server's per-second history (the last five
-//! minutes), so the charts are full at once; then every second it appends
-//! the newest samples and refreshes the cards.
+//! The server renders the page with the counters and its per-second history
+//! (the last five minutes), so the charts are full at once (see
+//! [`crate::reads`]); then every second the browser appends the newest
+//! samples and refreshes the cards.
 
+use crate::components::awaited::Awaited;
 use crate::components::chart::{BarList, LineChart, Series};
 use crate::components::format::{rate, thousands, uptime};
-use crate::wire::{Stats, StatsSample};
-use crate::{client, poll};
+use crate::poll;
+use crate::reads::{self, Loaded};
+use crate::wire::{StatsSample, StatsTotals};
 use leptos::prelude::*;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,6 +18,9 @@ use std::time::Duration;
 const REFRESH: Duration = Duration::from_secs(1);
 /// Samples kept on the page (five minutes at one a second).
 const KEEP: usize = 300;
+/// Samples a refresh asks for: the newest few, enough to bridge a late
+/// timer; [`merge`] keeps only those the page does not have.
+const TAIL: usize = 5;
 /// The busiest-topics ranking sums this many recent samples.
 const BUSIEST_WINDOW: usize = 60;
 
@@ -73,24 +79,58 @@ fn merge(into: &mut Vec<StatsSample>, fresh: Vec<StatsSample>) {
 
 #[component]
 pub fn Dashboard() -> impl IntoView {
-    let samples = RwSignal::new(Vec::<StatsSample>::new());
-    let stats = RwSignal::new(None::<Stats>);
-    let error = RwSignal::new(None::<String>);
+    // A read takes the whole history while the page has no samples (on the
+    // server; in the browser after the server withheld them or a read
+    // failed), then only the newest few.
+    let has_samples = StoredValue::new(false);
+    let snapshot = Resource::new(
+        || (),
+        move |_| reads::dashboard(has_samples.get_value().then_some(TAIL)),
+    );
+    // Effects run in the browser only: after hydration with what the server
+    // rendered, and after each read.
+    Effect::new(move || {
+        if snapshot.with(|s| matches!(s, Some(Loaded::Ready(_)))) {
+            has_samples.set_value(true);
+        }
+    });
+    poll::refresh(REFRESH, snapshot);
+    view! {
+        <h1>"Dashboard"</h1>
+        <Awaited>
+            <Panels snapshot/>
+        </Awaited>
+    }
+}
 
-    poll::every(REFRESH, move |full: bool| {
-        leptos::task::spawn_local(async move {
-            let history = client::stats_history(if full { None } else { Some(5) }).await;
-            let current = client::stats().await;
-            match (history, current) {
-                (Ok(h), Ok(s)) => {
-                    samples.update(|all| merge(all, h.samples));
-                    stats.set(Some(s));
-                    error.set(None);
-                }
-                (Err(e), _) | (_, Err(e)) => error.set(Some(e)),
+/// The cards and charts. Created inside [`Awaited`], so that the memos
+/// below, which read the snapshot, register it with its transition: the
+/// server then waits for it before rendering them.
+#[component]
+fn Panels(snapshot: Resource<Loaded<reads::Dashboard>>) -> impl IntoView {
+    // Both keep what the page had when a refresh fails: the error shows
+    // above numbers and charts that stay.
+    let samples = Memo::new(move |held: Option<&Vec<StatsSample>>| {
+        let mut all = held.cloned().unwrap_or_default();
+        snapshot.with(|s| {
+            if let Some(Loaded::Ready(d)) = s {
+                merge(&mut all, d.samples.clone());
             }
+        });
+        all
+    });
+    let stats = Memo::new(move |held: Option<&Option<(u64, StatsTotals)>>| {
+        snapshot.with(|s| match s {
+            Some(Loaded::Ready(d)) => Some((d.uptime_sec, d.totals.clone())),
+            _ => held.cloned().flatten(),
         })
     });
+    let error = move || {
+        snapshot.with(|s| match s {
+            Some(Loaded::Failed(e)) => Some(e.clone()),
+            _ => None,
+        })
+    };
 
     let window = KEEP as f64;
     let throughput = Signal::derive(move || {
@@ -147,11 +187,11 @@ pub fn Dashboard() -> impl IntoView {
             </div>
         }
     };
-    let total = move |pick: fn(&Stats) -> u64| {
+    let total = move |pick: fn(&StatsTotals) -> u64| {
         Signal::derive(move || {
             stats.with(|s| {
                 s.as_ref()
-                    .map(|s| thousands(pick(s)))
+                    .map(|(_, totals)| thousands(pick(totals)))
                     .unwrap_or_else(|| "–".into())
             })
         })
@@ -159,20 +199,19 @@ pub fn Dashboard() -> impl IntoView {
     let none = || Signal::derive(String::new);
 
     view! {
-        <h1>"Dashboard"</h1>
-        {move || error.get().map(|e| view! { <p class="error" role="alert">"Cannot load stats: " {e}</p> })}
+        {move || error().map(|e| view! { <p class="error" role="alert">"Cannot load stats: " {e}</p> })}
         <section class="cards" aria-label="Totals">
             {card("Uptime", "card-uptime",
-                Signal::derive(move || stats.with(|s| s.as_ref().map(|s| uptime(s.uptime_sec)).unwrap_or_else(|| "–".into()))),
+                Signal::derive(move || stats.with(|s| s.as_ref().map(|(up, _)| uptime(*up)).unwrap_or_else(|| "–".into()))),
                 none())}
-            {card("Topics", "card-topics", total(|s| s.totals.topics), none())}
-            {card("Connections", "card-connections", total(|s| s.totals.connections), none())}
-            {card("Subscribers", "card-subscribers", total(|s| s.totals.subscribers), none())}
-            {card("Published", "card-published", total(|s| s.totals.published),
+            {card("Topics", "card-topics", total(|t| t.topics), none())}
+            {card("Connections", "card-connections", total(|t| t.connections), none())}
+            {card("Subscribers", "card-subscribers", total(|t| t.subscribers), none())}
+            {card("Published", "card-published", total(|t| t.published),
                 Signal::derive(move || format!("{}/s", rate(per_sec(|x| x.published)))))}
-            {card("Delivered", "card-delivered", total(|s| s.totals.delivered),
+            {card("Delivered", "card-delivered", total(|t| t.delivered),
                 Signal::derive(move || format!("{}/s", rate(per_sec(|x| x.delivered)))))}
-            {card("Dropped", "card-dropped", total(|s| s.totals.dropped),
+            {card("Dropped", "card-dropped", total(|t| t.dropped),
                 Signal::derive(move || format!("{}/s", rate(per_sec(|x| x.dropped)))))}
         </section>
         <section class="charts" aria-label="Charts">

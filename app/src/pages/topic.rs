@@ -1,15 +1,21 @@
-//! `/topics/{name}`: one topic's metadata, a publish form, a live
-//! subscription panel and the history from the REST endpoint.
+//! `/topics/{name}`: one topic's metadata, a publish form, the history
+//! from the REST endpoint and a live subscription panel. The server renders
+//! the metadata and the history (see [`crate::reads`]); both refresh every
+//! two seconds, and the history at once after a publish from this page.
 
+use crate::components::awaited::Awaited;
 use crate::components::format::{clock, thousands, timestamp};
 use crate::live::{self, EntryKind, Level, LiveView, Status};
-use crate::wire::{message_id_problem, HistoryMessage, PublishMessage, TopicDetail};
+use crate::reads::{self, Loaded};
+use crate::wire::{message_id_problem, HistoryMessage, HistoryPage, PublishMessage};
 use crate::{client, poll};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 use std::time::Duration;
 
 const REFRESH: Duration = Duration::from_secs(2);
+/// The history's "Newest" field starts at this.
+const HISTORY_LAST_N: u64 = 20;
 
 #[component]
 pub fn Topic() -> impl IntoView {
@@ -18,13 +24,24 @@ pub fn Topic() -> impl IntoView {
     view! {
         {move || {
             let name = name.get();
+            // Created here, with the panels, so that a publish can refresh
+            // the history it is shown beside.
+            let last_n = RwSignal::new(HISTORY_LAST_N.to_string());
+            let history = Resource::new(
+                || (),
+                {
+                    let name = name.clone();
+                    move |_| reads::history(name.clone(), last_n.get_untracked().trim().parse().ok())
+                },
+            );
+            poll::refresh(REFRESH, history);
             view! {
                 <h1>"Topic " <code data-testid="topic-name">{name.clone()}</code></h1>
                 <p><a href="/topics">"← All topics"</a></p>
                 <Meta name=name.clone()/>
                 <div class="two-col">
-                    <Publish name=name.clone()/>
-                    <History name=name.clone()/>
+                    <Publish name=name.clone() on_published=move || history.refetch()/>
+                    <History history last_n/>
                 </div>
                 <Live name=name/>
             }
@@ -34,31 +51,25 @@ pub fn Topic() -> impl IntoView {
 
 #[component]
 fn Meta(name: String) -> impl IntoView {
-    let detail = RwSignal::new(None::<Result<TopicDetail, String>>);
-    poll::every(REFRESH, {
-        let name = name.clone();
-        move |_| {
-            let name = name.clone();
-            leptos::task::spawn_local(async move {
-                detail.set(Some(client::topic(&name).await));
-            })
-        }
-    });
+    let detail = Resource::new(|| (), move |_| reads::topic(name.clone()));
+    poll::refresh(REFRESH, detail);
     view! {
         <section class="card" aria-label="Metadata">
-            {move || match detail.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert" data-testid="meta-error">{e}</p> }.into_any(),
-                Some(Ok(d)) => view! {
-                    <dl class="meta" data-testid="topic-meta">
-                        <div><dt>"seq"</dt><dd data-testid="meta-seq">{d.seq}</dd></div>
-                        <div><dt>"epoch"</dt><dd><code>{d.epoch}</code></dd></div>
-                        <div><dt>"subscribers"</dt><dd data-testid="meta-subscribers">{thousands(d.subscribers)}</dd></div>
-                        <div><dt>"messages"</dt><dd>{thousands(d.messages)}</dd></div>
-                        <div><dt>"created (UTC)"</dt><dd><time datetime=d.created_at.clone()>{timestamp(&d.created_at)}</time></dd></div>
-                    </dl>
-                }.into_any(),
-            }}
+            <Awaited>
+                {move || match detail.get() {
+                    None | Some(Loaded::Withheld) => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                    Some(Loaded::Failed(e)) => view! { <p class="error" role="alert" data-testid="meta-error">{e}</p> }.into_any(),
+                    Some(Loaded::Ready(d)) => view! {
+                        <dl class="meta" data-testid="topic-meta">
+                            <div><dt>"seq"</dt><dd data-testid="meta-seq">{d.seq}</dd></div>
+                            <div><dt>"epoch"</dt><dd><code>{d.epoch}</code></dd></div>
+                            <div><dt>"subscribers"</dt><dd data-testid="meta-subscribers">{thousands(d.subscribers)}</dd></div>
+                            <div><dt>"messages"</dt><dd data-testid="meta-messages">{thousands(d.messages)}</dd></div>
+                            <div><dt>"created (UTC)"</dt><dd><time datetime=d.created_at.clone()>{timestamp(&d.created_at)}</time></dd></div>
+                        </dl>
+                    }.into_any(),
+                }}
+            </Awaited>
         </section>
     }
 }
@@ -76,7 +87,11 @@ pub fn json_problem(text: &str) -> Option<String> {
 }
 
 #[component]
-fn Publish(name: String) -> impl IntoView {
+fn Publish(
+    name: String,
+    /// Called after the server took a message.
+    on_published: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     let payload = RwSignal::new("{\n  \"hello\": \"world\"\n}".to_owned());
     let id = RwSignal::new(String::new());
     let result = RwSignal::new(None::<Result<String, String>>);
@@ -107,10 +122,12 @@ fn Publish(name: String) -> impl IntoView {
         let name = name.clone();
         busy.set(true);
         leptos::task::spawn_local(async move {
+            let published = client::publish(&name, &message).await;
+            if published.is_ok() {
+                on_published();
+            }
             result.set(Some(
-                client::publish(&name, &message)
-                    .await
-                    .map(|p| format!("Published as seq {} (id {}).", p.seq, p.id)),
+                published.map(|p| format!("Published as seq {} (id {}).", p.seq, p.id)),
             ));
             busy.set(false);
         });
@@ -148,30 +165,28 @@ fn Publish(name: String) -> impl IntoView {
     }
 }
 
+/// The newest messages of the history, newest first. Rows are keyed by
+/// `(epoch, seq)`, so a refresh adds the new ones and leaves the others
+/// (and a selection in them) alone.
 #[component]
-fn History(name: String) -> impl IntoView {
-    let last_n = RwSignal::new("20".to_owned());
-    let page = RwSignal::new(None::<Result<Vec<HistoryMessage>, String>>);
-    let load = move |name: String| {
-        let n = last_n.get_untracked().trim().parse::<u64>().ok();
-        leptos::task::spawn_local(async move {
-            page.set(Some(client::history(&name, n).await.map(|p| {
-                let mut m = p.messages;
-                m.reverse();
-                m
-            })));
-        });
+fn History(history: Resource<Loaded<HistoryPage>>, last_n: RwSignal<String>) -> impl IntoView {
+    let rows = move || {
+        history.with(|page| match page {
+            Some(Loaded::Ready(page)) => page
+                .messages
+                .iter()
+                .rev()
+                .map(|m| (page.epoch.clone(), m.clone()))
+                .collect(),
+            _ => Vec::new(),
+        })
     };
-    Effect::new({
-        let name = name.clone();
-        move || load(name.clone())
-    });
     view! {
         <section class="card" aria-labelledby="history-title">
             <h2 id="history-title">"History"</h2>
             <form class="inline-form" on:submit=move |ev: leptos::ev::SubmitEvent| {
                 ev.prevent_default();
-                load(name.clone());
+                history.refetch();
             }>
                 <label for="history-n">"Newest"</label>
                 <input id="history-n" type="number" min="0" class="narrow"
@@ -180,19 +195,20 @@ fn History(name: String) -> impl IntoView {
                 <button type="submit">"Reload"</button>
             </form>
             <div class="scroll" data-testid="history">
-                {move || match page.get() {
-                    None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
-                    Some(Ok(m)) if m.is_empty() => view! { <p class="muted">"No messages in history."</p> }.into_any(),
-                    Some(Ok(m)) => m
-                        .into_iter()
-                        .map(|m| {
-                            let payload = serde_json::to_string_pretty(&m.payload).unwrap_or_default();
-                            view! { <MessageRow seq=m.seq id=m.id ts=m.ts payload=payload/> }
-                        })
-                        .collect_view()
-                        .into_any(),
-                }}
+                <Awaited>
+                    {move || history.with(|page| match page {
+                        None | Some(Loaded::Withheld) => Some(view! { <p class="muted">"Loading…"</p> }.into_any()),
+                        Some(Loaded::Failed(e)) => Some(view! { <p class="error" role="alert">{e.clone()}</p> }.into_any()),
+                        Some(Loaded::Ready(p)) if p.messages.is_empty() => {
+                            Some(view! { <p class="muted">"No messages in history."</p> }.into_any())
+                        }
+                        Some(Loaded::Ready(_)) => None,
+                    })}
+                    <For each=rows key=|(epoch, m): &(String, HistoryMessage)| (epoch.clone(), m.seq) children=|(_, m)| {
+                        let payload = serde_json::to_string_pretty(&m.payload).unwrap_or_default();
+                        view! { <MessageRow seq=m.seq id=m.id ts=m.ts payload=payload/> }
+                    }/>
+                </Awaited>
             </div>
         </section>
     }

@@ -1,8 +1,11 @@
 //! `/topics`: every topic with its counts, a filter, a create form that
-//! checks the name before sending, and delete with a confirmation. The list
-//! refreshes itself every two seconds.
+//! checks the name before sending, and delete with a confirmation. The
+//! server renders the list (see [`crate::reads`]); it refreshes itself
+//! every two seconds.
 
+use crate::components::awaited::Awaited;
 use crate::components::format::{thousands, timestamp};
+use crate::reads::{self, Loaded};
 use crate::wire::{topic_name_problem, TopicSummary};
 use crate::{client, poll};
 use leptos::prelude::*;
@@ -12,19 +15,15 @@ const REFRESH: Duration = Duration::from_secs(2);
 
 #[component]
 pub fn Topics() -> impl IntoView {
-    let topics = RwSignal::new(None::<Result<Vec<TopicSummary>, String>>);
+    let topics = Resource::new(|| (), |_| reads::topics());
+    poll::refresh(REFRESH, topics);
     let filter = RwSignal::new(String::new());
-    let reload = move || {
-        leptos::task::spawn_local(async move {
-            topics.set(Some(client::list_topics().await));
-        })
-    };
-    poll::every(REFRESH, move |_| reload());
+    let reload = move || topics.refetch();
 
     let shown = move || {
         let needle = filter.get().to_lowercase();
-        topics.get().map(|r| {
-            r.map(|list| {
+        topics.get().map(|loaded| {
+            loaded.map(|list| {
                 list.into_iter()
                     .filter(|t| needle.is_empty() || t.name.to_lowercase().contains(&needle))
                     .collect::<Vec<_>>()
@@ -34,7 +33,7 @@ pub fn Topics() -> impl IntoView {
 
     view! {
         <h1>"Topics"</h1>
-        <CreateTopic on_created=move || reload()/>
+        <CreateTopic on_created=reload/>
         <section class="card">
             <div class="toolbar">
                 <label for="topic-filter">"Filter by name"</label>
@@ -43,17 +42,19 @@ pub fn Topics() -> impl IntoView {
                     on:input=move |ev| filter.set(event_target_value(&ev))/>
             </div>
             <div aria-live="polite">
-                {move || match shown() {
-                    None => view! { <p class="muted">"Loading topics…"</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="error" role="alert">"Cannot load topics: " {e}</p> }.into_any(),
-                    Some(Ok(list)) if list.is_empty() && filter.with(|f| f.is_empty()) => view! {
-                        <p class="muted" data-testid="no-topics">"No topics yet: create the first one above."</p>
-                    }.into_any(),
-                    Some(Ok(list)) if list.is_empty() => view! {
-                        <p class="muted">"No topic matches the filter."</p>
-                    }.into_any(),
-                    Some(Ok(list)) => view! { <TopicTable topics=list on_deleted=move || reload()/> }.into_any(),
-                }}
+                <Awaited>
+                    {move || match shown() {
+                        None | Some(Loaded::Withheld) => view! { <p class="muted">"Loading topics…"</p> }.into_any(),
+                        Some(Loaded::Failed(e)) => view! { <p class="error" role="alert">"Cannot load topics: " {e}</p> }.into_any(),
+                        Some(Loaded::Ready(list)) if list.is_empty() && filter.with(|f| f.is_empty()) => view! {
+                            <p class="muted" data-testid="no-topics">"No topics yet: create the first one above."</p>
+                        }.into_any(),
+                        Some(Loaded::Ready(list)) if list.is_empty() => view! {
+                            <p class="muted">"No topic matches the filter."</p>
+                        }.into_any(),
+                        Some(Loaded::Ready(list)) => view! { <TopicTable topics=list on_deleted=reload/> }.into_any(),
+                    }}
+                </Awaited>
             </div>
         </section>
     }

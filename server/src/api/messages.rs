@@ -5,7 +5,7 @@ use super::openapi::{
     BadRequest, Forbidden, PayloadTooLarge, TopicNotFound, Unauthorized, Unavailable,
 };
 use super::{history_range, json_body, ApiResult, TopicName};
-use crate::broker::PublishedEvent;
+use crate::broker::{Broker, BrokerError, HistoryRange, PublishedEvent};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
@@ -130,6 +130,21 @@ fn stream_page(topic: &str, epoch: &str, events: Vec<Arc<PublishedEvent>>) -> Re
         Body::from_stream(futures_util::stream::iter(chunks)),
     )
         .into_response()
+}
+
+/// What `GET /api/topics/{name}/messages` answers, as one value (the UI
+/// renders it; REST writes the same page message by message, above).
+pub(crate) async fn history_page(
+    broker: &Broker,
+    name: &str,
+    range: HistoryRange,
+) -> Result<HistoryPage, BrokerError> {
+    let (epoch, events) = broker.history(name, range).await?;
+    Ok(HistoryPage {
+        topic: name.to_owned(),
+        epoch,
+        messages: events.iter().filter_map(|e| e.history_message()).collect(),
+    })
 }
 
 fn json_string(s: &str) -> String {

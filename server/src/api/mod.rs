@@ -24,6 +24,11 @@ mod server;
 mod topics;
 
 pub use error::ApiError;
+/// The REST reads as values, for the UI's server-side rendering: it shows
+/// what REST would answer, built by the same code.
+pub(crate) use messages::history_page;
+pub(crate) use server::{stats_history_of, stats_of};
+pub(crate) use topics::{topic_detail, topic_list};
 
 /// The `{name}` of a topic route. Unlike axum's `Path`, whose rejection is
 /// plain text, a name that does not decode (`%FF`) is a contract

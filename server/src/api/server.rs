@@ -3,7 +3,8 @@
 
 use super::openapi::{BadRequest, Unauthorized, Unavailable};
 use super::{history_range, ApiError, ApiResult};
-use crate::broker::{BrokerError, HistoryRange};
+use crate::broker::sampler::Sampler;
+use crate::broker::{Broker, BrokerError, HistoryRange};
 use crate::AppState;
 use axum::extract::{RawQuery, State};
 use axum::Json;
@@ -58,7 +59,11 @@ pub(super) async fn health(State(state): State<AppState>) -> ApiResult<Json<Heal
     ),
 )]
 pub(super) async fn stats(State(state): State<AppState>) -> Json<Stats> {
-    let b = &state.broker;
+    Json(stats_of(&state.broker))
+}
+
+/// What `GET /api/stats` answers (the UI renders the same).
+pub(crate) fn stats_of(b: &Broker) -> Stats {
     let t = b.totals();
     let topics = b
         .all_topic_counts()
@@ -73,7 +78,7 @@ pub(super) async fn stats(State(state): State<AppState>) -> Json<Stats> {
             (name, stats)
         })
         .collect();
-    Json(Stats {
+    Stats {
         uptime_sec: b.uptime_sec(),
         totals: StatsTotals {
             topics: b.topic_count(),
@@ -84,7 +89,7 @@ pub(super) async fn stats(State(state): State<AppState>) -> Json<Stats> {
             dropped: t.dropped.load(Relaxed),
         },
         topics,
-    })
+    }
 }
 
 /// The last five minutes of stats, one sample a second
@@ -118,8 +123,14 @@ pub(super) async fn stats_history(
             return Err(ApiError::bad_request("stats history takes last_n only"))
         }
     };
-    Ok(Json(StatsHistory {
+    Ok(Json(stats_history_of(&state.sampler, last_n)))
+}
+
+/// What `GET /api/stats/history` answers for `last_n` (all samples when
+/// `None`; the UI renders the same).
+pub(crate) fn stats_history_of(sampler: &Sampler, last_n: Option<usize>) -> StatsHistory {
+    StatsHistory {
         interval_ms: crate::STATS_INTERVAL.as_millis() as u64,
-        samples: state.sampler.last(last_n),
-    }))
+        samples: sampler.last(last_n),
+    }
 }

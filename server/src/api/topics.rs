@@ -6,7 +6,7 @@ use super::openapi::{
     Unavailable,
 };
 use super::{json_body, ApiResult, TopicName};
-use crate::broker::TopicInfo;
+use crate::broker::{Broker, BrokerError, TopicInfo};
 use crate::AppState;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
@@ -43,15 +43,23 @@ pub(super) async fn list_topics(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<TopicList>> {
     let pattern = pattern_of(query.as_deref().unwrap_or(""))?;
-    let topics = state
-        .broker
+    Ok(Json(topic_list(&state.broker, pattern.as_ref()).await?))
+}
+
+/// What `GET /api/topics` answers (the UI renders the same), only the
+/// topics `pattern` matches when one is given.
+pub(crate) async fn topic_list(
+    broker: &Broker,
+    pattern: Option<&Pattern>,
+) -> Result<TopicList, BrokerError> {
+    let topics = broker
         .list_topics()
         .await?
         .into_iter()
-        .filter(|t| pattern.as_ref().is_none_or(|p| p.matches(&t.name)))
+        .filter(|t| pattern.is_none_or(|p| p.matches(&t.name)))
         .map(summary)
         .collect();
-    Ok(Json(TopicList { topics }))
+    Ok(TopicList { topics })
 }
 
 /// The `pattern` query parameter, checked.
@@ -122,15 +130,20 @@ pub(super) async fn get_topic(
     State(state): State<AppState>,
     TopicName(name): TopicName,
 ) -> ApiResult<Json<TopicDetail>> {
-    let t = state.broker.topic_info(&name).await?;
-    Ok(Json(TopicDetail {
+    Ok(Json(topic_detail(&state.broker, &name).await?))
+}
+
+/// What `GET /api/topics/{name}` answers (the UI renders the same).
+pub(crate) async fn topic_detail(broker: &Broker, name: &str) -> Result<TopicDetail, BrokerError> {
+    let t = broker.topic_info(name).await?;
+    Ok(TopicDetail {
         name: t.name,
         subscribers: t.subscribers,
         messages: t.messages,
         created_at: t.created_at,
         seq: t.seq,
         epoch: t.epoch,
-    }))
+    })
 }
 
 /// Who is subscribed to a topic by name

@@ -13,7 +13,14 @@
 //!
 //! The hash is taken once: rebuilding the site under a running server needs
 //! a restart to get a new URL.
+//!
+//! The pages are rendered with their data: [`reads`] is what they read
+//! while the server renders them, for each page request, within what that
+//! request may read.
 
+mod reads;
+
+use crate::auth::Access;
 use crate::config::Config;
 use crate::AppState;
 use app::{shell, App};
@@ -26,6 +33,7 @@ use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tower_http::services::ServeDir;
 
 /// Where cargo-leptos puts the bundle, inside the site root (and the URL
@@ -57,12 +65,19 @@ pub fn options(config: &Config) -> LeptosOptions {
 }
 
 /// Adds the page routes, the bundle under its versioned path and the plain
-/// one, and static files from the site root as fallback.
-pub fn routes(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+/// one, and static files from the site root as fallback. `access` is what
+/// each route needs, as the guard checks it: a page shows what its request
+/// may read.
+pub fn routes(router: Router<AppState>, state: &AppState, access: Arc<Access>) -> Router<AppState> {
     let page_routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let pkg = pkg_folder(&options);
-    let mut router = router.leptos_routes(state, page_routes, move || shell(options.clone()));
+    let reads = {
+        let state = state.clone();
+        move || reads::provide(&state, &access)
+    };
+    let mut router = router
+        .leptos_routes_with_context(state, page_routes, reads, move || shell(options.clone()));
     let versioned = &*state.leptos_options.site_pkg_dir;
     if versioned != PKG_DIR {
         router = router.nest_service(&format!("/{versioned}"), bundle(&pkg, IMMUTABLE));
