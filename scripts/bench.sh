@@ -167,13 +167,7 @@ cluster_down() {
 }
 trap 'stop; cluster_down' EXIT
 
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
+source "$ROOT/scripts/wait-port.sh"
 
 BROKER=()
 PORT=""

@@ -16,12 +16,11 @@
 //! - the process exits 0, within `--shutdown-timeout` of the signal;
 //! - a new connection after SIGTERM is refused.
 
-use super::ledger::{Checks, Errors, Ledger};
+use super::ledger::{Checks, Errors};
 use super::server::Server;
 use super::session::Ended;
-use super::{read_topics, spawn_publishers, spawn_subscribers, Config, Ctx, Phase, SoakArgs};
+use super::{read_topics, spawn_publishers, spawn_subscribers, Config, Ctx, SoakArgs};
 use serde::Serialize;
-use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -93,19 +92,15 @@ pub async fn run(
             return r;
         }
     };
+    // The soak's clients, without churn or slow readers: every one of them
+    // must end by the server's hand.
     let ctx = Rc::new(Ctx {
-        addr: a.addr,
-        sources: a.sources,
-        ledger: RefCell::new(Ledger::new(topics)),
-        phase: Cell::new(Phase::Run),
-        heartbeat: a.heartbeat,
-        history_size: a.history_size,
         lifetime: None,
         max_reconnect_delay: Duration::ZERO,
         slow_percent: 0,
         expect_shutdown: true,
-        endings: RefCell::default(),
         seed: seed ^ 0x5348_5554,
+        ..Ctx::for_soak(a, topics, seed)
     });
     let wanted = (config.subscribers * config.topics_per_subscriber) as u64;
     let mut tasks = spawn_subscribers(&ctx, config).await;
