@@ -386,6 +386,10 @@ pub struct PresenceClient {
     pub client_id: Option<String>,
     /// The connection holding the subscription.
     pub connection_id: u64,
+    /// Cluster mode: the node the connection is on (connection ids are
+    /// per node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// When it subscribed.
     #[cfg_attr(feature = "schema", schema(value_type = crate::schema::Timestamp))]
     pub joined_at: String,

@@ -124,6 +124,12 @@ pub struct Config {
     #[arg(long, env = "PUBSUB_CLUSTER_NATS", value_name = "URL")]
     pub cluster_nats: Option<String>,
 
+    /// Cluster mode: this node's name (1 to 64 of A-Z a-z 0-9 - _), shown
+    /// beside its connections and presence entries, since connection ids
+    /// are per node. Default: the host name and a random suffix.
+    #[arg(long, env = "PUBSUB_NODE_NAME")]
+    pub node_name: Option<String>,
+
     /// Each setting's effective value as text, as it was given or
     /// defaulted, in declaration order (for --print-config).
     #[arg(skip)]
@@ -327,6 +333,25 @@ impl Config {
     }
 
     /// Defaults, as if no flag or variable were given (for tests).
+    /// `--node-name`, or the host name and a random suffix.
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            let host: String = host
+                .trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                .take(40)
+                .collect();
+            let suffix = &crate::broker::log::new_epoch()[..6];
+            if host.is_empty() {
+                format!("node-{suffix}")
+            } else {
+                format!("{host}-{suffix}")
+            }
+        })
+    }
+
     pub fn default_for_tests() -> Self {
         Config::load_from(["pubsub-server", "--addr", "127.0.0.1:0"])
             .expect("the defaults are valid")

@@ -83,7 +83,10 @@ impl AppState {
     pub async fn start(config: Config, shutdown: Shutdown) -> Result<Self, String> {
         let broker = match &config.cluster_nats {
             None => Broker::new(config.broker.clone()),
-            Some(url) => Broker::cluster(config.broker.clone(), url, shutdown.clone()).await?,
+            Some(url) => {
+                let node = config.node_name();
+                Broker::cluster(config.broker.clone(), url, &node, shutdown.clone()).await?
+            }
         };
         Ok(Self::with(broker, config, shutdown))
     }

@@ -720,3 +720,100 @@ async fn a_pattern_on_one_node_follows_topics_created_on_another() {
         assert_eq!(names, ["shop.eu", "shop.us"], "on :{}", node.port);
     }
 }
+
+/// Presence across nodes: a subscription on any node is listed by every
+/// node (with its node's name), watchers on another node get `join` and
+/// `leave`, and a killed node's clients leave presence within the bound
+/// the README states (3 s of silence, checked every second).
+#[tokio::test]
+async fn presence_is_cluster_wide_and_a_killed_nodes_clients_leave_it() {
+    let (_nats, mut nodes) = cluster().await;
+    nodes[0].create_topic("room").await;
+    let mut watcher = nodes[1].ws().await;
+    watcher
+        .subscribe("room", json!({"client_id": "w", "presence_events": true}))
+        .await;
+    let mut alice = nodes[0].ws().await;
+    alice.subscribe("room", json!({"client_id": "alice"})).await;
+    let mut carol = nodes[2].ws().await;
+    carol.subscribe("room", json!({"client_id": "carol"})).await;
+
+    let ids = |presence: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = presence["clients"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["client_id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    for node in &nodes {
+        let presence = node
+            .until(
+                "listing every node's subscriptions",
+                |status, body| status == 200 && body["count"] == 3,
+                "/api/topics/room/presence",
+            )
+            .await;
+        assert_eq!(ids(&presence), ["alice", "carol", "w"], "on :{}", node.port);
+        assert!(
+            presence["clients"]
+                .as_array()
+                .is_some_and(|a| a.iter().all(|c| c["node"].is_string())),
+            "{presence}"
+        );
+    }
+    // The watcher on node B heard both joins.
+    let mut joined = Vec::new();
+    while joined.len() < 2 {
+        let notice = watcher.recv_skipping_pings().await;
+        assert_eq!(notice["msg"], "join", "{notice}");
+        joined.push(
+            notice["client"]["client_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    joined.sort();
+    assert_eq!(joined, ["alice", "carol"]);
+
+    // Alice leaves by unsubscribing: a leave on node B.
+    alice
+        .send(json!({"type": "unsubscribe", "topic": "room", "request_id": "u"}))
+        .await;
+    let leave = watcher.recv_skipping_pings().await;
+    assert_eq!(
+        (&leave["msg"], &leave["client"]["client_id"]),
+        (&json!("leave"), &json!("alice"))
+    );
+
+    // Node C is killed: carol leaves presence within the stated bound.
+    let killed = Instant::now();
+    nodes[2].kill();
+    let leave = watcher.recv_skipping_pings().await;
+    assert_eq!(
+        (&leave["msg"], &leave["client"]["client_id"]),
+        (&json!("leave"), &json!("carol")),
+        "{leave}"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "carol left after {:?}",
+        killed.elapsed()
+    );
+    let (_, presence) = nodes[0].get("/api/topics/room/presence").await;
+    assert_eq!(ids(&presence), ["w"]);
+
+    // The board names each connection's node.
+    let (_, board) = nodes[1].get("/api/connections").await;
+    assert!(
+        board["connections"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(|c| c["node"].is_string())),
+        "{board}"
+    );
+}

@@ -213,10 +213,11 @@ impl Broker {
     pub async fn cluster(
         config: BrokerConfig,
         url: &str,
+        node: &str,
         shutdown: Shutdown,
     ) -> Result<Self, String> {
         let hub = Arc::new(Hub::new(config));
-        let nats = NatsLog::connect(url, Arc::clone(&hub), shutdown).await?;
+        let nats = NatsLog::connect(url, node, Arc::clone(&hub), shutdown).await?;
         Ok(Broker(Arc::new(Core {
             hub,
             log: Log::Nats(nats),
@@ -424,13 +425,21 @@ impl Broker {
         self.hub
             .connections()
             .iter()
-            .map(|c| self.hub.describe(c))
+            .map(|c| self.describe(c))
             .collect()
     }
 
     /// One open connection of this instance, as the board shows it.
     pub fn connection(&self, id: u64) -> Option<protocol::ConnectionInfo> {
-        self.hub.connection(id).map(|c| self.hub.describe(&c))
+        self.hub.connection(id).map(|c| self.describe(&c))
+    }
+
+    fn describe(&self, conn: &Connection) -> protocol::ConnectionInfo {
+        let mut info = self.hub.describe(conn);
+        if let Log::Nats(nats) = &self.log {
+            info.node = Some(nats.node().to_owned());
+        }
+        info
     }
 
     /// Closes an open connection for an admin: a WebSocket gets `info
@@ -516,7 +525,14 @@ impl Broker {
     /// oldest first.
     pub async fn presence(&self, name: &str) -> Result<Vec<protocol::PresenceClient>, BrokerError> {
         self.fresh(name).await?;
-        self.hub.presence(name)
+        let mut clients = self.hub.presence(name)?;
+        if let Log::Nats(nats) = &self.log {
+            let epoch = self.hub.topic(name)?.epoch.clone();
+            clients.extend(nats.others_presence(name, &epoch));
+            // Oldest first across nodes (RFC 3339 UTC sorts as text).
+            clients.sort_by(|a, b| a.joined_at.cmp(&b.joined_at));
+        }
+        Ok(clients)
     }
 
     async fn subscribe_pattern(

@@ -29,7 +29,7 @@ pub mod frame;
 pub mod outbox;
 mod subscriptions;
 pub use subscriptions::Joining;
-pub(crate) use subscriptions::Start;
+pub(crate) use subscriptions::{LocalPresence, Start};
 pub mod tally;
 pub mod topic;
 
@@ -63,6 +63,11 @@ pub(crate) struct Hub {
     patterns: parking_lot::RwLock<Vec<subscriptions::PatternSubscription>>,
     /// Held by the one caller evicting history for the byte budget.
     evicting: parking_lot::Mutex<()>,
+    /// Cluster mode: this node's name, shown beside its connection ids.
+    pub(crate) node: std::sync::OnceLock<Arc<str>>,
+    /// Cluster mode: where this node's presence changes go (to the other
+    /// nodes).
+    pub(crate) presence_out: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<LocalPresence>>,
     next_connection: AtomicU64,
     started: Instant,
 }
@@ -76,6 +81,8 @@ impl Hub {
             connections: DashMap::new(),
             patterns: parking_lot::RwLock::default(),
             evicting: parking_lot::Mutex::new(()),
+            node: std::sync::OnceLock::new(),
+            presence_out: std::sync::OnceLock::new(),
             next_connection: AtomicU64::new(1),
             started: Instant::now(),
         }

@@ -124,7 +124,7 @@ impl Hub {
             joined_at: crate::broker::clock::now_rfc3339(),
             presence_events: joining.presence_events,
         };
-        announce(&topic, &st, conn.id, &member, InfoKind::Join);
+        self.presence_changed(&topic, &st, conn.id, &member, InfoKind::Join);
         st.presence.insert(conn.id, member);
         Ok(())
     }
@@ -136,7 +136,7 @@ impl Hub {
         Ok(st
             .presence
             .iter()
-            .map(|(id, member)| presence_client(*id, member))
+            .map(|(id, member)| presence_client(*id, member, self.node.get()))
             .collect())
     }
 
@@ -369,7 +369,7 @@ impl Hub {
         let exact = subs.follows.get(&*topic.name).is_some_and(|f| f.exact);
         if !exact {
             if let Some(member) = st.presence.shift_remove(&conn.id) {
-                announce(topic, &st, conn.id, &member, InfoKind::Leave);
+                self.presence_changed(topic, &st, conn.id, &member, InfoKind::Leave);
             }
         }
         if subs.follows.get(&*topic.name).is_some_and(|f| f.is_idle()) {
@@ -406,7 +406,7 @@ impl Hub {
                 self.totals.subscriptions.fetch_sub(1, Relaxed);
             }
             if let Some(member) = st.presence.shift_remove(&conn.id) {
-                announce(&follow.topic, &st, conn.id, &member, InfoKind::Leave);
+                self.presence_changed(&follow.topic, &st, conn.id, &member, InfoKind::Leave);
             }
         }
         conn.outbox.close(end);
@@ -450,31 +450,119 @@ fn replay(
     }
 }
 
-/// Tells the topic's other exact subscribers that asked for presence
-/// events that `id` joined or left (best effort: see `Outbox::push_notice`).
-fn announce(topic: &Topic, st: &TopicState, id: u64, member: &Member, msg: InfoKind) {
+/// Tells the topic's exact subscribers that asked for presence events
+/// (but `except`, the one it is about) that `client` joined or left (best
+/// effort: see `Outbox::push_notice`).
+fn announce(
+    topic: &Topic,
+    st: &TopicState,
+    except: Option<u64>,
+    client: &PresenceClient,
+    msg: InfoKind,
+) {
     let watchers = st
         .presence
         .iter()
-        .filter(|(other, m)| **other != id && m.presence_events);
+        .filter(|(other, m)| Some(**other) != except && m.presence_events);
     let mut notice = None;
     for (other, _) in watchers {
         if let Some(conn) = st.subscribers.get(other) {
             let frame = notice
-                .get_or_insert_with(|| {
-                    Frame::presence_notice(msg, &topic.name, presence_client(id, member))
-                })
+                .get_or_insert_with(|| Frame::presence_notice(msg, &topic.name, client.clone()))
                 .clone();
             conn.outbox.push_notice(frame);
         }
     }
 }
 
-fn presence_client(id: u64, member: &Member) -> PresenceClient {
+impl Hub {
+    /// A local subscription joined or left `topic`'s presence: its
+    /// watchers here are told, and so is the cluster (when there is one).
+    fn presence_changed(
+        &self,
+        topic: &Topic,
+        st: &TopicState,
+        id: u64,
+        member: &Member,
+        msg: InfoKind,
+    ) {
+        let client = presence_client(id, member, self.node.get());
+        announce(topic, st, Some(id), &client, msg);
+        if let Some(cluster) = self.presence_out.get() {
+            let change = match msg {
+                InfoKind::Join => LocalPresence::Join {
+                    topic: Arc::clone(&topic.name),
+                    epoch: topic.epoch.clone(),
+                    client,
+                },
+                _ => LocalPresence::Leave {
+                    topic: Arc::clone(&topic.name),
+                    epoch: topic.epoch.clone(),
+                    connection_id: id,
+                },
+            };
+            let _ = cluster.send(change);
+        }
+    }
+
+    /// A subscription on another node joined or left `topic` (this epoch of
+    /// it): the watchers here are told.
+    pub(crate) fn announce_remote(
+        &self,
+        topic: &str,
+        epoch: &str,
+        client: &PresenceClient,
+        msg: InfoKind,
+    ) {
+        let Ok(topic) = self.topic(topic) else {
+            return;
+        };
+        if topic.epoch != epoch {
+            return;
+        }
+        let st = topic.state.lock();
+        announce(&topic, &st, None, client, msg);
+    }
+
+    /// Every exact subscription held here, with its topic and epoch (what
+    /// this node tells the cluster of its presence).
+    pub(crate) fn local_presence(&self) -> Vec<(Arc<str>, String, PresenceClient)> {
+        let topics: Vec<Arc<Topic>> = self.topics.iter().map(|t| Arc::clone(t.value())).collect();
+        let mut out = Vec::new();
+        for topic in topics {
+            let st = topic.state.lock();
+            for (id, member) in &st.presence {
+                out.push((
+                    Arc::clone(&topic.name),
+                    topic.epoch.clone(),
+                    presence_client(*id, member, self.node.get()),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A change of this node's presence, for the other nodes of a cluster.
+pub(crate) enum LocalPresence {
+    Join {
+        topic: Arc<str>,
+        epoch: String,
+        client: PresenceClient,
+    },
+    Leave {
+        topic: Arc<str>,
+        epoch: String,
+        connection_id: u64,
+    },
+}
+
+fn presence_client(id: u64, member: &Member, node: Option<&Arc<str>>) -> PresenceClient {
     PresenceClient {
         client_id: member.client_id.as_deref().map(str::to_owned),
         connection_id: id,
         joined_at: member.joined_at.clone(),
+        node: node.map(|n| n.to_string()),
     }
 }
 

@@ -34,6 +34,7 @@
 //! keeps the cluster's topic count.
 
 mod follower;
+mod presence;
 mod registry;
 mod registry_watch;
 mod slots;
@@ -96,6 +97,10 @@ pub(crate) struct NatsLog {
     registry_seen: watch::Sender<u64>,
     url: String,
     history_size: usize,
+    /// This node's name (a NATS subject token), for presence and the board.
+    node: Arc<str>,
+    /// The other nodes' presence ([`presence`]).
+    presence: presence::OthersLock,
 }
 
 /// A topic this instance follows.
@@ -130,9 +135,20 @@ impl NatsLog {
     /// there yet) and starts following the registry until `shutdown`.
     pub(crate) async fn connect(
         url: &str,
+        node: &str,
         hub: Arc<Hub>,
         shutdown: Shutdown,
     ) -> Result<Arc<Self>, String> {
+        if node.is_empty()
+            || node.len() > 64
+            || !node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        {
+            return Err(format!(
+                "--node-name {node:?}: 1 to 64 characters from A-Z a-z 0-9 - _"
+            ));
+        }
         let client = async_nats::ConnectOptions::new()
             .name(format!("pubsub-server {}", env!("CARGO_PKG_VERSION")))
             .retry_on_initial_connect()
@@ -149,6 +165,10 @@ impl NatsLog {
             .ack_timeout(REQUEST_TIMEOUT)
             .build(client.clone());
         let history_size = hub.config().history_size;
+        let node: Arc<str> = Arc::from(node);
+        let _ = hub.node.set(Arc::clone(&node));
+        let (presence_out, presence_in) = tokio::sync::mpsc::unbounded_channel();
+        let _ = hub.presence_out.set(presence_out);
         let me = Arc::new(NatsLog {
             hub,
             client,
@@ -162,10 +182,18 @@ impl NatsLog {
             registry_seen: watch::Sender::new(0),
             url: url.to_owned(),
             history_size,
+            node,
+            presence: Mutex::default(),
         });
+        tokio::spawn(Arc::clone(&me).keep_presence(presence_in, shutdown.clone()));
         tokio::spawn(Arc::clone(&me).keep_registry(shutdown.clone()));
         tokio::spawn(Arc::clone(&me).keep_count(shutdown));
         Ok(me)
+    }
+
+    /// This node's name.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
     }
 
     pub(crate) fn health(&self) -> Result<(), String> {
