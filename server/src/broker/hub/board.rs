@@ -7,7 +7,6 @@ use super::Hub;
 use protocol::{ConnectionInfo, SubscriptionInfo};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
 impl Hub {
     /// How `conn` stands now.
@@ -16,9 +15,8 @@ impl Hub {
         let stats = conn.outbox.stats();
         // (lag, delivered, dropped) of one followed topic.
         let standing = |follow: &super::connection::Follow| {
-            let key = Arc::as_ptr(&follow.topic.tally) as usize;
             let seq = follow.topic.tally.published.load(Relaxed);
-            match stats.topics.get(&key) {
+            match stats.of(&follow.topic.tally) {
                 Some(t) => (seq.saturating_sub(t.written), t.delivered, t.dropped),
                 None => (0, 0, 0),
             }
@@ -68,7 +66,7 @@ impl Hub {
             id: conn.id,
             node: None,
             remote_addr: conn.remote.map(|a| a.to_string()),
-            connected_at: conn.connected_at.clone(),
+            connected_at: crate::broker::clock::rfc3339_of_millis(conn.connected_at),
             transport: "websocket".into(),
             client_ids: client_ids.into_iter().collect(),
             subscriptions,

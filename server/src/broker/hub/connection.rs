@@ -70,8 +70,8 @@ impl Bucket {
 
 pub struct Connection {
     pub id: u64,
-    /// When it connected (RFC 3339), and from where, for the board.
-    pub connected_at: String,
+    /// When it connected (unix milliseconds), and from where, for the board.
+    pub connected_at: i64,
     pub remote: Option<std::net::SocketAddr>,
     pub outbox: Outbox,
     /// Lock order: a topic's lock, then this one; never the reverse.
@@ -94,7 +94,7 @@ impl Connection {
     ) -> Self {
         Connection {
             id,
-            connected_at: crate::broker::clock::now_rfc3339(),
+            connected_at: crate::broker::clock::now_millis(),
             remote,
             outbox: Outbox::new(queue, policy),
             subscriptions: Mutex::default(),

@@ -19,7 +19,7 @@ use super::frame::Frame;
 use super::tally::{Settlement, TopicTally};
 use super::topic::PublishedEvent;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -65,8 +65,11 @@ pub struct ConnStats {
     pub delivered: u64,
     /// Live events dropped for it (evicted, discarded, lost in a failed write).
     pub dropped: u64,
-    /// Per topic (keyed by its tally's address).
-    pub topics: HashMap<usize, TopicStats>,
+    /// Per topic, sorted by the address of its tally: a connection
+    /// usually follows a few topics, and a small sorted `Vec` costs a
+    /// fraction of a hash map's smallest table (idle connections are
+    /// counted in bytes).
+    topics: Vec<TopicStats>,
 }
 
 /// One followed topic's share of [`ConnStats`].
@@ -80,15 +83,50 @@ pub struct TopicStats {
 }
 
 impl ConnStats {
+    fn key(tally: &Arc<TopicTally>) -> usize {
+        Arc::as_ptr(tally) as usize
+    }
+
     fn topic(&mut self, tally: &Arc<TopicTally>) -> &mut TopicStats {
+        let key = Self::key(tally);
+        let at = match self
+            .topics
+            .binary_search_by_key(&key, |t| Self::key(&t.tally))
+        {
+            Ok(at) => at,
+            Err(at) => {
+                self.topics.insert(
+                    at,
+                    TopicStats {
+                        tally: Arc::clone(tally),
+                        delivered: 0,
+                        dropped: 0,
+                        written: 0,
+                    },
+                );
+                at
+            }
+        };
+        &mut self.topics[at]
+    }
+
+    /// The share of the topic whose tally this is, if it has one.
+    pub fn of(&self, tally: &Arc<TopicTally>) -> Option<&TopicStats> {
+        let key = Self::key(tally);
         self.topics
-            .entry(Arc::as_ptr(tally) as usize)
-            .or_insert_with(|| TopicStats {
-                tally: Arc::clone(tally),
-                delivered: 0,
-                dropped: 0,
-                written: 0,
-            })
+            .binary_search_by_key(&key, |t| Self::key(&t.tally))
+            .ok()
+            .map(|at| &self.topics[at])
+    }
+
+    fn forget(&mut self, tally: &Arc<TopicTally>) {
+        let key = Self::key(tally);
+        if let Ok(at) = self
+            .topics
+            .binary_search_by_key(&key, |t| Self::key(&t.tally))
+        {
+            self.topics.remove(at);
+        }
     }
 
     fn add_dropped(&mut self, tally: &Arc<TopicTally>, n: u64) {
@@ -459,10 +497,7 @@ impl Outbox {
         st.owed.retain(|(t, _)| !Arc::ptr_eq(t, tally));
         let discarded = drop_queued_events(&mut st, Some(tally), &self.stats);
         // Not followed any more: off the board.
-        self.stats
-            .lock()
-            .topics
-            .remove(&(Arc::as_ptr(tally) as usize));
+        self.stats.lock().forget(tally);
         discarded
     }
 

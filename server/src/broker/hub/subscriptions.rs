@@ -121,7 +121,7 @@ impl Hub {
         }
         let member = Member {
             client_id: joining.client_id.map(Arc::from),
-            joined_at: crate::broker::clock::now_rfc3339(),
+            joined_at: crate::broker::clock::now_millis(),
             presence_events: joining.presence_events,
         };
         self.presence_changed(&topic, &st, conn.id, &member, InfoKind::Join);
@@ -561,7 +561,7 @@ fn presence_client(id: u64, member: &Member, node: Option<&Arc<str>>) -> Presenc
     PresenceClient {
         client_id: member.client_id.as_deref().map(str::to_owned),
         connection_id: id,
-        joined_at: member.joined_at.clone(),
+        joined_at: crate::broker::clock::rfc3339_of_millis(member.joined_at),
         node: node.map(|n| n.to_string()),
     }
 }

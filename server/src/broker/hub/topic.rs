@@ -68,7 +68,8 @@ pub(super) struct TopicState {
 /// One exact-name subscription of a topic, as presence shows it.
 pub(crate) struct Member {
     pub client_id: Option<Arc<str>>,
-    pub joined_at: String,
+    /// Unix milliseconds.
+    pub joined_at: i64,
     /// It asked for `join`/`leave` notices of the others.
     pub presence_events: bool,
 }
