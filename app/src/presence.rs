@@ -64,15 +64,11 @@ pub type Shown = Resource<Loaded<Presence>>;
 /// most one exact subscription per topic, so its id is the row's key; a
 /// join already listed (the `presence` answer saw it first) changes nothing.
 pub fn apply(clients: &mut Vec<PresenceClient>, kind: InfoKind, client: PresenceClient) {
+    let listed = clients
+        .iter()
+        .any(|c| c.connection_id == client.connection_id);
     match kind {
-        InfoKind::Join => {
-            if !clients
-                .iter()
-                .any(|c| c.connection_id == client.connection_id)
-            {
-                clients.push(client);
-            }
-        }
+        InfoKind::Join if !listed => clients.push(client),
         InfoKind::Leave => clients.retain(|c| c.connection_id != client.connection_id),
         _ => {}
     }
@@ -199,13 +195,12 @@ mod browser {
                                 }
                                 _ => {}
                             },
-                            ServerFrame::Error(e) if e.error.code != ErrorCode::SlowConsumer => {
-                                if e.request_id.is_some() {
-                                    return end(
-                                        view,
-                                        format!("{}: {}", e.error.code, e.error.message),
-                                    );
-                                }
+                            // A refusal of the watch's own requests ends it.
+                            ServerFrame::Error(e)
+                                if e.error.code != ErrorCode::SlowConsumer
+                                    && e.request_id.is_some() =>
+                            {
+                                return end(view, format!("{}: {}", e.error.code, e.error.message));
                             }
                             _ => {}
                         }

@@ -4,6 +4,7 @@
 //! live panel ([`crate::live`]) and the presence watch
 //! ([`crate::presence`]); each runs its own connection.
 
+#[cfg(any(feature = "hydrate", test))]
 use crate::wire::ServerFrame;
 
 /// Waits between reconnect attempts, in milliseconds: the last one repeats.
@@ -40,6 +41,7 @@ pub(crate) fn url() -> String {
 /// weighed about 48 KB of the browser's WASM. Here the tag is read first
 /// (the other fields skipped), then the frame straight into its variant's
 /// struct, which ignores the `type` field as an unknown one. Same result.
+#[cfg(any(feature = "hydrate", test))]
 pub(crate) fn parse(text: &str) -> Option<ServerFrame> {
     #[derive(serde::Deserialize)]
     struct Tag<'a> {

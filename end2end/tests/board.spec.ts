@@ -151,10 +151,10 @@ test('the connections board shows a stalled subscriber lag and closes it with 40
   (stalled.ws as any)._socket.pause();
 
   const errors = await open(page, '/connections?sort=lag');
-  const row = page.locator('tr[data-connection]', { hasText: 'stalled-node' });
+  const row = page.getByTestId('board').locator('[data-connection]', { hasText: 'stalled-node' });
   await expect(row).toHaveCount(1);
   await expect(row).toContainText(name);
-  const lag = async () => Number((await row.locator('td[data-col="lag"]').textContent())!.replace(/,/g, ''));
+  const lag = async () => Number((await row.locator('[data-col="lag"]').textContent())!.replace(/,/g, ''));
   expect(await lag()).toBe(0);
 
   // Large payloads over REST until what it has not read shows as lag.
@@ -171,7 +171,7 @@ test('the connections board shows a stalled subscriber lag and closes it with 40
   const meter = row.locator('[role="meter"]');
   await expect.poll(async () => Number(await meter.getAttribute('aria-valuenow'))).toBeGreaterThan(0);
   // Sorted by lag: the stalled connection comes first.
-  await expect(page.locator('tbody tr').first()).toContainText('stalled-node');
+  await expect(page.getByTestId('board').locator('[data-connection]').first()).toContainText('stalled-node');
   await page.screenshot({ path: `${shots}/connections-stalled.png`, fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${shots}/connections-phone.png`, fullPage: true });
@@ -186,7 +186,7 @@ test('the connections board shows a stalled subscriber lag and closes it with 40
   await expect(page).toHaveURL(/\/connections\?sort=lag/);
 
   // Close it: confirm, the row goes, the socket ends with 4010.
-  const boardRow = page.locator('tr[data-connection]', { hasText: 'stalled-node' });
+  const boardRow = page.getByTestId('board').locator('[data-connection]', { hasText: 'stalled-node' });
   await boardRow.getByRole('button', { name: /^Close connection/ }).click();
   await expect(boardRow.getByRole('group', { name: 'Confirm close' })).toBeVisible();
   await boardRow.getByRole('button', { name: /^Confirm closing connection/ }).click();

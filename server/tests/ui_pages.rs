@@ -240,7 +240,7 @@ async fn the_connections_board_and_presence_are_rendered_with_their_data() {
 
     let board = page(&s, "/connections", None).await;
     assert!(!board.contains("Loading"), "{board}");
-    let row = element(&board, &format!("data-connection=\"{id}\""), "tr");
+    let row = element(&board, &format!("data-connection=\"{id}\""), "div");
     let row_text = text(row);
     assert!(row_text.contains(&format!("#{id}")), "{row_text}");
     assert!(row_text.contains("ssr-watcher"), "{row_text}");

@@ -9,7 +9,11 @@
 //! rows are keyed by connection id (`<For>`), each row reads its own
 //! connection through a memo that only notifies when that connection
 //! changed, and each cell updates its own text. A new order moves rows;
-//! a row is built only for a new connection. `?sort=COLUMN&dir=asc|desc`
+//! a row is built only for a new connection. The table is a grid of `div`s
+//! with ARIA table roles rather than a `<table>`: each row is laid out on
+//! its own (`content-visibility: auto`), so the browser skips the rows off
+//! screen when a refresh changes a thousand of them, where a table would
+//! lay out every row again. `?sort=COLUMN&dir=asc|desc`
 //! sets the first order (the dashboard links to `?sort=lag`).
 
 use crate::board::{self, Column, Row, Snapshot, Sort};
@@ -139,19 +143,19 @@ fn BoardView(board: Resource<Loaded<Board>>, sort: RwSignal<Sort>) -> impl IntoV
                 <span class="muted small">"Refreshed every second; click a heading to sort."</span>
             </div>
             <div class="table-scroll">
-                <table class="board" data-testid="board">
-                    <thead>
-                        <tr>
+                <div class="board" role="table" aria-label="Connections" data-testid="board">
+                    <div role="rowgroup">
+                        <div class="board-row board-head" role="row">
                             {Column::ALL.into_iter().map(|column| view! { <SortHeading column sort/> }).collect_view()}
-                            <th scope="col"><span class="visually-hidden">"Actions"</span></th>
-                        </tr>
-                    </thead>
-                    <tbody>
+                            <div role="columnheader"><span class="visually-hidden">"Actions"</span></div>
+                        </div>
+                    </div>
+                    <div role="rowgroup">
                         <For each=order key=|id| *id children=move |id| {
                             view! { <ConnectionRow id snapshot on_closed/> }
                         }/>
-                    </tbody>
-                </table>
+                    </div>
+                </div>
             </div>
         </section>
     }
@@ -195,12 +199,12 @@ fn SortHeading(column: Column, sort: RwSignal<Sort>) -> impl IntoView {
         _ => " ▲",
     };
     view! {
-        <th scope="col" class:num=column.numeric() aria-sort=aria>
+        <div role="columnheader" class:num=column.numeric() aria-sort=aria>
             <button type="button" class="sort" data-sort=column.key()
                 on:click=move |_| sort.update(|s| *s = s.clicked(column))>
                 {column.label()}<span aria-hidden="true">{arrow}</span>
             </button>
-        </th>
+        </div>
     }
 }
 
@@ -252,14 +256,20 @@ fn ConnectionRow(
         });
     };
     view! {
-        <tr id=format!("conn-{id}") data-connection=id>
-            <td class="conn">
+        <div class="board-row" role="row" id=format!("conn-{id}") data-connection=id>
+            <div role="cell" class="conn">
                 <strong>"#" {id}</strong>
                 <div class="muted small">{text(|r| r.info.remote_addr.clone().unwrap_or_else(|| "–".into()))}</div>
-                <div class="muted small">{text(|r| format!("since {}", timestamp(&r.info.connected_at)))}</div>
-            </td>
-            <td class="clients">{text(|r| r.info.client_ids.join(", "))}</td>
-            <td class="subs">
+                // The time of day fits the column; the date is in the title.
+                <div class="muted small" title=text(|r| format!("connected {} UTC", timestamp(&r.info.connected_at)))>
+                    {text(|r| {
+                        let at = timestamp(&r.info.connected_at);
+                        format!("since {}", at.split_once(' ').map_or(at.as_str(), |(_, time)| time))
+                    })}
+                </div>
+            </div>
+            <div role="cell" class="clients">{text(|r| r.info.client_ids.join(", "))}</div>
+            <div role="cell" class="subs">
                 {move || subscriptions.with(|r| {
                     let subs: Vec<(String, bool, u64)> = r.as_ref().map_or_else(Vec::new, |r| {
                         r.info.subscriptions.iter().map(|s| (s.topic.clone(), s.pattern, s.lag)).collect()
@@ -269,10 +279,12 @@ fn ConnectionRow(
                     view! {
                         <span class="count">{subs.len()}</span>
                         {subs.iter().take(SUBSCRIPTIONS_SHOWN).map(|(topic, pattern, lag)| {
-                            let title = if *pattern { "pattern" } else { "topic" };
+                            let title = format!("{topic} ({}, lag {lag})", if *pattern { "pattern" } else { "topic" });
                             view! {
-                                <span class="sub-chip" class:pattern=*pattern class:lagging={*lag > 0} title=title>
-                                    {topic.clone()}
+                                <span class="sub">
+                                    <span class="sub-chip" class:pattern=*pattern class:lagging={*lag > 0} title=title>
+                                        {topic.clone()}
+                                    </span>
                                     {(*lag > 0).then(|| view! { <span class="lag">{format!("lag {}", thousands(*lag))}</span> })}
                                 </span>
                             }
@@ -280,9 +292,9 @@ fn ConnectionRow(
                         {(more > 0).then(|| view! { <span class="muted small" title=all>{format!("+{more} more")}</span> })}
                     }
                 })}
-            </td>
-            <td class="num" data-col="lag">{text(|r| thousands(r.lag))}</td>
-            <td class="queue" data-col="queue">
+            </div>
+            <div role="cell" class="num" data-col="lag">{text(|r| thousands(r.lag))}</div>
+            <div role="cell" class="queue" data-col="queue">
                 <div class="meter" role="meter" aria-label="Queue fill" aria-valuemin="0" aria-valuemax="100"
                     aria-valuenow=text(|r| format!("{:.0}", r.fill * 100.0))>
                     <span class=text(|r| match r.fill {
@@ -294,11 +306,11 @@ fn ConnectionRow(
                 </div>
                 <div class="muted small">{text(|r| format!("{} / {} frames", thousands(r.info.queued), thousands(r.info.queue_limit)))}</div>
                 <div class="muted small">{text(|r| format!("{} / {}", bytes(r.info.queued_bytes), bytes(r.info.queue_bytes_limit)))}</div>
-            </td>
-            <td class="num" data-col="dropped">{text(|r| thousands(r.info.dropped))}</td>
-            <td class="num" data-col="rate">{text(|r| r.rate.map(rate).unwrap_or_else(|| "–".into()))}</td>
-            <td class="num" data-col="delivered">{text(|r| thousands(r.info.delivered))}</td>
-            <td class="actions">
+            </div>
+            <div role="cell" class="num" data-col="dropped">{text(|r| thousands(r.info.dropped))}</div>
+            <div role="cell" class="num" data-col="rate">{text(|r| r.rate.map(rate).unwrap_or_else(|| "–".into()))}</div>
+            <div role="cell" class="num" data-col="delivered">{text(|r| thousands(r.info.delivered))}</div>
+            <div role="cell" class="actions">
                 {move || if confirming.get() {
                     view! {
                         <span class="confirm" role="group" aria-label="Confirm close">
@@ -314,7 +326,7 @@ fn ConnectionRow(
                     }.into_any()
                 }}
                 {move || error.get().map(|e| view! { <span class="error" role="alert">{e}</span> })}
-            </td>
-        </tr>
+            </div>
+        </div>
     }
 }
