@@ -16,13 +16,13 @@
 //!   [`poll`]: how a page refreshes what it read.
 
 pub mod auth;
-pub mod board;
+pub(crate) mod board;
 pub mod client;
 pub mod components;
 pub mod live;
 pub mod pages;
 pub mod poll;
-pub mod presence;
+pub(crate) mod presence;
 pub mod reads;
 mod socket;
 pub use protocol as wire;

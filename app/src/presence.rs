@@ -15,7 +15,7 @@
 //! the topic reach it too; it discards them unread.
 
 use crate::reads::Loaded;
-use crate::wire::{InfoKind, Presence, PresenceClient};
+use crate::wire::Presence;
 use leptos::prelude::*;
 
 /// The watch's state, as the page says it (`None` before it starts: the
@@ -63,7 +63,13 @@ pub type Shown = Resource<Loaded<Presence>>;
 /// Applies a `join` or `leave` notice to `clients`. A connection holds at
 /// most one exact subscription per topic, so its id is the row's key; a
 /// join already listed (the `presence` answer saw it first) changes nothing.
-pub fn apply(clients: &mut Vec<PresenceClient>, kind: InfoKind, client: PresenceClient) {
+#[cfg(any(feature = "hydrate", test))]
+pub(crate) fn apply(
+    clients: &mut Vec<crate::wire::PresenceClient>,
+    kind: crate::wire::InfoKind,
+    client: crate::wire::PresenceClient,
+) {
+    use crate::wire::InfoKind;
     let listed = clients
         .iter()
         .any(|c| c.connection_id == client.connection_id);
@@ -84,7 +90,7 @@ pub fn watch(_view: PresenceView, _shown: Shown, _topic: String) {}
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::*;
-    use crate::wire::{ClientFrame, ErrorCode, ServerFrame};
+    use crate::wire::{ClientFrame, ErrorCode, InfoKind, ServerFrame};
     use futures_util::future::{select, Either};
     use futures_util::{SinkExt, StreamExt};
     use gloo_net::websocket::{futures::WebSocket, Message};
@@ -224,6 +230,7 @@ mod browser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{InfoKind, PresenceClient};
 
     fn client(connection_id: u64, id: Option<&str>) -> PresenceClient {
         PresenceClient {

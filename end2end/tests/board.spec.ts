@@ -189,6 +189,7 @@ test('the connections board shows a stalled subscriber lag and closes it with 40
   const boardRow = page.getByTestId('board').locator('[data-connection]', { hasText: 'stalled-node' });
   await boardRow.getByRole('button', { name: /^Close connection/ }).click();
   await expect(boardRow.getByRole('group', { name: 'Confirm close' })).toBeVisible();
+  await page.screenshot({ path: `${shots}/connections-confirm.png` });
   await boardRow.getByRole('button', { name: /^Confirm closing connection/ }).click();
   await expect(boardRow).toHaveCount(0);
   (stalled.ws as any)._socket.resume();
