@@ -68,7 +68,9 @@ pub fn token_query() -> String {
         .unwrap_or_default()
 }
 
-fn percent_encode(text: &str) -> String {
+/// `text` as a URL's query value: everything but unreserved characters
+/// percent-encoded.
+pub(crate) fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

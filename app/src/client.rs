@@ -7,8 +7,8 @@
 //! The API key of [`crate::auth`] goes with every call; a `401` asks for one.
 
 use crate::wire::{
-    CreateTopic, HistoryPage, PublishMessage, Published, Stats, StatsHistory, TopicChanged,
-    TopicDetail, TopicList, TopicSummary,
+    ConnectionInfo, ConnectionList, CreateTopic, HistoryPage, Presence, PublishMessage, Published,
+    Stats, StatsHistory, TopicChanged, TopicDetail, TopicList, TopicSummary,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -59,6 +59,24 @@ pub async fn stats_history(last_n: Option<usize>) -> Result<StatsHistory, String
     get(&format!("/api/stats/history{query}")).await
 }
 
+pub async fn presence(topic: &str) -> Result<Presence, String> {
+    get(&format!("/api/topics/{topic}/presence")).await
+}
+
+pub async fn connections() -> Result<Vec<ConnectionInfo>, String> {
+    get::<ConnectionList>("/api/connections")
+        .await
+        .map(|l| l.connections)
+}
+
+/// Closes a connection for an admin. The answer's body says nothing the
+/// caller needs (and a type of its own would be more code in the WASM).
+pub async fn close_connection(id: u64) -> Result<(), String> {
+    send::<(), serde::de::IgnoredAny>("DELETE", &format!("/api/connections/{id}"), None)
+        .await
+        .map(|_| ())
+}
+
 /// The server's OpenAPI document, as JSON (the `/api-docs` page reads it).
 pub async fn openapi() -> Result<serde_json::Value, String> {
     get("/api/openapi.json").await
@@ -68,12 +86,30 @@ async fn get<T: DeserializeOwned>(path: &str) -> Result<T, String> {
     send::<(), T>("GET", path, None).await
 }
 
+/// Encodes the body, makes the call ([`exchange`]) and decodes the answer:
+/// only the two serde steps depend on the types, so each call adds little
+/// to the WASM.
 #[cfg(feature = "hydrate")]
 async fn send<B: Serialize, T: DeserializeOwned>(
     method: &str,
     path: &str,
     body: Option<&B>,
 ) -> Result<T, String> {
+    let body = match body {
+        Some(body) => Some(
+            serde_json::to_string(body).map_err(|e| format!("cannot encode the request: {e}"))?,
+        ),
+        None => None,
+    };
+    let text = exchange(method, path, body).await?;
+    serde_json::from_str(&text).map_err(|e| format!("unexpected answer from the server: {e}"))
+}
+
+/// One request with the tab's key; the body of a success, or the server's
+/// refusal as `CODE: message` (a `401` also opens the key prompt). Not
+/// generic: one copy in the WASM for every call.
+#[cfg(feature = "hydrate")]
+async fn exchange(method: &str, path: &str, body: Option<String>) -> Result<String, String> {
     use crate::wire::RestError;
     use gloo_net::http::{Method, RequestBuilder};
     let method = match method {
@@ -87,31 +123,31 @@ async fn send<B: Serialize, T: DeserializeOwned>(
     }
     let request = match body {
         Some(body) => builder
-            .json(body)
-            .map_err(|e| format!("cannot encode the request: {e}"))?,
-        None => builder
-            .build()
-            .map_err(|e| format!("cannot build the request: {e}"))?,
-    };
+            .header("Content-Type", "application/json")
+            .body(body),
+        None => builder.build(),
+    }
+    .map_err(|e| format!("cannot build the request: {e}"))?;
     let response = request
         .send()
         .await
         .map_err(|e| format!("the server cannot be reached ({e})"))?;
+    let status = response.status();
+    let text = response.text().await;
     if !response.ok() {
-        let status = response.status();
-        let message = match response.json::<RestError>().await {
-            Ok(body) => crate::reads::refusal(body.error.code, &body.error.message),
-            Err(_) => format!("the server answered HTTP {status}"),
+        let message = match text
+            .ok()
+            .and_then(|t| serde_json::from_str::<RestError>(&t).ok())
+        {
+            Some(body) => crate::reads::refusal(body.error.code, &body.error.message),
+            None => format!("the server answered HTTP {status}"),
         };
         if status == 401 {
             crate::auth::ask(message.clone());
         }
         return Err(message);
     }
-    response
-        .json::<T>()
-        .await
-        .map_err(|e| format!("unexpected answer from the server: {e}"))
+    text.map_err(|e| format!("unexpected answer from the server: {e}"))
 }
 
 #[cfg(not(feature = "hydrate"))]

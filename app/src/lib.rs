@@ -7,17 +7,24 @@
 //!   it renders them and from the REST API in the browser.
 //! - [`client`]: the browser's calls to the REST API (hydrate only).
 //! - [`auth`]: the API key, asked for when the server requires one.
-//! - [`live`]: a live WebSocket subscription with reconnect and resume.
+//! - [`live`]: a live WebSocket subscription (a topic or a pattern) with
+//!   reconnect and resume; [`presence`]: a topic's presence kept current
+//!   over a WebSocket; [`socket`]: what those two sessions share.
+//! - [`board`]: the connections board's arithmetic (lag, queue fill,
+//!   rates, sort orders).
 //! - [`pages`]: one module per page; [`components`]: pieces they share;
 //!   [`poll`]: how a page refreshes what it read.
 
 pub mod auth;
+pub(crate) mod board;
 pub mod client;
 pub mod components;
 pub mod live;
 pub mod pages;
 pub mod poll;
+pub(crate) mod presence;
 pub mod reads;
+mod socket;
 pub use protocol as wire;
 
 use leptos::prelude::*;
@@ -66,6 +73,8 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/" exact=true>"Dashboard"</A>
                     <A href="/topics">"Topics"</A>
+                    <A href="/live">"Live"</A>
+                    <A href="/connections">"Connections"</A>
                     <A href="/api-docs">"API"</A>
                 </nav>
                 <auth::KeyPrompt/>
@@ -80,6 +89,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::dashboard::Dashboard ssr=SsrMode::Async/>
                     <Route path=path!("/topics") view=pages::topics::Topics ssr=SsrMode::Async/>
                     <Route path=path!("/topics/:name") view=pages::topic::Topic ssr=SsrMode::Async/>
+                    <Route path=path!("/connections") view=pages::connections::Connections ssr=SsrMode::Async/>
+                    <Route path=path!("/live") view=pages::live::Live/>
                     <Route path=path!("/api-docs") view=pages::api_docs::ApiDocs/>
                 </Routes>
             </main>

@@ -1,6 +1,7 @@
 //! The one way a page keeps what it shows fresh: [`refresh`] refetches a
 //! resource of [`crate::reads`] every `period` in the browser, for as long
-//! as the component that called it lives.
+//! as the component that called it lives ([`fill_withheld`] is its first
+//! half, for values kept current otherwise).
 //!
 //! The first value comes with the page (rendered and written into it by
 //! the server), so nothing is fetched when the page hydrates, except a
@@ -20,14 +21,24 @@ where
     // What a resource's value needs to travel in the page.
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    Effect::new(move || {
-        if resource.with(|v| matches!(v, Some(Loaded::Withheld))) {
-            resource.refetch();
-        }
-    });
+    fill_withheld(resource);
     Effect::new(move || {
         if let Ok(handle) = set_interval_with_handle(move || resource.refetch(), period) {
             on_cleanup(move || handle.clear());
+        }
+    });
+}
+
+/// Fetches `resource` at once whenever it holds [`Loaded::Withheld`], and
+/// never otherwise: for a value that something else keeps current (the
+/// topic page's presence follows a WebSocket).
+pub fn fill_withheld<T>(resource: Resource<Loaded<T>>)
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    Effect::new(move || {
+        if resource.with(|v| matches!(v, Some(Loaded::Withheld))) {
+            resource.refetch();
         }
     });
 }

@@ -33,8 +33,8 @@
 //! paint for keyed servers.
 
 use crate::wire::{
-    ErrorCode, HistoryPage, Stats, StatsHistory, StatsSample, StatsTotals, TopicDetail,
-    TopicSummary,
+    ConnectionInfo, ErrorCode, HistoryPage, Presence, Stats, StatsHistory, StatsSample,
+    StatsTotals, TopicDetail, TopicSummary,
 };
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -97,6 +97,10 @@ pub trait Source: Send + Sync + 'static {
     fn stats(&self) -> Answer<Stats>;
     /// `GET /api/stats/history?last_n=N`.
     fn stats_history(&self, last_n: Option<usize>) -> Answer<StatsHistory>;
+    /// `GET /api/topics/{name}/presence`.
+    fn presence(&self, name: &str) -> Answer<Presence>;
+    /// `GET /api/connections` (role `admin`).
+    fn connections(&self) -> Answer<Vec<ConnectionInfo>>;
 }
 
 /// What the dashboard shows: the counters now and the per-second samples.
@@ -134,6 +138,66 @@ pub fn history(
             move |s| s.history(&name, last_n)
         },
         move || async move { crate::client::history(&name, last_n).await },
+    )
+}
+
+pub fn presence(name: String) -> impl Future<Output = Loaded<Presence>> + Send + 'static {
+    read(
+        {
+            let name = name.clone();
+            move |s| s.presence(&name)
+        },
+        move || async move { crate::client::presence(&name).await },
+    )
+}
+
+/// What the connections board shows: `GET /api/connections`, and when the
+/// browser received it, for the rates between two reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Board {
+    /// By id.
+    pub connections: Vec<ConnectionInfo>,
+    /// Milliseconds (the browser's clock) when it arrived; `None` when the
+    /// server rendered it: its time is not comparable with the browser's.
+    pub received_ms: Option<f64>,
+}
+
+/// The whole board.
+pub fn board() -> impl Future<Output = Loaded<Board>> + Send + 'static {
+    board_of(None)
+}
+
+/// The dashboard's view of the board: the `n` connections that lag most
+/// (only those that lag), laggiest first. Reduced where it is read, so the
+/// page carries five rows, not a thousand.
+pub fn laggiest(n: usize) -> impl Future<Output = Loaded<Board>> + Send + 'static {
+    board_of(Some(n))
+}
+
+/// One read for both (one future type in the WASM, not two): the board,
+/// or its `top` laggiest.
+fn board_of(top: Option<usize>) -> impl Future<Output = Loaded<Board>> + Send + 'static {
+    let reduce = move |connections: Vec<ConnectionInfo>| match top {
+        Some(n) => crate::board::laggiest(connections, n),
+        None => connections,
+    };
+    read(
+        move |s| {
+            let read = s.connections();
+            Box::pin(async move {
+                read.await.map(|connections| Board {
+                    connections: reduce(connections),
+                    received_ms: None,
+                })
+            }) as Answer<Board>
+        },
+        move || async move {
+            let connections = crate::client::connections().await?;
+            Ok(Board {
+                connections: reduce(connections),
+                received_ms: Some(crate::board::now_ms()),
+            })
+        },
     )
 }
 

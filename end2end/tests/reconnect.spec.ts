@@ -59,3 +59,42 @@ test('after a dropped connection the live panel resumes with since and recovers'
     await proxy.close();
   }
 });
+
+test('after a dropped connection a pattern resumes each topic and picks up those created meanwhile', async ({ page, request }) => {
+  const prefix = `ui-reconnect-pattern-${Date.now()}`;
+  for (const t of ['a', 'b']) {
+    expect((await request.post('/api/topics', { data: { name: `${prefix}.${t}` } })).status()).toBe(201);
+  }
+  const publish = async (topic: string, n: number) => {
+    const r = await request.post(`/api/topics/${prefix}.${topic}/messages`, { data: { payload: { topic, n } } });
+    expect(r.status()).toBe(201);
+  };
+  const proxy = await startProxy(new URL(baseURL));
+  try {
+    await page.goto(`${proxy.url}/live?topic=${prefix}.*&last_n=0`);
+    await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+    await expect(page.getByTestId('live-status')).toHaveText('live');
+    await publish('a', 1);
+    await publish('b', 1);
+    const log = page.getByTestId('live-log');
+    await expect(log.locator('article')).toHaveCount(2);
+
+    // Away: two topics move on and a third is created and published to.
+    proxy.cut();
+    await publish('a', 2);
+    await publish('a', 3);
+    await publish('b', 2);
+    expect((await request.post('/api/topics', { data: { name: `${prefix}.c` } })).status()).toBe(201);
+    await publish('c', 1);
+
+    await expect(log).toContainText('Connection lost', { timeout: 10_000 });
+    await expect(log).toContainText('Reconnected: 3 message(s) published meanwhile recovered', { timeout: 15_000 });
+    await expect(log).toContainText(`Created meanwhile and followed now: ${prefix}.c`);
+    await expect(page.getByTestId('live-status')).toHaveText('live');
+    await expect(log.locator('article')).toHaveCount(6);
+    await expect(log).not.toContainText('Gap');
+    await expect(page.getByTestId('live-following')).toContainText('following 3 topic(s)');
+  } finally {
+    await proxy.close();
+  }
+});

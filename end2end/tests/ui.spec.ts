@@ -96,7 +96,8 @@ test('a message published in one page arrives live in another browser', async ({
   const publisher = await (await browser.newContext()).newPage();
   const watcherErrors = await open(watcher, `/topics/${name}`);
   await subscribe(watcher, 0);
-  await expect(watcher.getByTestId('meta-subscribers')).toHaveText('1', { timeout: 10_000 });
+  // Two: the page's presence watch and its live subscription.
+  await expect(watcher.getByTestId('meta-subscribers')).toHaveText('2', { timeout: 10_000 });
 
   await open(publisher, `/topics/${name}`);
   await publisher.getByLabel('Payload (JSON)').fill('{"order": 42, "item": "tea"}');

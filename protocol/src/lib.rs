@@ -439,6 +439,11 @@ pub struct ConnectionInfo {
     /// Frames (events and replies) waiting in its queue, and their bytes.
     pub queued: u64,
     pub queued_bytes: u64,
+    /// The queue's bounds (`subscriber_queue` events and `max_queue_bytes`
+    /// bytes): past either, the slow-consumer policy applies. Set against
+    /// `queued` and `queued_bytes` they say how close it is to dropping.
+    pub queue_limit: u64,
+    pub queue_bytes_limit: u64,
     pub delivered: u64,
     pub dropped: u64,
 }

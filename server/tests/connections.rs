@@ -70,6 +70,17 @@ async fn the_board_lists_each_connection_with_exact_lag_and_counters() {
         (&json!(4), &json!(0))
     );
 
+    // The queue's bounds, for the board's fill bar: the broker's own.
+    let bounds = &s.state.config.broker;
+    assert_eq!(
+        (&conn["queue_limit"], &conn["queue_bytes_limit"]),
+        (
+            &json!(bounds.subscriber_queue),
+            &json!(bounds.max_queue_bytes)
+        ),
+        "{conn}"
+    );
+
     let id = conn["id"].as_u64().expect("id");
     let (status, one) = s.get(&format!("/api/connections/{id}")).await;
     assert_eq!((status, &one["id"]), (200, &json!(id)));
@@ -121,6 +132,7 @@ async fn lag_grows_while_a_subscriber_stalls_and_closing_it_ends_it_with_4010() 
     }
     assert!(last_lag > 0, "a stalled reader lags");
     let (_, conn) = s.get(&format!("/api/connections/{id}")).await;
+    assert_eq!(conn["queue_limit"], 100_000, "the configured bound");
     let queued = conn["queued"].as_u64().unwrap_or(0);
     assert!(
         lag(&conn) >= queued,

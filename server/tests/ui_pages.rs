@@ -183,7 +183,11 @@ async fn with_keys_a_page_shows_only_what_its_request_may_read() {
     let topic = page(&s, "/topics/ssr-secret", None).await;
     assert!(!topic.contains("topic-meta"), "{topic}");
     assert!(!topic.contains(MARKER), "{topic}");
-    assert_eq!(topic.matches("Loading…").count(), 2, "metadata and history");
+    assert_eq!(
+        topic.matches("Loading…").count(),
+        3,
+        "metadata, presence and history"
+    );
     let dashboard = page(&s, "/", None).await;
     assert!(!dashboard.contains("ssr-secret"), "{dashboard}");
     assert_eq!(card(&dashboard, "card-published"), "–");
@@ -203,4 +207,105 @@ async fn with_keys_a_page_shows_only_what_its_request_may_read() {
     assert!(!topic.contains("Loading"), "{topic}");
     let dashboard = page(&s, "/", Some("sub")).await;
     assert!(dashboard.contains("ssr-secret"));
+}
+
+/// The id of the one connection subscribed as `client_id`, from the REST board.
+async fn connection_of(s: &TestServer, client_id: &str, key: Option<&str>) -> u64 {
+    let mut request = s.http.get(s.url("/api/connections"));
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let list: serde_json::Value = request
+        .send()
+        .await
+        .expect("board")
+        .json()
+        .await
+        .expect("json");
+    list["connections"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["client_ids"] == json!([client_id])))
+        .and_then(|c| c["id"].as_u64())
+        .unwrap_or_else(|| panic!("no connection of {client_id}: {list}"))
+}
+
+#[tokio::test]
+async fn the_connections_board_and_presence_are_rendered_with_their_data() {
+    let s = TestServer::start().await;
+    s.create_topic("ssr-board").await;
+    let mut ws = s.ws().await;
+    ws.subscribe("ssr-board", json!({"client_id": "ssr-watcher"}))
+        .await;
+    let id = connection_of(&s, "ssr-watcher", None).await;
+
+    let board = page(&s, "/connections", None).await;
+    assert!(!board.contains("Loading"), "{board}");
+    let row = element(&board, &format!("data-connection=\"{id}\""), "div");
+    let row_text = text(row);
+    assert!(row_text.contains(&format!("#{id}")), "{row_text}");
+    assert!(row_text.contains("ssr-watcher"), "{row_text}");
+    assert!(row_text.contains("ssr-board"), "{row_text}");
+    // The queue against its bound: 0 of the default 1,024.
+    assert!(row_text.contains("0 / 1,024"), "{row_text}");
+    let summary = text(element(&board, "data-testid=\"board-summary\"", "p"));
+    assert!(
+        summary.starts_with("1 connection(s) · 1 subscription(s)"),
+        "{summary}"
+    );
+
+    let topic = page(&s, "/topics/ssr-board", None).await;
+    let presence = element(&topic, "data-testid=\"presence\"", "table");
+    let entry = text(element(
+        presence,
+        &format!("data-connection=\"{id}\""),
+        "tr",
+    ));
+    assert!(entry.starts_with("ssr-watcher"), "{entry}");
+    assert_eq!(
+        text(element(&topic, "data-testid=\"presence-count\"", "strong")),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn with_keys_the_board_is_rendered_for_an_admin_key_only() {
+    let s = TestServer::start_with(|c| {
+        c.api_keys = ["adm=admin,subscribe", "sub=subscribe"]
+            .iter()
+            .map(|k| k.parse().expect("key spec"))
+            .collect();
+    })
+    .await;
+    let mut ws = common::Ws::connect(&format!("ws://{}/ws?token=sub", s.addr)).await;
+    let created = s
+        .http
+        .post(s.url("/api/topics"))
+        .header("x-api-key", "adm")
+        .json(&json!({"name": "ssr-keyed-board"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    ws.subscribe("ssr-keyed-board", json!({"client_id": "keyed-watcher"}))
+        .await;
+    let id = connection_of(&s, "keyed-watcher", Some("adm")).await;
+    let marker = format!("data-connection=\"{id}\"");
+
+    // No key, or a key without the admin role: the loading state, no row.
+    for key in [None, Some("sub")] {
+        let board = page(&s, "/connections", key).await;
+        assert!(!board.contains(&marker), "{key:?}: {board}");
+        assert!(!board.contains("keyed-watcher"), "{key:?}: {board}");
+        assert!(board.contains("Loading…"), "{key:?}: {board}");
+    }
+    let dashboard = page(&s, "/", Some("sub")).await;
+    assert!(!dashboard.contains("keyed-watcher"), "{dashboard}");
+
+    // An admin key reads it, as over REST.
+    let board = page(&s, "/connections", Some("adm")).await;
+    assert!(board.contains(&marker), "{board}");
+    assert!(board.contains("keyed-watcher"), "{board}");
+    // Presence needs the subscribe role only.
+    let topic = page(&s, "/topics/ssr-keyed-board", Some("sub")).await;
+    assert!(topic.contains("keyed-watcher"), "{topic}");
 }

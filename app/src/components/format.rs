@@ -35,6 +35,21 @@ pub fn compact(x: f64) -> String {
     }
 }
 
+/// Bytes in binary units: `512 B`, `1.5 KiB`, `16.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
 pub fn uptime(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
@@ -78,6 +93,9 @@ mod tests {
         assert_eq!(rate(1250.4), "1,250");
         assert_eq!(compact(1500.0), "1.5k");
         assert_eq!(compact(2.0), "2");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(16 << 20), "16.0 MiB");
         assert_eq!(uptime(59), "59s");
         assert_eq!(uptime(3_725), "1h 2m");
         assert_eq!(uptime(90_000), "1d 1h");

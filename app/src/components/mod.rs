@@ -3,3 +3,5 @@
 pub mod awaited;
 pub mod chart;
 pub mod format;
+pub mod live_panel;
+pub mod message;

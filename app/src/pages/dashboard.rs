@@ -3,14 +3,16 @@
 //! The server renders the page with the counters and its per-second history
 //! (the last five minutes), so the charts are full at once (see
 //! [`crate::reads`]); then every second the browser appends the newest
-//! samples and refreshes the cards.
+//! samples and refreshes the cards. Below them, the connections that lag
+//! most (top five, from the connections board, every two seconds), each
+//! linking to the board.
 
 use crate::components::awaited::Awaited;
 use crate::components::chart::{BarList, LineChart, Series};
-use crate::components::format::{rate, thousands, uptime};
+use crate::components::format::{bytes, rate, thousands, uptime};
 use crate::poll;
 use crate::reads::{self, Loaded};
-use crate::wire::{StatsSample, StatsTotals};
+use crate::wire::{ConnectionInfo, StatsSample, StatsTotals};
 use leptos::prelude::*;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,6 +25,10 @@ const KEEP: usize = 300;
 const TAIL: usize = 5;
 /// The busiest-topics ranking sums this many recent samples.
 const BUSIEST_WINDOW: usize = 60;
+/// Connections in the laggiest list, and how often it is read: the read
+/// is the whole board, so not every second.
+const LAGGIEST: usize = 5;
+const LAGGIEST_REFRESH: Duration = Duration::from_secs(2);
 
 /// Per-second rates between consecutive samples: `(seconds before the
 /// newest sample, rate)` for the counter `pick`.
@@ -95,11 +101,77 @@ pub fn Dashboard() -> impl IntoView {
         }
     });
     poll::refresh(REFRESH, snapshot);
+    let laggiest = Resource::new(|| (), |_| reads::laggiest(LAGGIEST));
+    poll::refresh(LAGGIEST_REFRESH, laggiest);
     view! {
         <h1>"Dashboard"</h1>
         <Awaited>
             <Panels snapshot/>
         </Awaited>
+        <section class="card" aria-labelledby="laggiest-title" data-testid="laggiest">
+            <div class="card-head">
+                <h2 id="laggiest-title">"Laggiest connections"</h2>
+                <a href="/connections?sort=lag">"Connections board →"</a>
+            </div>
+            <Awaited>
+                {move || laggiest.get().map(|l| match l {
+                    Loaded::Ready(board) if !board.connections.is_empty() => {
+                        view! { <Laggiest top=board.connections/> }.into_any()
+                    }
+                    // One paragraph for every other state: fewer view types
+                    // in the WASM.
+                    other => {
+                        let (class, text) = match other {
+                            Loaded::Failed(e) if e.starts_with("FORBIDDEN") => {
+                                ("muted", "The connections board needs an API key with the admin role.".to_owned())
+                            }
+                            Loaded::Failed(e) => ("error", e),
+                            Loaded::Withheld => ("muted", "Loading…".to_owned()),
+                            Loaded::Ready(_) => (
+                                "muted",
+                                "No connection lags behind: every subscriber has been written all it follows.".to_owned(),
+                            ),
+                        };
+                        view! { <p class=class data-testid="laggiest-note">{text}</p> }.into_any()
+                    }
+                })}
+            </Awaited>
+        </section>
+    }
+}
+
+/// The laggiest connections, laggiest first, each linking to its row on
+/// the board.
+#[component]
+fn Laggiest(top: Vec<ConnectionInfo>) -> impl IntoView {
+    view! {
+        <table class="topics">
+            <thead>
+                <tr>
+                    <th scope="col">"Connection"</th>
+                    <th scope="col">"Client ids"</th>
+                    <th scope="col" class="num">"Lag"</th>
+                    <th scope="col" class="num">"Queued"</th>
+                    <th scope="col" class="num">"Dropped"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {top.into_iter().map(|c| {
+                    let href = format!("/connections?sort=lag#conn-{}", c.id);
+                    let lag = crate::board::lag(&c);
+                    let fill = (crate::board::fill(&c) * 100.0).round();
+                    view! {
+                        <tr data-connection=c.id>
+                            <td><a href=href>"#" {c.id}</a> " " <span class="muted small">{c.remote_addr.unwrap_or_default()}</span></td>
+                            <td>{c.client_ids.join(", ")}</td>
+                            <td class="num">{thousands(lag)}</td>
+                            <td class="num">{format!("{} ({fill}% full)", bytes(c.queued_bytes))}</td>
+                            <td class="num">{thousands(c.dropped)}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
     }
 }
 

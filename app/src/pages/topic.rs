@@ -1,13 +1,20 @@
-//! `/topics/{name}`: one topic's metadata, a publish form, the history
-//! from the REST endpoint and a live subscription panel. The server renders
-//! the metadata and the history (see [`crate::reads`]); both refresh every
-//! two seconds, and the history at once after a publish from this page.
+//! `/topics/{name}`: one topic's metadata, who is subscribed (presence), a
+//! publish form, the history from the REST endpoint and a live
+//! subscription panel. The server renders the metadata, the presence list
+//! and the history (see [`crate::reads`]); metadata and history refresh
+//! every two seconds, and the history at once after a publish from this
+//! page; presence follows joins and leaves as they happen
+//! ([`crate::presence`]).
 
 use crate::components::awaited::Awaited;
-use crate::components::format::{clock, thousands, timestamp};
-use crate::live::{self, EntryKind, Level, LiveView, Status};
+use crate::components::format::{thousands, timestamp};
+use crate::components::live_panel::LivePanel;
+use crate::components::message::MessageRow;
+use crate::presence::{self, PresenceView};
 use crate::reads::{self, Loaded};
-use crate::wire::{message_id_problem, HistoryMessage, HistoryPage, PublishMessage};
+use crate::wire::{
+    message_id_problem, HistoryMessage, HistoryPage, PresenceClient, PublishMessage,
+};
 use crate::{client, poll};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -39,11 +46,12 @@ pub fn Topic() -> impl IntoView {
                 <h1>"Topic " <code data-testid="topic-name">{name.clone()}</code></h1>
                 <p><a href="/topics">"← All topics"</a></p>
                 <Meta name=name.clone()/>
+                <Presence name=name.clone()/>
                 <div class="two-col">
                     <Publish name=name.clone() on_published=move || history.refetch()/>
                     <History history last_n/>
                 </div>
-                <Live name=name/>
+                <LivePanel topic=name/>
             }
         }}
     }
@@ -214,92 +222,112 @@ fn History(history: Resource<Loaded<HistoryPage>>, last_n: RwSignal<String>) -> 
     }
 }
 
+/// Who is subscribed to the topic by name, oldest first. The server renders
+/// the list; in the browser [`presence::watch`] keeps it current.
 #[component]
-fn MessageRow(seq: u64, id: String, ts: String, payload: String) -> impl IntoView {
+fn Presence(name: String) -> impl IntoView {
+    let shown = Resource::new(|| (), {
+        let name = name.clone();
+        move |_| reads::presence(name.clone())
+    });
+    // Only a withheld list is fetched over REST: the watch does the rest.
+    poll::fill_withheld(shown);
+    let watch = PresenceView::new();
+    // Effects run in the browser only, after hydration: the watch starts
+    // from there, and stops with the page.
+    Effect::new(move || {
+        let name = name.clone();
+        untrack(move || presence::watch(watch, shown, name));
+    });
+    on_cleanup(move || watch.stop());
+    let status = move || {
+        watch.status.get().map(|text| {
+            let class = match text.as_str() {
+                presence::LIVE => "dot live",
+                presence::RECONNECTING => "dot reconnecting",
+                _ => "dot ended",
+            };
+            view! {
+                <span class="watch-status small">
+                    <span class=class aria-hidden="true"></span>
+                    <span data-testid="presence-status">{text}</span>
+                </span>
+            }
+        })
+    };
     view! {
-        <article class="message" data-seq=seq>
-            <header>
-                <span class="seq">"#" {seq}</span>
-                <time datetime=ts.clone()>{clock(&ts)}</time>
-                <code class="id" title="message id">{id}</code>
-            </header>
-            <pre>{payload}</pre>
-        </article>
+        <section class="card" aria-labelledby="presence-title">
+            <div class="card-head">
+                <h2 id="presence-title">"Presence"</h2>
+                {status}
+            </div>
+            <p class="muted small">"Subscriptions to this topic by name, oldest first; pattern subscriptions are not presence."</p>
+            <Awaited>
+                {move || {
+                    let me = watch.me.get();
+                    match shown.get() {
+                        Some(Loaded::Ready(p)) if !p.clients.is_empty() => {
+                            presence_table(p.clients, me).into_any()
+                        }
+                        // One paragraph for the other states: fewer view
+                        // types in the WASM.
+                        other => {
+                            let (class, text) = match other {
+                                Some(Loaded::Failed(e)) => ("error", e),
+                                Some(Loaded::Ready(_)) => ("muted", "Nobody is subscribed.".to_owned()),
+                                _ => ("muted", "Loading…".to_owned()),
+                            };
+                            view! { <p class=class data-testid="presence-note">{text}</p> }.into_any()
+                        }
+                    }
+                }}
+            </Awaited>
+        </section>
     }
 }
 
-#[component]
-fn Live(name: String) -> impl IntoView {
-    let view_state = LiveView::new();
-    let last_n = RwSignal::new("10".to_owned());
-    on_cleanup(move || view_state.stop());
-    let start = {
-        let name = name.clone();
-        move || {
-            let n = last_n
-                .get_untracked()
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0);
-            view_state.paused.set(false);
-            live::start(view_state, name.clone(), n);
-        }
-    };
-    let running = move || {
-        matches!(
-            view_state.status.get(),
-            Status::Connecting | Status::Live | Status::Reconnecting
-        )
-    };
+/// The list as a table, built anew when it changes (joins and leaves are
+/// rare next to a table's cost in the WASM when keyed). `me` marks the
+/// page's own watch.
+fn presence_table(clients: Vec<PresenceClient>, me: Option<String>) -> impl IntoView {
+    let count = clients.len() as u64;
+    let rows = clients
+        .into_iter()
+        .map(|c| {
+            let mine = me.is_some() && c.client_id == me;
+            let client = match c.client_id {
+                Some(id) => view! { <code>{id}</code> }.into_any(),
+                None => view! { <span class="muted">"anonymous"</span> }.into_any(),
+            };
+            let href = format!("/connections?sort=id#conn-{}", c.connection_id);
+            view! {
+                <tr data-connection=c.connection_id>
+                    <td class="name">
+                        {client}
+                        {mine.then(|| view! {
+                            " " <span class="badge" title="This page's own presence watch">"this page"</span>
+                        })}
+                    </td>
+                    <td class="num"><a href=href>{c.connection_id}</a></td>
+                    <td class="when"><time datetime=c.joined_at.clone()>{timestamp(&c.joined_at)}</time></td>
+                </tr>
+            }
+        })
+        .collect_view();
     view! {
-        <section class="card live" aria-labelledby="live-title">
-            <h2 id="live-title">"Live"</h2>
-            <form class="inline-form" on:submit=move |ev: leptos::ev::SubmitEvent| {
-                ev.prevent_default();
-                start();
-            }>
-                <label for="live-last-n">"Replay last"</label>
-                <input id="live-last-n" type="number" min="0" class="narrow"
-                    prop:value=move || last_n.get()
-                    on:input=move |ev| last_n.set(event_target_value(&ev))/>
-                <button type="submit" data-testid="subscribe">
-                    {move || if running() { "Resubscribe" } else { "Subscribe" }}
-                </button>
-                <button type="button" disabled=move || !running() on:click=move |_| view_state.stop()>"Unsubscribe"</button>
-                <button type="button" aria-pressed=move || if view_state.paused.get() { "true" } else { "false" }
-                    on:click=move |_| view_state.paused.update(|p| *p = !*p)>
-                    {move || if view_state.paused.get() { "Resume" } else { "Pause" }}
-                </button>
-                <button type="button" on:click=move |_| view_state.rows.set(Vec::new())>"Clear"</button>
-            </form>
-            <p class="live-status">
-                <span class=move || format!("dot {:?}", view_state.status.get()).to_lowercase() aria-hidden="true"></span>
-                <span data-testid="live-status">{move || view_state.status.get().label()}</span>
-                " · " <span data-testid="live-received">{move || thousands(view_state.received.get())}</span> " received"
-                {move || {
-                    let held = view_state.held.get();
-                    (held > 0).then(|| format!(" · paused, {held} held back"))
-                }}
-            </p>
-            <div class="log" role="log" aria-live="polite" aria-relevant="additions" data-testid="live-log">
-                <For each=move || view_state.rows.get() key=|e| e.key children=move |entry| {
-                    match entry.kind {
-                        EntryKind::Event { seq, id, ts, payload } => view! {
-                            <MessageRow seq=seq id=id ts=ts payload=payload/>
-                        }.into_any(),
-                        EntryKind::Notice { level, text } => {
-                            let class = match level {
-                                Level::Info => "notice info",
-                                Level::Good => "notice good",
-                                Level::Warn => "notice warn",
-                            };
-                            view! { <p class=class data-testid="live-notice">{text}</p> }.into_any()
-                        }
-                    }
-                }/>
-            </div>
-        </section>
+        <p class="small"><strong data-testid="presence-count">{thousands(count)}</strong> " subscribed"</p>
+        <div class="scroll short">
+            <table class="topics" data-testid="presence">
+                <thead>
+                    <tr>
+                        <th scope="col">"Client"</th>
+                        <th scope="col" class="num">"Connection"</th>
+                        <th scope="col" class="when">"Joined (UTC)"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
     }
 }
 

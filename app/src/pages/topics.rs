@@ -1,11 +1,13 @@
-//! `/topics`: every topic with its counts, a filter, a create form that
-//! checks the name before sending, and delete with a confirmation. The
-//! server renders the list (see [`crate::reads`]); it refreshes itself
-//! every two seconds.
+//! `/topics`: every topic with its counts, a filter by name or by pattern,
+//! links to watch topics alike live (each dotted prefix, or the pattern
+//! typed in the filter), a create form that checks the name before
+//! sending, and delete with a confirmation. The server renders the list
+//! (see [`crate::reads`]); it refreshes itself every two seconds.
 
 use crate::components::awaited::Awaited;
 use crate::components::format::{thousands, timestamp};
 use crate::reads::{self, Loaded};
+use crate::wire::pattern::{is_pattern, Pattern};
 use crate::wire::{topic_name_problem, TopicSummary};
 use crate::{client, poll};
 use leptos::prelude::*;
@@ -20,15 +22,43 @@ pub fn Topics() -> impl IntoView {
     let filter = RwSignal::new(String::new());
     let reload = move || topics.refetch();
 
+    // A filter with `*` or `>` is a pattern (topic names have neither):
+    // the list shows what a subscription to it would follow.
+    // A closure, not a memo: parsing a pattern is cheap, and a memo of a
+    // new type is more code in the WASM.
+    let pattern = move || {
+        filter.with(|f| {
+            let f = f.trim();
+            is_pattern(f).then(|| Pattern::parse(f))
+        })
+    };
     let shown = move || {
-        let needle = filter.get().to_lowercase();
+        let needle = filter.get().trim().to_lowercase();
+        let pattern = pattern();
         topics.get().map(|loaded| {
             loaded.map(|list| {
                 list.into_iter()
-                    .filter(|t| needle.is_empty() || t.name.to_lowercase().contains(&needle))
+                    .filter(|t| match &pattern {
+                        Some(Ok(p)) => p.matches(&t.name),
+                        Some(Err(_)) => false,
+                        None => needle.is_empty() || t.name.to_lowercase().contains(&needle),
+                    })
                     .collect::<Vec<_>>()
             })
         })
+    };
+    let watch = move || match pattern() {
+        Some(Ok(p)) => {
+            let href = live_href(p.as_str());
+            view! {
+                <a class="watch" href=href data-testid="watch-pattern">
+                    "Watch " <code>{p.as_str().to_owned()}</code> " live →"
+                </a>
+            }
+            .into_any()
+        }
+        Some(Err(e)) => view! { <span class="error" role="alert">{e}</span> }.into_any(),
+        None => ().into_any(),
     };
 
     view! {
@@ -36,10 +66,12 @@ pub fn Topics() -> impl IntoView {
         <CreateTopic on_created=reload/>
         <section class="card">
             <div class="toolbar">
-                <label for="topic-filter">"Filter by name"</label>
-                <input id="topic-filter" type="search" placeholder="e.g. orders"
+                <label for="topic-filter">"Filter by name or pattern"</label>
+                <input id="topic-filter" type="search" placeholder="orders, orders.*, orders.>"
+                    class="wide" spellcheck="false"
                     prop:value=move || filter.get()
                     on:input=move |ev| filter.set(event_target_value(&ev))/>
+                {watch}
             </div>
             <div aria-live="polite">
                 <Awaited>
@@ -126,6 +158,19 @@ fn CreateTopic(on_created: impl Fn() + Copy + Send + Sync + 'static) -> impl Int
     }
 }
 
+/// The live page subscribed to `pattern`.
+fn live_href(pattern: &str) -> String {
+    format!("/live?topic={}", crate::auth::percent_encode(pattern))
+}
+
+/// `orders.>` and `orders.eu.>` for `orders.eu.paid`: a pattern for each
+/// dotted prefix of `name`, shortest first (none for a name without a dot).
+pub fn alike(name: &str) -> Vec<String> {
+    name.match_indices('.')
+        .map(|(at, _)| format!("{}>", &name[..=at]))
+        .collect()
+}
+
 #[component]
 fn TopicTable(
     topics: Vec<TopicSummary>,
@@ -139,6 +184,7 @@ fn TopicTable(
                     <th scope="col" class="num">"Subscribers"</th>
                     <th scope="col" class="num">"Messages"</th>
                     <th scope="col" class="when">"Created (UTC)"</th>
+                    <th scope="col" class="alike" title="Every topic under one of this name's dotted prefixes, live">"Watch alike"</th>
                     <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                 </tr>
             </thead>
@@ -182,6 +228,13 @@ fn TopicRow(
             <td class="num">{thousands(topic.subscribers)}</td>
             <td class="num">{thousands(topic.messages)}</td>
             <td class="when"><time datetime=topic.created_at.clone()>{timestamp(&topic.created_at)}</time></td>
+            <td class="alike">
+                {alike(&topic.name).into_iter().map(|p| {
+                    let title = format!("Watch every topic under {} live", &p[..p.len() - 1]);
+                    let href = live_href(&p);
+                    view! { <a class="topic-chip" href=href title=title>{p}</a> }
+                }).collect_view()}
+            </td>
             <td class="actions">
                 {move || if confirming.get() {
                     let delete = delete.clone();
@@ -198,5 +251,17 @@ fn TopicRow(
                 {move || error.get().map(|e| view! { <span class="error" role="alert">{e}</span> })}
             </td>
         </tr>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alike;
+
+    #[test]
+    fn each_dotted_prefix_is_a_pattern() {
+        assert_eq!(alike("orders.eu.paid"), ["orders.>", "orders.eu.>"]);
+        assert!(alike("orders").is_empty());
+        assert_eq!(alike("a..b"), ["a.>", "a..>"]);
     }
 }

@@ -28,7 +28,7 @@ pub use error::ApiError;
 /// what REST would answer, built by the same code.
 pub(crate) use messages::history_page;
 pub(crate) use server::{stats_history_of, stats_of};
-pub(crate) use topics::{topic_detail, topic_list};
+pub(crate) use topics::{presence_of, topic_detail, topic_list};
 
 /// The `{name}` of a topic route. Unlike axum's `Path`, whose rejection is
 /// plain text, a name that does not decode (`%FF`) is a contract

@@ -170,12 +170,18 @@ pub(super) async fn presence(
     State(state): State<AppState>,
     TopicName(name): TopicName,
 ) -> ApiResult<Json<Presence>> {
-    let clients = state.broker.presence(&name).await?;
-    Ok(Json(Presence {
+    Ok(Json(presence_of(&state.broker, name).await?))
+}
+
+/// The body of `GET /api/topics/{name}/presence` (the UI's topic page
+/// renders it too).
+pub(crate) async fn presence_of(broker: &Broker, name: String) -> Result<Presence, BrokerError> {
+    let clients = broker.presence(&name).await?;
+    Ok(Presence {
         topic: name,
         count: clients.len() as u64,
         clients,
-    }))
+    })
 }
 
 /// Delete a topic

@@ -17,7 +17,9 @@ use crate::auth::{presented, Access};
 use crate::broker::{BrokerError, HistoryRange};
 use crate::AppState;
 use app::reads::{Answer, Loaded, Source};
-use app::wire::{HistoryPage, Stats, StatsHistory, TopicDetail, TopicSummary};
+use app::wire::{
+    ConnectionInfo, HistoryPage, Presence, Stats, StatsHistory, TopicDetail, TopicSummary,
+};
 use axum::http::request::Parts;
 use axum::http::Method;
 use leptos::prelude::use_context;
@@ -30,6 +32,8 @@ const TOPIC: &str = "/api/topics/{name}";
 const HISTORY: &str = "/api/topics/{name}/messages";
 const STATS: &str = "/api/stats";
 const STATS_HISTORY: &str = "/api/stats/history";
+const PRESENCE: &str = "/api/topics/{name}/presence";
+const CONNECTIONS: &str = "/api/connections";
 
 /// Provides the current page request's reads as context: called by
 /// leptos_axum for each page request, after it provided the request's
@@ -115,6 +119,19 @@ impl Source for PageReads {
             Ok(api::stats_history_of(&state.sampler, last_n))
         })
     }
+
+    fn presence(&self, name: &str) -> Answer<Presence> {
+        let name = name.to_owned();
+        self.answer(PRESENCE, |state| async move {
+            api::presence_of(&state.broker, name).await
+        })
+    }
+
+    fn connections(&self) -> Answer<Vec<ConnectionInfo>> {
+        self.answer(CONNECTIONS, |state| async move {
+            Ok(state.broker.connections())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -127,7 +144,15 @@ mod tests {
     #[test]
     fn every_route_read_is_declared() {
         let (_, access) = api::router();
-        for route in [TOPICS, TOPIC, HISTORY, STATS, STATS_HISTORY] {
+        for route in [
+            TOPICS,
+            TOPIC,
+            HISTORY,
+            STATS,
+            STATS_HISTORY,
+            PRESENCE,
+            CONNECTIONS,
+        ] {
             let need = access.need(&Method::GET, Some(route), route);
             assert!(
                 matches!(need, Some(Need::AnyKey | Need::Role(_))),

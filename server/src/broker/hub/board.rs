@@ -1,5 +1,6 @@
 //! The connections board: one connection as an admin sees it (its
-//! subscriptions with their lag, its queue, what it was sent), read from
+//! subscriptions with their lag, its queue against its bounds, what it was
+//! sent), read from
 //! the connection's own records without touching any topic's lock.
 
 use super::connection::Connection;
@@ -62,6 +63,7 @@ impl Hub {
         drop(stats);
         drop(subs);
         let (queued, queued_bytes) = conn.outbox.depth();
+        let bounds = conn.outbox.bounds();
         ConnectionInfo {
             id: conn.id,
             node: None,
@@ -72,6 +74,8 @@ impl Hub {
             subscriptions,
             queued: queued as u64,
             queued_bytes: queued_bytes as u64,
+            queue_limit: bounds.events as u64,
+            queue_bytes_limit: bounds.bytes as u64,
             delivered,
             dropped,
         }

@@ -397,6 +397,14 @@ impl Outbox {
         }
     }
 
+    /// The bounds this queue applies the slow-consumer policy at.
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            events: self.capacity,
+            bytes: self.max_bytes,
+        }
+    }
+
     /// Queues a reply. Replies are never evicted; a closed queue discards it.
     pub fn push_reply(&self, frame: Frame) {
         let mut st = self.state.lock();
