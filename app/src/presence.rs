@@ -70,12 +70,14 @@ pub(crate) fn apply(
     client: crate::wire::PresenceClient,
 ) {
     use crate::wire::InfoKind;
-    let listed = clients
-        .iter()
-        .any(|c| c.connection_id == client.connection_id);
+    // Connection ids are per node: in a cluster the node tells them apart.
+    let same = |c: &crate::wire::PresenceClient| {
+        c.connection_id == client.connection_id && c.node == client.node
+    };
+    let listed = clients.iter().any(same);
     match kind {
         InfoKind::Join if !listed => clients.push(client),
-        InfoKind::Leave => clients.retain(|c| c.connection_id != client.connection_id),
+        InfoKind::Leave => clients.retain(|c| !same(c)),
         _ => {}
     }
 }
@@ -237,7 +239,21 @@ mod tests {
             client_id: id.map(str::to_owned),
             connection_id,
             joined_at: String::new(),
+            node: None,
         }
+    }
+
+    #[test]
+    fn connection_ids_of_different_nodes_are_different_clients() {
+        let on = |node: &str| PresenceClient {
+            node: Some(node.into()),
+            ..client(4, Some("x"))
+        };
+        let mut list = vec![on("a")];
+        apply(&mut list, InfoKind::Join, on("b"));
+        assert_eq!(list.len(), 2);
+        apply(&mut list, InfoKind::Leave, on("b"));
+        assert_eq!(list, vec![on("a")]);
     }
 
     #[test]
