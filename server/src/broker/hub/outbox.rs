@@ -407,10 +407,15 @@ impl Outbox {
 
     /// Queues a reply. Replies are never evicted; a closed queue discards it.
     pub fn push_reply(&self, frame: Frame) {
-        let mut st = self.state.lock();
-        if st.end.is_some() {
-            return;
+        let st = self.state.lock();
+        if st.end.is_none() {
+            self.queue_reply(st, frame);
         }
+    }
+
+    /// Queues a reply on an open queue (its lock held) and wakes the writer
+    /// if the queue was empty.
+    fn queue_reply(&self, mut st: parking_lot::MutexGuard<'_, State>, frame: Frame) {
         let was_empty = st.events.is_empty() && st.replies.is_empty();
         let order = st.place();
         st.reply_bytes += frame.bytes().len();
@@ -431,16 +436,14 @@ impl Outbox {
     /// be, and counted nowhere: the presence request is the source of
     /// truth. Whether it was queued.
     pub fn push_notice(&self, frame: Frame) -> bool {
+        let st = self.state.lock();
+        if st.end.is_some()
+            || st.events.len() >= (self.capacity / 2).max(1)
+            || st.bytes() + frame.bytes().len() > self.max_bytes / 2
         {
-            let st = self.state.lock();
-            if st.end.is_some()
-                || st.events.len() >= (self.capacity / 2).max(1)
-                || st.bytes() + frame.bytes().len() > self.max_bytes / 2
-            {
-                return false;
-            }
+            return false;
         }
-        self.push_reply(frame);
+        self.queue_reply(st, frame);
         true
     }
 

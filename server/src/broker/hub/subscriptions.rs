@@ -157,10 +157,10 @@ impl Hub {
         }
         let text: Arc<str> = Arc::from(pattern.as_str());
         let mut index = self.patterns.write();
-        let repeat = {
+        let (repeat, pattern) = {
             let mut subs = conn.subscriptions.lock();
             match subs.patterns.get(&text) {
-                Some(_) => true,
+                Some(held) => (true, Arc::clone(held)),
                 None if subs.count() >= self.config.max_subscriptions => {
                     return Err(self.too_many_subscriptions());
                 }
@@ -171,20 +171,13 @@ impl Hub {
                         .insert(Arc::clone(&text), Arc::clone(&pattern));
                     index.push(PatternSubscription {
                         text: Arc::clone(&text),
-                        pattern,
+                        pattern: Arc::clone(&pattern),
                         conn: Arc::clone(conn),
                     });
-                    false
+                    (false, pattern)
                 }
             }
         };
-        let pattern = conn
-            .subscriptions
-            .lock()
-            .patterns
-            .get(&text)
-            .cloned()
-            .ok_or_else(|| BrokerError::new(ErrorCode::Internal, "the pattern went away"))?;
         let mut matching: Vec<Arc<Topic>> = self
             .topics
             .iter()
