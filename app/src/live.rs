@@ -365,6 +365,20 @@ impl Tracker {
                         ));
                         Next::Finish
                     }
+                    InfoKind::Unsubscribed => {
+                        out.push(self.notice(
+                            Level::Warn,
+                            "The token no longer allows this subscription: it has ended.",
+                        ));
+                        Next::Finish
+                    }
+                    // Reconnecting with the same token would be refused.
+                    InfoKind::TokenExpired => {
+                        out.push(
+                            self.notice(Level::Warn, "The token expired: give a new one to go on."),
+                        );
+                        Next::Finish
+                    }
                 }
             }
         }
@@ -739,6 +753,7 @@ mod tests {
             replayed: Some(replayed),
             recovered,
             id: None,
+            duplicate: false,
             pattern: None,
             topics: None,
             ts: String::new(),
@@ -768,6 +783,7 @@ mod tests {
             replayed: None,
             recovered: None,
             id: None,
+            duplicate: false,
             pattern: Some(true),
             topics: Some(topics),
             ts: String::new(),

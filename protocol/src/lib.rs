@@ -498,6 +498,46 @@ pub struct Published {
     /// The message's seq in its topic.
     #[cfg_attr(feature = "schema", schema(minimum = 1))]
     pub seq: u64,
+    /// `true` when a message with this `id` was already published to the
+    /// topic within `dedup_window`: nothing was published again, and `seq`
+    /// is the original's. Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// Body of `POST /api/publish`: messages to publish in order, each as a
+/// single publish would.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishBatch {
+    /// 1 to `max_batch` (default 1,000) items.
+    pub messages: Vec<BatchItem>,
+}
+
+/// One message of a [`PublishBatch`].
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchItem {
+    #[cfg_attr(feature = "schema", schema(value_type = crate::schema::TopicName))]
+    pub topic: String,
+    pub message: PublishMessage,
+}
+
+/// Answer to `POST /api/publish`: one result per item, in order.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResults {
+    pub results: Vec<BatchResult>,
+}
+
+/// What became of one item of a batch: published (as a single publish
+/// answers) or its error.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BatchResult {
+    Published(Published),
+    Failed(RestError),
 }
 
 /// Answer to `GET /api/topics/{name}/messages`.
@@ -557,6 +597,13 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
     },
+    /// A new token for this connection, before the current one expires;
+    /// answered with an `ack` (without `topic`).
+    Refresh {
+        token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
 }
 
 /// `ack`: fields beyond `request_id`, `topic`, `status` and `ts` depend on
@@ -565,6 +612,8 @@ pub enum ClientFrame {
 pub struct Ack {
     #[serde(default)]
     pub request_id: Option<String>,
+    /// Empty (and then absent on the wire) only on a `refresh` ack.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub topic: String,
     pub status: String,
     /// subscribe: the topic's current seq; publish: the message's seq.
@@ -579,6 +628,10 @@ pub struct Ack {
     /// publish only: the message id (assigned when the client gave none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// publish only: `true` when the id was already published within
+    /// `dedup_window` (nothing was published again; `seq` is the original's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
     /// pattern subscribe only: `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<bool>,
@@ -645,6 +698,12 @@ pub enum InfoKind {
     Leave,
     /// An admin closed this connection; a close 4010 follows.
     ClosedByAdmin,
+    /// A `refresh` gave a token that no longer allows this subscription
+    /// (`topic`); it has ended.
+    Unsubscribed,
+    /// The connection's token expired without a `refresh`; a close 4401
+    /// follows.
+    TokenExpired,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -57,6 +57,7 @@ pub(super) async fn publish(
             topic: name,
             id: receipt.id,
             seq: receipt.seq,
+            duplicate: receipt.duplicate,
         }),
     ))
 }

@@ -149,6 +149,9 @@ pub(crate) struct Prepared {
 pub struct Receipt {
     pub id: String,
     pub seq: u64,
+    /// The id was published within `dedup_window` already: nothing was
+    /// published, and `seq` is the original's.
+    pub duplicate: bool,
 }
 
 /// A topic's metadata.

@@ -60,6 +60,7 @@ impl Frame {
             replayed: None,
             recovered: None,
             id: None,
+            duplicate: false,
             pattern: None,
             topics: None,
             ts: super::super::clock::now_rfc3339(),

@@ -54,6 +54,7 @@ impl MemoryLog {
             Some(seq) => Ok(Receipt {
                 id: message.id,
                 seq,
+                duplicate: false,
             }),
             None => Err(BrokerError::topic_not_found(name)),
         }

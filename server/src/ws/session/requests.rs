@@ -97,6 +97,7 @@ fn publish_reply(
         Ok(receipt) => Frame::ack(Ack {
             seq: Some(receipt.seq),
             id: Some(receipt.id),
+            duplicate: receipt.duplicate,
             ..Frame::ack_of(request_id, topic)
         }),
         Err(e) => Frame::error(request_id, e.code, e.message),
@@ -188,6 +189,13 @@ pub async fn handle_text(
             };
             conn.outbox.push_reply(reply);
         }
+        // Without token configuration a refresh changes nothing.
+        ClientFrame::Refresh {
+            token: _,
+            request_id,
+        } => conn
+            .outbox
+            .push_reply(Frame::ack(Frame::ack_of(request_id, ""))),
     }
 }
 

@@ -396,6 +396,7 @@ impl NatsLog {
                 Ok(ack) => Ok(Receipt {
                     id: prepared.id,
                     seq: ack.sequence,
+                    duplicate: ack.duplicate,
                 }),
                 Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
                     // Deleted elsewhere; the registry watch will say so too.
