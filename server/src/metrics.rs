@@ -222,7 +222,7 @@ struct Scalar {
     read: fn(&BrokerReadings) -> u64,
 }
 
-const SCALARS: [Scalar; 14] = [
+const SCALARS: [Scalar; 15] = [
     Scalar {
         name: "uptime_seconds",
         kind: Kind::Gauge,
@@ -252,6 +252,12 @@ const SCALARS: [Scalar; 14] = [
         kind: Kind::Counter,
         help: "Messages published.",
         read: |r| r.broker.totals().published.load(Relaxed),
+    },
+    Scalar {
+        name: "publish_duplicates",
+        kind: Kind::Counter,
+        help: "Publishes answered as duplicates of a message published within dedup_window (not published again).",
+        read: |r| r.broker.totals().duplicates.load(Relaxed),
     },
     Scalar {
         name: "delivered",

@@ -25,6 +25,7 @@
 
 mod board;
 pub mod connection;
+pub(crate) mod dedup;
 pub mod frame;
 pub mod outbox;
 mod subscriptions;
@@ -45,6 +46,14 @@ use std::sync::Arc;
 use std::time::Instant;
 use tally::{Limit, TopicTally, Totals};
 use topic::{PublishedEvent, Topic};
+
+/// Where [`Hub::append_next`] put a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Appended {
+    pub seq: u64,
+    /// Published within the dedup window already, as `seq`.
+    pub duplicate: bool,
+}
 
 pub(crate) struct Hub {
     config: BrokerConfig,
@@ -282,16 +291,45 @@ impl Hub {
     /// made under the topic's lock so that `seq` and the order of fan-out
     /// are one: history and every subscriber get it at once. `None` when
     /// the topic was deleted meanwhile.
-    pub(crate) fn append_next(&self, topic: &Topic, draft: EventDraft) -> Option<u64> {
+    ///
+    /// A message whose `id` the topic published within `dedup_window` is
+    /// not appended: the original's `seq` comes back with `duplicate`.
+    pub(crate) fn append_next(
+        &self,
+        topic: &Topic,
+        id: &str,
+        draft: EventDraft,
+    ) -> Option<Appended> {
+        let window = self.dedup_window();
+        let now = if window.enabled() { dedup::now_ms() } else { 0 };
         let mut st = topic.state.lock();
         if st.deleted {
             return None;
         }
+        if let Some(seq) = st.dedup.lookup(window, id, now) {
+            drop(st);
+            self.totals.duplicates.fetch_add(1, Relaxed);
+            return Some(Appended {
+                seq,
+                duplicate: true,
+            });
+        }
         let seq = st.seq + 1;
         self.fan_out(topic, &mut st, seq, draft);
+        st.dedup.record(window, id, seq, now);
         drop(st);
         self.enforce_history_budget();
-        Some(seq)
+        Some(Appended {
+            seq,
+            duplicate: false,
+        })
+    }
+
+    fn dedup_window(&self) -> dedup::Window {
+        dedup::Window {
+            span: self.config.dedup_window,
+            ids: self.config.dedup_ids,
+        }
     }
 
     /// Takes in an event whose `seq` was decided elsewhere (the cluster's

@@ -37,6 +37,9 @@ fn bucket_of(seconds: f64) -> usize {
 #[derive(Debug, Default)]
 pub struct Totals {
     pub published: AtomicU64,
+    /// Publishes answered as duplicates of a message published within
+    /// `dedup_window` (not published again).
+    pub duplicates: AtomicU64,
     /// Live events put into connection queues (the sum of fan-outs).
     pub enqueued: AtomicU64,
     /// `SLOW_CONSUMER` signals: notices sent and connections closed.

@@ -62,6 +62,9 @@ pub(super) struct TopicState {
     /// The exact-name subscriptions (presence), by connection id, oldest
     /// first (`shift_remove` keeps that order). Not on the publish path.
     pub presence: IndexMap<u64, Member>,
+    /// Ids published within `dedup_window` (in memory; in cluster mode
+    /// JetStream remembers them and this stays empty).
+    pub dedup: super::dedup::Dedup,
     pub deleted: bool,
 }
 
@@ -93,6 +96,7 @@ impl Topic {
                 history: History::new(history_size),
                 subscribers: IndexMap::new(),
                 presence: IndexMap::new(),
+                dedup: Default::default(),
                 deleted: false,
             }),
         }
