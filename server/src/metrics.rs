@@ -222,7 +222,7 @@ struct Scalar {
     read: fn(&BrokerReadings) -> u64,
 }
 
-const SCALARS: [Scalar; 15] = [
+const SCALARS: [Scalar; 16] = [
     Scalar {
         name: "uptime_seconds",
         kind: Kind::Gauge,
@@ -258,6 +258,12 @@ const SCALARS: [Scalar; 15] = [
         kind: Kind::Counter,
         help: "Publishes answered as duplicates of a message published within dedup_window (not published again).",
         read: |r| r.broker.totals().duplicates.load(Relaxed),
+    },
+    Scalar {
+        name: "dedup_ids",
+        kind: Kind::Gauge,
+        help: "Message ids remembered for idempotent publish over all topics (60 bytes each against max_dedup_bytes).",
+        read: |r| r.broker.totals().dedup_ids.load(Relaxed),
     },
     Scalar {
         name: "delivered",

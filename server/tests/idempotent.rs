@@ -291,3 +291,58 @@ async fn a_batch_over_the_body_limit_is_413() {
     );
     assert!(history(&s, "t").await.is_empty());
 }
+
+#[tokio::test]
+async fn remembered_ids_stay_within_the_byte_budget_over_all_topics() {
+    // Room for 10 ids (60 bytes each) over all topics.
+    let s = TestServer::start_with(|c| c.broker.max_dedup_bytes = 600).await;
+    let gauge = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("pubsub_dedup_ids "))
+            .and_then(|v| v.parse().ok())
+            .expect("the pubsub_dedup_ids gauge")
+    };
+    let metrics = || async {
+        s.http
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    for topic in ["a", "b", "c"] {
+        s.create_topic(topic).await;
+        for i in 0..20 {
+            publish(
+                &s,
+                topic,
+                json!({"id": format!("{topic}{i}"), "payload": i}),
+            )
+            .await;
+        }
+    }
+    // Within the budget plus at most one per topic.
+    let remembered = gauge(&metrics().await);
+    assert!(
+        (10..=13).contains(&remembered),
+        "{remembered} ids remembered"
+    );
+    // Every topic still knows its newest id: a retry of it is a duplicate.
+    for topic in ["a", "b", "c"] {
+        let (_, retry) =
+            publish(&s, topic, json!({"id": format!("{topic}19"), "payload": 0})).await;
+        assert_eq!(
+            (&retry["seq"], &retry["duplicate"]),
+            (&json!(20), &json!(true)),
+            "{retry}"
+        );
+    }
+    // A deleted topic's ids are given back.
+    s.delete("/api/topics/a").await;
+    s.delete("/api/topics/b").await;
+    s.delete("/api/topics/c").await;
+    assert_eq!(gauge(&metrics().await), 0);
+}

@@ -118,6 +118,12 @@ pub struct BrokerConfig {
     /// them, for the whole window.
     #[arg(long, env = "PUBSUB_DEDUP_IDS", default_value_t = 100_000)]
     pub dedup_ids: usize,
+
+    /// Bytes of remembered ids over all topics (60 per id): past it, a topic
+    /// that publishes forgets one more of its own oldest ids for each new
+    /// one, so the busiest topics' windows shrink first.
+    #[arg(long, env = "PUBSUB_MAX_DEDUP_BYTES", default_value_t = 256 << 20)]
+    pub max_dedup_bytes: usize,
 }
 
 /// A duration that may be zero (`0` turns the feature off).

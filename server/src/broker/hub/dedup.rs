@@ -19,6 +19,14 @@
 //! - **Under the topic's lock**: the check and the append of the new
 //!   message are one step, so two concurrent publishes of one id cannot
 //!   both be published.
+//! - **A byte budget over all topics** (`--max-dedup-bytes`, counted at
+//!   [`ENTRY_BYTES`] an id): `dedup_ids` bounds one topic, but ten thousand
+//!   busy topics would hold ten thousand windows. Past the budget, a topic
+//!   that records an id forgets one more of its own oldest (keeping at
+//!   least the newest), so the total stops growing and the topics that
+//!   publish most pay for it; a quiet
+//!   topic keeps its window (its ids expire by age, and are pruned at its
+//!   next publish or when it is deleted).
 //! - The clock is monotonic milliseconds since the process started: wall
 //!   clock jumps do not stretch or cut the window.
 
@@ -70,6 +78,11 @@ impl Hasher for FirstWord {
     }
 }
 
+/// What one remembered id is counted as against `--max-dedup-bytes`: its
+/// entry in the expiry queue (32 bytes) and in the table (24 bytes, with
+/// the control byte and the load factor about 28).
+pub(crate) const ENTRY_BYTES: usize = 60;
+
 /// Milliseconds since the process started.
 pub(crate) fn now_ms() -> u64 {
     START.elapsed().as_millis() as u64
@@ -118,18 +131,35 @@ impl Dedup {
     }
 
     /// Remembers that `id` was published as `seq` (increasing from call to
-    /// call), forgetting what is past the window or over the count.
-    pub(crate) fn record(&mut self, window: Window, id: &str, seq: u64, now: u64) {
+    /// call), forgetting what is past the window or over the count, and one
+    /// more of the oldest when `over_budget`. Returns the change in the
+    /// number of ids remembered.
+    pub(crate) fn record(
+        &mut self,
+        window: Window,
+        id: &str,
+        seq: u64,
+        now: u64,
+        over_budget: bool,
+    ) -> isize {
         if !window.enabled() {
-            return;
+            return 0;
         }
+        let before = self.order.len() as isize;
         let digest = Digest::of(id);
         self.seqs.insert(digest, seq);
         self.order.push_back((now, seq, digest));
         let span = window.span_ms();
+        // Over budget, one more goes, but never the id just recorded: each
+        // topic keeps at least its newest (the total stays within the
+        // budget plus one id per topic).
+        let mut extra = usize::from(over_budget);
         while let Some(&(at, old_seq, old)) = self.order.front() {
             if self.order.len() <= window.ids && now.saturating_sub(at) < span {
-                break;
+                if extra == 0 || self.order.len() == 1 {
+                    break;
+                }
+                extra -= 1;
             }
             self.order.pop_front();
             // The id may have been published again since (after its first
@@ -144,6 +174,14 @@ impl Dedup {
             self.seqs.shrink_to(self.seqs.len() * 2);
             self.order.shrink_to(self.order.len() * 2);
         }
+        self.order.len() as isize - before
+    }
+
+    /// Forgets everything (the topic is deleted); returns how many ids.
+    pub(crate) fn clear(&mut self) -> usize {
+        let n = self.order.len();
+        *self = Dedup::default();
+        n
     }
 
     /// Ids remembered now.
@@ -166,8 +204,8 @@ mod tests {
     fn a_seen_id_answers_its_seq_within_the_window() {
         let mut d = Dedup::default();
         assert_eq!(d.lookup(WINDOW, "a", 0), None);
-        d.record(WINDOW, "a", 1, 0);
-        d.record(WINDOW, "b", 2, 10);
+        d.record(WINDOW, "a", 1, 0, false);
+        d.record(WINDOW, "b", 2, 10, false);
         assert_eq!(d.lookup(WINDOW, "a", 119_999), Some(1));
         assert_eq!(d.lookup(WINDOW, "b", 120_009), Some(2));
         assert_eq!(d.lookup(WINDOW, "a", 120_000), None, "past the window");
@@ -179,13 +217,13 @@ mod tests {
     fn the_oldest_are_forgotten_past_the_count_or_the_window() {
         let mut d = Dedup::default();
         for (seq, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
-            d.record(WINDOW, id, seq as u64 + 1, 0);
+            d.record(WINDOW, id, seq as u64 + 1, 0, false);
         }
         assert_eq!(d.len(), 3);
         assert_eq!(d.lookup(WINDOW, "a", 0), None, "over dedup_ids: forgotten");
         assert_eq!(d.lookup(WINDOW, "d", 0), Some(4));
         // Time passes: the next record prunes everything expired.
-        d.record(WINDOW, "e", 5, 200_000);
+        d.record(WINDOW, "e", 5, 200_000, false);
         assert_eq!(d.len(), 1);
         assert_eq!(d.lookup(WINDOW, "b", 200_000), None);
     }
@@ -193,11 +231,32 @@ mod tests {
     #[test]
     fn an_id_published_again_after_expiry_keeps_its_new_seq() {
         let mut d = Dedup::default();
-        d.record(WINDOW, "a", 1, 0);
-        d.record(WINDOW, "a", 2, 130_000);
+        d.record(WINDOW, "a", 1, 0, false);
+        d.record(WINDOW, "a", 2, 130_000, false);
         // Pruning a's first entry must not forget its second.
-        d.record(WINDOW, "b", 3, 130_001);
+        d.record(WINDOW, "b", 3, 130_001, false);
         assert_eq!(d.lookup(WINDOW, "a", 130_002), Some(2));
+    }
+
+    #[test]
+    fn over_the_budget_a_topic_forgets_one_more_of_its_own() {
+        let mut d = Dedup::default();
+        assert_eq!(d.record(WINDOW, "a", 1, 0, false), 1);
+        assert_eq!(d.record(WINDOW, "b", 2, 0, false), 1);
+        // Over budget: the new id is remembered and the oldest goes.
+        assert_eq!(d.record(WINDOW, "c", 3, 0, true), 0);
+        assert_eq!(d.lookup(WINDOW, "a", 0), None);
+        assert_eq!(d.record(WINDOW, "d", 4, 0, true), 0);
+        assert_eq!(
+            (d.lookup(WINDOW, "c", 0), d.lookup(WINDOW, "d", 0)),
+            (Some(3), Some(4))
+        );
+        assert_eq!(d.clear(), 2);
+        // A topic that holds nothing keeps the id it records.
+        assert_eq!(d.record(WINDOW, "e", 5, 0, true), 1);
+        assert_eq!(d.record(WINDOW, "f", 6, 0, true), 0);
+        assert_eq!(d.lookup(WINDOW, "f", 0), Some(6));
+        assert_eq!(d.lookup(WINDOW, "d", 0), None);
     }
 
     #[test]
@@ -207,7 +266,7 @@ mod tests {
             ids: 3,
         };
         let mut d = Dedup::default();
-        d.record(off, "a", 1, 0);
+        d.record(off, "a", 1, 0, false);
         assert_eq!(d.len(), 0);
         assert_eq!(d.lookup(off, "a", 0), None);
     }
@@ -222,7 +281,7 @@ mod tests {
         for seq in 1..=50_000u64 {
             let id = format!("id-{seq}");
             assert_eq!(d.lookup(window, &id, seq), None, "{id} is new");
-            d.record(window, &id, seq, seq);
+            d.record(window, &id, seq, seq, false);
         }
         assert_eq!(d.len(), 10_000);
         assert_eq!(d.lookup(window, "id-50000", 50_000), Some(50_000));

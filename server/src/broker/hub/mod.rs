@@ -203,6 +203,8 @@ impl Hub {
         let freed = st.history.clear();
         topic.history_bytes.store(0, Relaxed);
         self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);
+        let forgotten = st.dedup.clear();
+        self.totals.dedup_ids.fetch_sub(forgotten as u64, Relaxed);
         let notice = Frame::info(InfoKind::TopicDeleted, Some(name.to_owned()));
         for (_, conn) in st.subscribers.drain(..) {
             conn.outbox.discard_topic(&topic.tally);
@@ -316,8 +318,17 @@ impl Hub {
         }
         let seq = st.seq + 1;
         self.fan_out(topic, &mut st, seq, draft);
-        st.dedup.record(window, id, seq, now);
+        let budget = self.config.max_dedup_bytes / dedup::ENTRY_BYTES;
+        let over = self.totals.dedup_ids.load(Relaxed) >= budget as u64;
+        let change = st.dedup.record(window, id, seq, now, over);
         drop(st);
+        if change >= 0 {
+            self.totals.dedup_ids.fetch_add(change as u64, Relaxed);
+        } else {
+            self.totals
+                .dedup_ids
+                .fetch_sub(change.unsigned_abs() as u64, Relaxed);
+        }
         self.enforce_history_budget();
         Some(Appended {
             seq,

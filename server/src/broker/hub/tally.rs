@@ -40,6 +40,10 @@ pub struct Totals {
     /// Publishes answered as duplicates of a message published within
     /// `dedup_window` (not published again).
     pub duplicates: AtomicU64,
+    /// Message ids remembered for idempotent publish over all topics (a
+    /// gauge; each counted as `dedup::ENTRY_BYTES` against
+    /// `max_dedup_bytes`).
+    pub dedup_ids: AtomicU64,
     /// Live events put into connection queues (the sum of fan-outs).
     pub enqueued: AtomicU64,
     /// `SLOW_CONSUMER` signals: notices sent and connections closed.
