@@ -260,10 +260,10 @@ const SCALARS: [Scalar; 16] = [
         read: |r| r.broker.totals().duplicates.load(Relaxed),
     },
     Scalar {
-        name: "dedup_ids",
+        name: "dedup_bytes",
         kind: Kind::Gauge,
-        help: "Message ids remembered for idempotent publish over all topics (60 bytes each against max_dedup_bytes).",
-        read: |r| r.broker.totals().dedup_ids.load(Relaxed),
+        help: "Bytes allocated for the message ids remembered for idempotent publish, over all topics (within max_dedup_bytes).",
+        read: |r| r.broker.totals().dedup_bytes.load(Relaxed),
     },
     Scalar {
         name: "delivered",

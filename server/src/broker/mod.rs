@@ -119,9 +119,10 @@ pub struct BrokerConfig {
     #[arg(long, env = "PUBSUB_DEDUP_IDS", default_value_t = 100_000)]
     pub dedup_ids: usize,
 
-    /// Bytes of remembered ids over all topics (60 per id): past it, a topic
-    /// that publishes forgets one more of its own oldest ids for each new
-    /// one, so the busiest topics' windows shrink first.
+    /// Bytes allocated for remembered ids over all topics (about 60 per
+    /// id): past it, a topic that publishes forgets two of its own oldest
+    /// ids per new one (keeping its newest), so the busiest topics'
+    /// windows shrink first.
     #[arg(long, env = "PUBSUB_MAX_DEDUP_BYTES", default_value_t = 256 << 20)]
     pub max_dedup_bytes: usize,
 }
@@ -667,6 +668,13 @@ impl Broker {
     /// Per-topic counters, sorted by name.
     pub fn all_topic_counts(&self) -> Vec<(String, TopicCounts)> {
         self.hub.all_topic_counts()
+    }
+
+    /// Forgets the message ids remembered past `dedup_window` in every
+    /// topic (a publish does it for its own topic; this reaches the topics
+    /// that stopped publishing). One short lock per topic that holds ids.
+    pub fn forget_expired_ids(&self) {
+        self.hub.forget_expired_ids();
     }
 
     /// Each topic's messages published so far, without taking topic locks.

@@ -19,14 +19,18 @@
 //! - **Under the topic's lock**: the check and the append of the new
 //!   message are one step, so two concurrent publishes of one id cannot
 //!   both be published.
-//! - **A byte budget over all topics** (`--max-dedup-bytes`, counted at
-//!   [`ENTRY_BYTES`] an id): `dedup_ids` bounds one topic, but ten thousand
-//!   busy topics would hold ten thousand windows. Past the budget, a topic
-//!   that records an id forgets one more of its own oldest (keeping at
-//!   least the newest), so the total stops growing and the topics that
-//!   publish most pay for it; a quiet
-//!   topic keeps its window (its ids expire by age, and are pruned at its
-//!   next publish or when it is deleted).
+//! - **A byte budget over all topics** (`--max-dedup-bytes`, counted as
+//!   the tables' allocated capacity, [`Dedup::bytes`], not their length,
+//!   so the slack of a grown table counts): `dedup_ids` bounds one topic,
+//!   but ten thousand busy topics would hold ten thousand windows. Past the
+//!   budget, a topic that records an id first forgets two of its own oldest
+//!   (it keeps the new one), so the total falls by one id per publish and
+//!   the topics that publish most pay for it; a table left half empty is
+//!   shrunk. The overshoot is one table doubling at once.
+//! - **Expired ids are swept** once a second by the stats task
+//!   ([`Dedup::prune`]), so a topic that stopped publishing gives its
+//!   window back when it expires, and a burst that filled the budget
+//!   degrades the others' windows for at most `dedup_window`.
 //! - The clock is monotonic milliseconds since the process started: wall
 //!   clock jumps do not stretch or cut the window.
 
@@ -78,10 +82,11 @@ impl Hasher for FirstWord {
     }
 }
 
-/// What one remembered id is counted as against `--max-dedup-bytes`: its
-/// entry in the expiry queue (32 bytes) and in the table (24 bytes, with
-/// the control byte and the load factor about 28).
-pub(crate) const ENTRY_BYTES: usize = 60;
+/// Bytes of one slot of the table: the digest and `seq` (24), its control
+/// byte, and the 1/8 of buckets a table keeps free.
+const SLOT_BYTES: usize = 29;
+/// Bytes of one slot of the expiry queue.
+const QUEUED_BYTES: usize = std::mem::size_of::<(u64, u64, Digest)>();
 
 /// Milliseconds since the process started.
 pub(crate) fn now_ms() -> u64 {
@@ -130,10 +135,16 @@ impl Dedup {
         (now.saturating_sub(at) < window.span_ms()).then_some(seq)
     }
 
+    /// Bytes allocated for the remembered ids (capacity, not length).
+    pub(crate) fn bytes(&self) -> usize {
+        self.seqs.capacity() * SLOT_BYTES + self.order.capacity() * QUEUED_BYTES
+    }
+
     /// Remembers that `id` was published as `seq` (increasing from call to
-    /// call), forgetting what is past the window or over the count, and one
-    /// more of the oldest when `over_budget`. Returns the change in the
-    /// number of ids remembered.
+    /// call), after forgetting what is past the window or over the count,
+    /// and, when `over_budget`, two more of the oldest (so the topic gives
+    /// back one id per publish while the total is over the budget; the id
+    /// just recorded always stays). Returns the change in [`Dedup::bytes`].
     pub(crate) fn record(
         &mut self,
         window: Window,
@@ -145,18 +156,37 @@ impl Dedup {
         if !window.enabled() {
             return 0;
         }
-        let before = self.order.len() as isize;
+        let before = self.bytes() as isize;
+        // Room first: a full table is not grown for an id that replaces one.
+        let extra = if over_budget { 2 } else { 0 };
+        self.forget(window, now, window.ids - 1, extra);
         let digest = Digest::of(id);
         self.seqs.insert(digest, seq);
         self.order.push_back((now, seq, digest));
+        self.shrink(over_budget);
+        self.bytes() as isize - before
+    }
+
+    /// Forgets what is past the window (the broker's sweep, once a second,
+    /// so that a topic that stopped publishing gives its ids back too).
+    /// Returns the change in [`Dedup::bytes`].
+    pub(crate) fn prune(&mut self, window: Window, now: u64) -> isize {
+        if self.order.is_empty() && self.seqs.capacity() == 0 {
+            return 0;
+        }
+        let before = self.bytes() as isize;
+        self.forget(window, now, window.ids, 0);
+        self.shrink(false);
+        self.bytes() as isize - before
+    }
+
+    /// Pops the oldest while they are past the window or more than
+    /// `keep_at_most`, and `extra` more.
+    fn forget(&mut self, window: Window, now: u64, keep_at_most: usize, mut extra: usize) {
         let span = window.span_ms();
-        // Over budget, one more goes, but never the id just recorded: each
-        // topic keeps at least its newest (the total stays within the
-        // budget plus one id per topic).
-        let mut extra = usize::from(over_budget);
         while let Some(&(at, old_seq, old)) = self.order.front() {
-            if self.order.len() <= window.ids && now.saturating_sub(at) < span {
-                if extra == 0 || self.order.len() == 1 {
+            if self.order.len() <= keep_at_most && now.saturating_sub(at) < span {
+                if extra == 0 {
                     break;
                 }
                 extra -= 1;
@@ -168,20 +198,32 @@ impl Dedup {
                 self.seqs.remove(&old);
             }
         }
-        // A burst that is gone leaves a large table behind; give the
-        // memory back once it is mostly empty.
-        if self.seqs.capacity() > 1024 && self.seqs.len() < self.seqs.capacity() / 4 {
-            self.seqs.shrink_to(self.seqs.len() * 2);
-            self.order.shrink_to(self.order.len() * 2);
-        }
-        self.order.len() as isize - before
     }
 
-    /// Forgets everything (the topic is deleted); returns how many ids.
+    /// Gives memory back: all of it when nothing is remembered; a table
+    /// left mostly empty by a burst that is gone (half empty while over
+    /// the budget) is shrunk.
+    fn shrink(&mut self, over_budget: bool) {
+        let len = self.seqs.len();
+        let capacity = self.seqs.capacity();
+        if len == 0 {
+            if capacity > 0 || self.order.capacity() > 0 {
+                *self = Dedup::default();
+            }
+            return;
+        }
+        let slack = if over_budget { 2 } else { 4 };
+        if (over_budget || capacity > 1024) && len < capacity / slack {
+            self.seqs.shrink_to(len * 2);
+            self.order.shrink_to(len * 2);
+        }
+    }
+
+    /// Forgets everything (the topic is deleted); returns the bytes freed.
     pub(crate) fn clear(&mut self) -> usize {
-        let n = self.order.len();
+        let freed = self.bytes();
         *self = Dedup::default();
-        n
+        freed
     }
 
     /// Ids remembered now.
@@ -239,24 +281,74 @@ mod tests {
     }
 
     #[test]
-    fn over_the_budget_a_topic_forgets_one_more_of_its_own() {
+    fn over_the_budget_a_topic_gives_back_one_id_per_publish() {
         let mut d = Dedup::default();
-        assert_eq!(d.record(WINDOW, "a", 1, 0, false), 1);
-        assert_eq!(d.record(WINDOW, "b", 2, 0, false), 1);
-        // Over budget: the new id is remembered and the oldest goes.
-        assert_eq!(d.record(WINDOW, "c", 3, 0, true), 0);
-        assert_eq!(d.lookup(WINDOW, "a", 0), None);
-        assert_eq!(d.record(WINDOW, "d", 4, 0, true), 0);
-        assert_eq!(
-            (d.lookup(WINDOW, "c", 0), d.lookup(WINDOW, "d", 0)),
-            (Some(3), Some(4))
+        assert!(
+            d.record(WINDOW, "a", 1, 0, false) > 0,
+            "a table was allocated"
         );
-        assert_eq!(d.clear(), 2);
-        // A topic that holds nothing keeps the id it records.
-        assert_eq!(d.record(WINDOW, "e", 5, 0, true), 1);
-        assert_eq!(d.record(WINDOW, "f", 6, 0, true), 0);
-        assert_eq!(d.lookup(WINDOW, "f", 0), Some(6));
-        assert_eq!(d.lookup(WINDOW, "d", 0), None);
+        d.record(WINDOW, "b", 2, 0, false);
+        d.record(WINDOW, "c", 3, 0, false);
+        // Full (dedup_ids 3) and over budget: one goes for the count and two
+        // more for the budget; the new id stays.
+        d.record(WINDOW, "d", 4, 0, true);
+        assert_eq!((d.len(), d.lookup(WINDOW, "c", 0)), (1, None));
+        assert_eq!(d.lookup(WINDOW, "d", 0), Some(4));
+        d.record(WINDOW, "e", 5, 0, false);
+        assert_eq!((d.len(), d.lookup(WINDOW, "d", 0)), (2, Some(4)));
+        d.record(WINDOW, "e2", 6, 0, true);
+        assert_eq!((d.len(), d.lookup(WINDOW, "e2", 0)), (1, Some(6)));
+        d.record(WINDOW, "f", 7, 0, true);
+        assert_eq!(
+            (d.len(), d.lookup(WINDOW, "f", 0)),
+            (1, Some(7)),
+            "the newest stays"
+        );
+        let held = d.bytes();
+        assert!(held > 0);
+        assert_eq!(d.clear(), held);
+        assert_eq!((d.bytes(), d.lookup(WINDOW, "f", 0)), (0, None));
+    }
+
+    #[test]
+    fn the_sweep_gives_back_what_expired_without_a_publish() {
+        let mut d = Dedup::default();
+        let mut total = d.record(WINDOW, "a", 1, 0, false);
+        total += d.record(WINDOW, "b", 2, 60_000, false);
+        assert_eq!(d.prune(WINDOW, 119_999), 0, "nothing expired yet");
+        total += d.prune(WINDOW, 120_000);
+        assert_eq!((d.len(), d.lookup(WINDOW, "b", 120_000)), (1, Some(2)));
+        total += d.prune(WINDOW, 180_000);
+        assert_eq!((d.len(), d.bytes()), (0, 0), "all memory given back");
+        assert_eq!(total, 0);
+    }
+
+    #[test]
+    fn bytes_follow_the_allocation_and_shrink_back_over_budget() {
+        let window = Window {
+            span: Duration::from_secs(120),
+            ids: 100_000,
+        };
+        let mut d = Dedup::default();
+        let mut total: isize = 0;
+        for seq in 1..=10_000u64 {
+            total += d.record(window, &format!("id-{seq}"), seq, 0, false);
+        }
+        assert_eq!(total, d.bytes() as isize, "the changes add up to the bytes");
+        assert!(
+            d.bytes() >= 10_000 * (SLOT_BYTES + QUEUED_BYTES),
+            "{}",
+            d.bytes()
+        );
+        let full = d.bytes();
+        // Over budget each record removes two and adds one: it drains to
+        // its newest, shrinking on the way.
+        for seq in 10_001..=20_000u64 {
+            total += d.record(window, &format!("id-{seq}"), seq, 0, true);
+        }
+        assert_eq!(total, d.bytes() as isize);
+        assert_eq!(d.len(), 1);
+        assert!(d.bytes() < full / 100, "{} of {full} bytes left", d.bytes());
     }
 
     #[test]

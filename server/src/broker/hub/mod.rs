@@ -204,7 +204,8 @@ impl Hub {
         topic.history_bytes.store(0, Relaxed);
         self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);
         let forgotten = st.dedup.clear();
-        self.totals.dedup_ids.fetch_sub(forgotten as u64, Relaxed);
+        topic.dedup_bytes.store(0, Relaxed);
+        self.totals.dedup_bytes.fetch_sub(forgotten as u64, Relaxed);
         let notice = Frame::info(InfoKind::TopicDeleted, Some(name.to_owned()));
         for (_, conn) in st.subscribers.drain(..) {
             conn.outbox.discard_topic(&topic.tally);
@@ -318,22 +319,51 @@ impl Hub {
         }
         let seq = st.seq + 1;
         self.fan_out(topic, &mut st, seq, draft);
-        let budget = self.config.max_dedup_bytes / dedup::ENTRY_BYTES;
-        let over = self.totals.dedup_ids.load(Relaxed) >= budget as u64;
+        let over = self.totals.dedup_bytes.load(Relaxed) >= self.config.max_dedup_bytes as u64;
         let change = st.dedup.record(window, id, seq, now, over);
-        drop(st);
-        if change >= 0 {
-            self.totals.dedup_ids.fetch_add(change as u64, Relaxed);
-        } else {
-            self.totals
-                .dedup_ids
-                .fetch_sub(change.unsigned_abs() as u64, Relaxed);
+        if change != 0 {
+            topic.dedup_bytes.store(st.dedup.bytes(), Relaxed);
         }
+        drop(st);
+        self.add_dedup_bytes(change);
         self.enforce_history_budget();
         Some(Appended {
             seq,
             duplicate: false,
         })
+    }
+
+    /// See [`crate::broker::Broker::forget_expired_ids`]. Topics holding no
+    /// ids (their `dedup_bytes` is 0) are skipped without their lock.
+    pub(crate) fn forget_expired_ids(&self) {
+        let window = self.dedup_window();
+        if self.totals.dedup_bytes.load(Relaxed) == 0 {
+            return;
+        }
+        let now = dedup::now_ms();
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .iter()
+            .filter(|e| e.value().dedup_bytes.load(Relaxed) > 0)
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        for topic in topics {
+            let mut st = topic.state.lock();
+            let change = st.dedup.prune(window, now);
+            topic.dedup_bytes.store(st.dedup.bytes(), Relaxed);
+            drop(st);
+            self.add_dedup_bytes(change);
+        }
+    }
+
+    fn add_dedup_bytes(&self, change: isize) {
+        if change >= 0 {
+            self.totals.dedup_bytes.fetch_add(change as u64, Relaxed);
+        } else {
+            self.totals
+                .dedup_bytes
+                .fetch_sub(change.unsigned_abs() as u64, Relaxed);
+        }
     }
 
     fn dedup_window(&self) -> dedup::Window {

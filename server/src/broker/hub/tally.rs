@@ -40,10 +40,9 @@ pub struct Totals {
     /// Publishes answered as duplicates of a message published within
     /// `dedup_window` (not published again).
     pub duplicates: AtomicU64,
-    /// Message ids remembered for idempotent publish over all topics (a
-    /// gauge; each counted as `dedup::ENTRY_BYTES` against
-    /// `max_dedup_bytes`).
-    pub dedup_ids: AtomicU64,
+    /// Bytes allocated for the message ids remembered for idempotent
+    /// publish, over all topics (a gauge, held within `max_dedup_bytes`).
+    pub dedup_bytes: AtomicU64,
     /// Live events put into connection queues (the sum of fan-outs).
     pub enqueued: AtomicU64,
     /// `SLOW_CONSUMER` signals: notices sent and connections closed.

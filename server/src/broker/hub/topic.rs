@@ -50,6 +50,9 @@ pub struct Topic {
     /// Bytes its history holds (written under `state`'s lock, read without
     /// it when the broker picks the biggest topics to evict from).
     pub(super) history_bytes: std::sync::atomic::AtomicUsize,
+    /// Bytes its remembered ids hold (written under `state`'s lock, read
+    /// without it by the sweep that forgets expired ids).
+    pub(super) dedup_bytes: std::sync::atomic::AtomicUsize,
     pub(super) state: Mutex<TopicState>,
 }
 
@@ -91,6 +94,7 @@ impl Topic {
             created_at,
             tally,
             history_bytes: std::sync::atomic::AtomicUsize::new(0),
+            dedup_bytes: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(TopicState {
                 seq: 0,
                 history: History::new(history_size),
