@@ -34,7 +34,8 @@
 //! - The clock is monotonic milliseconds since the process started: wall
 //!   clock jumps do not stretch or cut the window.
 
-use std::collections::{HashMap, VecDeque};
+use hashbrown::HashMap;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -82,9 +83,6 @@ impl Hasher for FirstWord {
     }
 }
 
-/// Bytes of one slot of the table: the digest and `seq` (24), its control
-/// byte, and the 1/8 of buckets a table keeps free.
-const SLOT_BYTES: usize = 29;
 /// Bytes of one slot of the expiry queue.
 const QUEUED_BYTES: usize = std::mem::size_of::<(u64, u64, Digest)>();
 
@@ -135,9 +133,11 @@ impl Dedup {
         (now.saturating_sub(at) < window.span_ms()).then_some(seq)
     }
 
-    /// Bytes allocated for the remembered ids (capacity, not length).
+    /// Bytes allocated for the remembered ids: the table's allocation as
+    /// it stands (tombstones and free buckets included) and the queue's
+    /// capacity.
     pub(crate) fn bytes(&self) -> usize {
-        self.seqs.capacity() * SLOT_BYTES + self.order.capacity() * QUEUED_BYTES
+        self.seqs.allocation_size() + self.order.capacity() * QUEUED_BYTES
     }
 
     /// Remembers that `id` was published as `seq` (increasing from call to
@@ -160,6 +160,18 @@ impl Dedup {
         // Room first: a full table is not grown for an id that replaces one.
         let extra = if over_budget { 2 } else { 0 };
         self.forget(window, now, window.ids - 1, extra);
+        // Removals leave tombstones, and hashbrown doubles a table with no
+        // room left that is over half full, though it may hold fewer ids
+        // than ever (as here, where every insert follows a removal). So a
+        // table with no room is rebuilt for one more id than it holds: the
+        // same size without the tombstones, or double when really full.
+        // O(n), as the rehash it replaces, and only once the room is used.
+        if self.seqs.capacity() == self.seqs.len() {
+            let mut rebuilt =
+                HashMap::with_capacity_and_hasher(self.seqs.len() + 1, Default::default());
+            rebuilt.extend(self.seqs.drain());
+            self.seqs = rebuilt;
+        }
         let digest = Digest::of(id);
         self.seqs.insert(digest, seq);
         self.order.push_back((now, seq, digest));
@@ -335,11 +347,7 @@ mod tests {
             total += d.record(window, &format!("id-{seq}"), seq, 0, false);
         }
         assert_eq!(total, d.bytes() as isize, "the changes add up to the bytes");
-        assert!(
-            d.bytes() >= 10_000 * (SLOT_BYTES + QUEUED_BYTES),
-            "{}",
-            d.bytes()
-        );
+        assert!(d.bytes() >= 10_000 * (24 + QUEUED_BYTES), "{}", d.bytes());
         let full = d.bytes();
         // Over budget each record removes two and adds one: it drains to
         // its newest, shrinking on the way.
