@@ -242,3 +242,148 @@ fn the_api_key_goes_with_rest_and_websocket_calls() {
     assert!(got.status.success(), "{}", stderr(&got));
     assert!(stdout(&got).contains("\"n\":1"), "{}", stdout(&got));
 }
+
+/// A server on its own thread that can be stopped (gracefully) and started
+/// again on the same port, empty: an in-memory server's restart.
+struct Restartable {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Restartable {
+    fn start_on(addr: SocketAddr) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shutdown = Shutdown::new();
+        let stop = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                // The previous server may hold the port for a moment.
+                let deadline = std::time::Instant::now() + PATIENCE;
+                let listener = loop {
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(l) => break l,
+                        Err(e) => {
+                            assert!(std::time::Instant::now() < deadline, "bind {addr}: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    }
+                };
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let state = AppState::new(Config::default_for_tests(), stop);
+                let _ = pubsub_server::serve(listener, state).await;
+            });
+        });
+        let addr = rx.recv_timeout(PATIENCE).expect("the server listens");
+        Restartable {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    fn restart(mut self) -> Self {
+        self.shutdown.trigger();
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the server thread ends");
+        }
+        Restartable::start_on(self.addr)
+    }
+}
+
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The lines a child writes to a pipe, as they come.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads `lines` until one satisfies `check`; fails after `PATIENCE`.
+fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if check(&line) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line {what} in time"),
+        }
+    }
+}
+
+fn subscribers(addr: SocketAddr, topic: &str) -> Option<u64> {
+    let shown = pubsub(addr, &["topics", "show", topic]);
+    serde_json::from_str::<serde_json::Value>(&stdout(&shown)).ok()?["subscribers"].as_u64()
+}
+
+fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sub_follows_across_a_restart_and_says_it_did_not_recover() {
+    let server = Restartable::start_on("127.0.0.1:0".parse().unwrap());
+    let addr = server.addr;
+    assert!(pubsub(addr, &["topics", "create", "follow"])
+        .status
+        .success());
+    let mut sub = Command::new(BIN)
+        .args(["--server", &format!("http://{addr}"), "sub", "follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = lines_of(sub.stdout.take().unwrap());
+    let notices = lines_of(sub.stderr.take().unwrap());
+    wait_until("subscribed", || subscribers(addr, "follow") == Some(1));
+    assert!(pubsub(addr, &["pub", "follow", "\"before\""])
+        .status
+        .success());
+    wait_for_line(&events, "with the first event", |l| l.contains("before"));
+
+    // Restarted empty: the subscriber keeps trying until the topic exists
+    // again, then says it could not recover, and goes on printing.
+    let server = server.restart();
+    assert!(pubsub(addr, &["topics", "create", "follow"])
+        .status
+        .success());
+    wait_until("subscribed again", || {
+        subscribers(addr, "follow") == Some(1)
+    });
+    let after = pubsub(addr, &["pub", "follow", "\"after\""]);
+    assert!(after.status.success(), "{}", stderr(&after));
+    let line = wait_for_line(&events, "after the restart", |l| l.contains("after"));
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (event["type"].as_str(), event["seq"].as_u64()),
+        (Some("event"), Some(1))
+    );
+    let notice = wait_for_line(&notices, "about the resume", |l| {
+        l.contains("resumed follow")
+    });
+    assert!(
+        notice.contains("NOT recovered") && notice.contains("after seq 1 of the old epoch"),
+        "{notice}"
+    );
+    let _ = sub.kill();
+    let _ = sub.wait();
+    drop(server);
+}
