@@ -13,7 +13,9 @@ use pubsub_client::{Client, Delivery, Start, SubscribeOptions};
 #[tokio::main]
 async fn main() -> Result<(), pubsub_client::Error> {
     let mut args = std::env::args().skip(1);
-    let server = args.next().unwrap_or_else(|| "http://127.0.0.1:4000".into());
+    let server = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:4000".into());
     let topic = args.next().unwrap_or_else(|| "demo".into());
 
     let mut client = Client::new(&server);

@@ -351,15 +351,27 @@ impl Session {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await; // the first tick is immediate
         let mut pings: u64 = 0;
+        // Any frame proves the connection alive; the deadline moves only
+        // then (not when we ping: a ping is not an answer).
+        let mut deadline = tokio::time::Instant::now() + self.options.liveness_timeout;
         loop {
             let next = tokio::select! {
-                next = tokio::time::timeout(self.options.liveness_timeout, ws.next()) => next,
+                next = ws.next() => next,
+                () = tokio::time::sleep_until(deadline) => {
+                    return End::Lost(format!(
+                        "nothing received for {:?}",
+                        self.options.liveness_timeout
+                    ));
+                }
                 _ = ping.tick() => {
                     pings += 1;
                     let frame = ClientFrame::Ping { request_id: Some(format!("ping-{pings}")) };
                     let text = serde_json::to_string(&frame).unwrap_or_default();
-                    if let Err(e) = ws.send(WsMessage::text(text)).await {
-                        return End::Lost(format!("sending a ping failed: {e}"));
+                    let limit = self.options.liveness_timeout;
+                    match tokio::time::timeout(limit, ws.send(WsMessage::text(text))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return End::Lost(format!("sending a ping failed: {e}")),
+                        Err(_) => return End::Lost(format!("a ping not taken for {limit:?}")),
                     }
                     continue;
                 }
@@ -368,23 +380,18 @@ impl Session {
                     return End::Closed(CloseReason::ByCaller);
                 }
             };
+            deadline = tokio::time::Instant::now() + self.options.liveness_timeout;
             let text = match next {
-                Err(_) => {
-                    return End::Lost(format!(
-                        "nothing received for {:?}",
-                        self.options.liveness_timeout
-                    ))
-                }
-                Ok(Some(Ok(WsMessage::Text(text)))) => text,
-                Ok(Some(Ok(WsMessage::Close(close)))) => {
+                Some(Ok(WsMessage::Text(text))) => text,
+                Some(Ok(WsMessage::Close(close))) => {
                     let why = close
                         .map(|c| format!("{} {}", u16::from(c.code), c.reason))
                         .unwrap_or_else(|| "no code".into());
                     return End::Lost(format!("the server closed the connection ({why})"));
                 }
-                Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(e))) => return End::Lost(format!("the connection failed: {e}")),
-                Ok(None) => return End::Lost("the connection ended".into()),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return End::Lost(format!("the connection failed: {e}")),
+                None => return End::Lost("the connection ended".into()),
             };
             let Ok(frame) = serde_json::from_str::<ServerFrame>(text.as_str()) else {
                 continue; // not ours to understand; never a reason to stop
