@@ -144,28 +144,10 @@ async fn a_killed_and_restarted_node_loses_and_doubles_nothing() {
         })
         .collect();
     assert_eq!(ids.len() as u64, TOTAL, "every id delivered");
-    // WAITS FOR THE SERVER: without idempotent publish (PROTOCOL.md,
-    // "Idempotent publish"; in cluster mode JetStream's Nats-Msg-Id), a
-    // publish stored just before the kill is stored again by its retry.
-    // Until the server deduplicates at all, this one assertion is skipped
-    // (said on stderr); once it does, it holds.
-    if final_seq != TOTAL && !server_deduplicates(&c).await {
-        eprintln!(
-            "SKIPPED: {} publish(es) stored twice by a retry; the server has no idempotent publish yet",
-            final_seq - TOTAL
-        );
-    } else {
-        assert_eq!(final_seq, TOTAL, "a retried publish was stored twice");
-    }
+    let retried = receipts.iter().filter(|r| r.attempts > 1).count();
+    let duplicates = receipts.iter().filter(|r| r.duplicate).count();
+    eprintln!("{retried} publish(es) retried, {duplicates} answered as duplicates");
+    assert_eq!(final_seq, TOTAL, "a retried publish was stored twice");
     sub.close().await;
     drop(restarted);
-}
-
-/// Whether the server answers a repeated id with `duplicate: true`.
-async fn server_deduplicates(c: &pubsub_client::Client) -> bool {
-    let _ = c.rest().create_topic("dedup-probe").await;
-    let id = Some("probe".to_owned());
-    let first = c.publish("dedup-probe", json!(1), id.clone()).await;
-    let again = c.publish("dedup-probe", json!(1), id).await;
-    matches!((first, again), (Ok(_), Ok(r)) if r.duplicate)
 }
