@@ -253,6 +253,12 @@ struct Restartable {
 
 impl Restartable {
     fn start_on(addr: SocketAddr) -> Self {
+        Restartable::start_with_topics(addr, &[])
+    }
+
+    /// Listening on `addr` with `topics` created before the first request.
+    fn start_with_topics(addr: SocketAddr, topics: &[&str]) -> Self {
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
         let (tx, rx) = std::sync::mpsc::channel();
         let shutdown = Shutdown::new();
         let stop = shutdown.clone();
@@ -270,8 +276,11 @@ impl Restartable {
                         }
                     }
                 };
-                tx.send(listener.local_addr().unwrap()).unwrap();
                 let state = AppState::new(Config::default_for_tests(), stop);
+                for t in &topics {
+                    state.broker.create_topic(t).await.expect("create");
+                }
+                tx.send(listener.local_addr().unwrap()).unwrap();
                 let _ = pubsub_server::serve(listener, state).await;
             });
         });
@@ -386,4 +395,51 @@ fn sub_follows_across_a_restart_and_says_it_did_not_recover() {
     let _ = sub.kill();
     let _ = sub.wait();
     drop(server);
+}
+
+#[test]
+fn pub_retries_until_the_server_is_back_and_a_repeated_id_is_a_duplicate() {
+    // The port is held by a listener that drops every connection: the
+    // publish fails in transit, and is retried.
+    let refuser = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = refuser.local_addr().unwrap();
+    let publish = Command::new(BIN)
+        .args([
+            "--server",
+            &format!("http://{addr}"),
+            "pub",
+            "t",
+            "{\"n\":1}",
+            "--id",
+            "once",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (dropped, _) = refuser.accept().unwrap();
+    drop(dropped);
+    drop(refuser);
+    // The server comes (back) with the topic; the retry gets through.
+    let _server = Restartable::start_with_topics(addr, &["t"]);
+    let out = publish.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(first, serde_json::json!({"seq": 1, "id": "once"}));
+
+    // The same id again is the same message: answered, not published again.
+    let again = pubsub(addr, &["pub", "t", "{\"n\":1}", "--id", "once"]);
+    let second: serde_json::Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(
+        second,
+        serde_json::json!({"seq": 1, "id": "once", "duplicate": true})
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&stdout(&pubsub(addr, &["topics", "show", "t"]))).unwrap();
+    assert_eq!(shown["seq"], 1);
+
+    // A refusal is not retried: exit 1 at once.
+    let missing = pubsub(addr, &["pub", "nope", "1"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("TOPIC_NOT_FOUND"));
 }
