@@ -456,11 +456,18 @@ fn describe_resume(resumed: &Delivery) -> String {
             now.seq,
             (last + 1).saturating_sub(first)
         ),
-        _ => format!(
-            "resumed {topic} at seq {}: NOT recovered, the topic was created again (epoch {}, was {}): \
-             messages after seq {} of the old epoch and {} message(s) of the new one may be missing",
-            now.seq, now.epoch, after.epoch, after.seq, now.seq
-        ),
+        _ => {
+            let new_ones = if now.seq > 0 {
+                format!(" and seq 1 to {} of the new one", now.seq)
+            } else {
+                String::new()
+            };
+            format!(
+                "resumed {topic}: NOT recovered, the topic was created again (epoch {}, was {}): \
+                 messages after seq {} of the old epoch{new_ones} may be missing",
+                now.epoch, after.epoch, after.seq
+            )
+        }
     }
 }
 

@@ -66,12 +66,12 @@ impl Cursors {
                     start.seq == 0,
                 ),
             };
-            self.positions.insert(topic.clone(), start);
+            self.positions.insert(topic.clone(), start.clone());
             out.push(Delivery::Resumed {
                 topic,
                 recovered,
                 after,
-                now,
+                now: start,
             });
         }
         if ack.pattern == Some(true) {
@@ -87,6 +87,20 @@ impl Cursors {
             }
         }
         out
+    }
+
+    /// When a renewed exact subscription found its topic created again
+    /// (a new epoch) with messages already published: the position to
+    /// subscribe again from, so that the new epoch's messages still in
+    /// history are replayed (`since` seq 0 of the new epoch).
+    pub(crate) fn new_epoch_replay(&self, ack: &Ack) -> Option<Since> {
+        if ack.topics.is_some() {
+            return None;
+        }
+        let before = self.positions.get(&ack.topic)?;
+        let epoch = ack.epoch.clone()?;
+        let start = ack.seq?.saturating_sub(ack.replayed.unwrap_or(0));
+        (epoch != before.epoch && start > 0).then_some(Since { seq: 0, epoch })
     }
 
     /// An event: delivered unless it is a repeat; preceded by a `Gap` when
@@ -280,6 +294,30 @@ mod tests {
             Some(crate::Missing::EpochChanged { new_epoch_seq: 2 })
         );
         assert_eq!(seqs(&c.event(event("t", 3))), [3]);
+    }
+
+    #[test]
+    fn a_new_epoch_with_messages_is_replayed_from_its_start() {
+        let mut c = Cursors::default();
+        c.start(&ack(3, "e1", 0, None));
+        assert_eq!(c.new_epoch_replay(&ack(5, "e1", 0, Some(false))), None);
+        assert_eq!(c.new_epoch_replay(&ack(0, "e2", 0, Some(false))), None);
+        let again = c.new_epoch_replay(&ack(2, "e2", 0, Some(false)));
+        assert_eq!(
+            again,
+            Some(Since {
+                seq: 0,
+                epoch: "e2".into()
+            })
+        );
+        // Subscribed again from seq 0 of e2: both replayed, only the old
+        // epoch's tail is missing.
+        let out = c.resume(&ack(2, "e2", 2, Some(false)));
+        assert_eq!(
+            out[0].missing(),
+            Some(crate::Missing::EpochChanged { new_epoch_seq: 0 })
+        );
+        assert_eq!(seqs(&c.event(event("t", 1))), [1]);
     }
 
     fn pattern_ack(topics: &[(&str, u64, &str, u64, Option<bool>)]) -> Ack {

@@ -13,10 +13,12 @@ pub enum Delivery {
     /// The connection came back and the subscription was renewed with
     /// `since`. With `recovered: true` nothing was missed: the events after
     /// `after.seq` follow. With `recovered: false` the server could not
-    /// replay them (history too short, or the topic was created again: a
-    /// new epoch); what follows starts after `now.seq` of `now.epoch`, and
-    /// the messages in between are lost to this subscription (see
-    /// [`Delivery::missing`]).
+    /// replay them (history too short, or the topic was deleted and created
+    /// again: a new epoch); delivery goes on after `now`, and what lies
+    /// between `after` and `now` is lost to this subscription (see
+    /// [`Delivery::missing`]). When an exact topic's epoch changed, the new
+    /// epoch's messages still in history are replayed (`now.seq` is then
+    /// 0 unless its history no longer starts at seq 1).
     Resumed {
         topic: String,
         recovered: bool,
@@ -24,7 +26,8 @@ pub enum Delivery {
         /// a topic a pattern started to match while disconnected: seq 0 of
         /// its epoch).
         after: Since,
-        /// The topic's position when the subscription was renewed.
+        /// The position delivery continues after: the next event has seq
+        /// `now.seq + 1` in `now.epoch`.
         now: Since,
     },
     /// Events `first..=last` of `epoch` were never delivered (the server
@@ -97,7 +100,7 @@ pub enum Missing {
     Range { first: u64, last: u64 },
     /// The topic was created again: the old epoch's messages after
     /// `after.seq` (how many is unknown) and the new epoch's
-    /// `1..=new_epoch_seq`.
+    /// `1..=new_epoch_seq` (none when it is 0).
     EpochChanged { new_epoch_seq: u64 },
 }
 

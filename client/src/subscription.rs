@@ -182,8 +182,7 @@ impl Drop for Subscription {
     }
 }
 
-/// Sends a subscribe and waits for its ack (heartbeats aside, the ack is
-/// the first frame that answers it); an error frame for it is a refusal.
+/// Sends a subscribe and waits for its ack.
 async fn subscribe(
     ws: &mut WebSocket,
     options: &SubscribeOptions,
@@ -199,14 +198,27 @@ async fn subscribe(
         presence_events: false,
         request_id: Some(request_id.to_owned()),
     };
-    let text = serde_json::to_string(&frame).map_err(|e| Error::Body(e.to_string()))?;
+    request(ws, &frame, request_id, options.liveness_timeout).await
+}
+
+/// Sends `frame` and waits for the ack with `request_id`; an error frame
+/// for it is a refusal. Other frames before it are skipped: heartbeats,
+/// and (when a subscription is replaced on one connection) events that
+/// the replacement replays.
+async fn request(
+    ws: &mut WebSocket,
+    frame: &ClientFrame,
+    request_id: &str,
+    patience: Duration,
+) -> Result<Ack, Error> {
+    let text = serde_json::to_string(frame).map_err(|e| Error::Body(e.to_string()))?;
     ws.send(WsMessage::text(text))
         .await
-        .map_err(|e| Error::Transport(format!("sending the subscribe: {e}")))?;
+        .map_err(|e| Error::Transport(format!("sending a request: {e}")))?;
     loop {
-        let next = tokio::time::timeout(options.liveness_timeout, ws.next())
+        let next = tokio::time::timeout(patience, ws.next())
             .await
-            .map_err(|_| Error::Transport("no answer to the subscribe".into()))?;
+            .map_err(|_| Error::Transport(format!("no answer to {request_id}")))?;
         let text = match next {
             Some(Ok(WsMessage::Text(text))) => text,
             Some(Ok(WsMessage::Close(close))) => {
@@ -231,6 +243,34 @@ async fn subscribe(
             _ => {}
         }
     }
+}
+
+/// Renews an exact subscription whose topic has a new epoch from the new
+/// epoch's start: unsubscribes (no event of it after that ack) and
+/// subscribes with `since` seq 0, which replays what history holds
+/// atomically. The answer keeps the first ack's `recovered: false`.
+async fn replay_new_epoch(
+    ws: &mut WebSocket,
+    options: &SubscribeOptions,
+    first: Ack,
+    from: Since,
+    request_id: &str,
+) -> Result<Ack, Error> {
+    let unsubscribe = ClientFrame::Unsubscribe {
+        topic: options.topic.clone(),
+        client_id: options.client_id.clone(),
+        request_id: Some(format!("{request_id}-unsubscribe")),
+    };
+    let id = format!("{request_id}-unsubscribe");
+    request(ws, &unsubscribe, &id, options.liveness_timeout).await?;
+    let id = format!("{request_id}-replay");
+    let again = subscribe(ws, options, None, Some(SinceArg::Topic(from)), &id).await?;
+    Ok(Ack {
+        seq: again.seq,
+        epoch: again.epoch,
+        replayed: again.replayed,
+        ..first
+    })
 }
 
 /// Whether renewing a subscription after `e` is worth another attempt. A
@@ -322,7 +362,10 @@ impl Session {
             let request_id = format!("resume-{attempt}");
             let renewed = async {
                 let mut ws = self.rest.websocket().await?;
-                let ack = subscribe(&mut ws, &self.options, last_n, since, &request_id).await?;
+                let mut ack = subscribe(&mut ws, &self.options, last_n, since, &request_id).await?;
+                if let Some(from) = self.cursors.new_epoch_replay(&ack) {
+                    ack = replay_new_epoch(&mut ws, &self.options, ack, from, &request_id).await?;
+                }
                 Ok::<_, Error>((ws, ack))
             };
             let outcome = tokio::select! {

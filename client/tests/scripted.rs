@@ -1,7 +1,8 @@
-//! Against a scripted WebSocket server that misbehaves on purpose: one that
-//! goes silent (the subscription must notice within its liveness deadline
-//! and reconnect, having pinged meanwhile), and one that sends garbage,
-//! a slow-consumer notice and a seq jump (skipped, reported, reported).
+//! Against a scripted WebSocket server, for what a real one does not do on
+//! demand: going silent (the subscription must notice within its liveness
+//! deadline and reconnect, having pinged meanwhile); garbage, a
+//! slow-consumer notice and a seq jump (skipped, reported, reported); a
+//! topic found with a new epoch on resume (replayed from its start).
 
 mod common;
 
@@ -33,10 +34,20 @@ async fn accept(listener: &TcpListener) -> (Socket, Value) {
     }
 }
 
-/// An ack at `seq` that replays `replayed` events.
+/// An ack at `seq` of epoch `e1` that replays `replayed` events.
 fn ack(subscribe: &Value, seq: u64, replayed: u64, recovered: Option<bool>) -> Message {
-    let mut a = json!({"type": "ack", "request_id": subscribe["request_id"], "topic": "t",
-        "status": "ok", "seq": seq, "epoch": "e1", "replayed": replayed, "ts": "2026-01-01T00:00:00.000Z"});
+    ack_in("e1", subscribe, seq, replayed, recovered)
+}
+
+fn ack_in(
+    epoch: &str,
+    request: &Value,
+    seq: u64,
+    replayed: u64,
+    recovered: Option<bool>,
+) -> Message {
+    let mut a = json!({"type": "ack", "request_id": request["request_id"], "topic": "t",
+        "status": "ok", "seq": seq, "epoch": epoch, "replayed": replayed, "ts": "2026-01-01T00:00:00.000Z"});
     if let Some(r) = recovered {
         a["recovered"] = r.into();
     }
@@ -154,6 +165,96 @@ async fn garbage_is_skipped_and_drops_are_reported() {
         }
     );
     assert!(matches!(next(&mut sub).await, Delivery::Event(e) if e.seq == 4));
+    let _ws = server.await.expect("server");
+    sub.close().await;
+}
+
+/// The next text frame a client sent, as JSON.
+async fn read(ws: &mut Socket) -> Value {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                if v["type"] != "ping" {
+                    return v;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("no frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_topic_with_a_new_epoch_is_replayed_from_its_start() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (mut ws, sub) = accept(&listener).await;
+        ws.send(ack(&sub, 3, 0, None)).await.expect("ack");
+        ws.send(event(4)).await.expect("event");
+        // Gone; back with the topic created again, two messages in.
+        ws.close(None).await.expect("close");
+        let (mut ws, resume) = accept(&listener).await;
+        assert_eq!(
+            resume["since"],
+            json!({"seq": 4, "epoch": "e1"}),
+            "{resume}"
+        );
+        ws.send(ack_in("e2", &resume, 2, 0, Some(false)))
+            .await
+            .expect("ack");
+        // A live event between the two answers: replayed below, so the
+        // client must not deliver it twice.
+        ws.send(event(3)).await.expect("event");
+        let unsubscribe = read(&mut ws).await;
+        assert_eq!(unsubscribe["type"], "unsubscribe", "{unsubscribe}");
+        ws.send(ack_in("e2", &unsubscribe, 0, 0, None))
+            .await
+            .expect("ack");
+        let again = read(&mut ws).await;
+        assert_eq!(again["since"], json!({"seq": 0, "epoch": "e2"}), "{again}");
+        ws.send(ack_in("e2", &again, 3, 3, Some(true)))
+            .await
+            .expect("ack");
+        for seq in 1..=3 {
+            ws.send(event(seq)).await.expect("event");
+        }
+        ws
+    });
+    let c = client(addr);
+    let mut sub = c
+        .subscribe(SubscribeOptions::new("t"))
+        .await
+        .expect("subscribe");
+    assert!(matches!(next(&mut sub).await, Delivery::Event(e) if e.seq == 4));
+    assert!(matches!(
+        next(&mut sub).await,
+        Delivery::Disconnected { .. }
+    ));
+    let resumed = next(&mut sub).await;
+    let Delivery::Resumed {
+        recovered: false,
+        after,
+        now,
+        ..
+    } = &resumed
+    else {
+        panic!("not recovered: {resumed:?}")
+    };
+    assert_eq!((after.seq, after.epoch.as_str()), (4, "e1"));
+    assert_eq!((now.seq, now.epoch.as_str()), (0, "e2"));
+    assert_eq!(
+        resumed.missing(),
+        Some(pubsub_client::Missing::EpochChanged { new_epoch_seq: 0 })
+    );
+    for seq in 1..=3 {
+        let d = next(&mut sub).await;
+        assert!(
+            matches!(&d, Delivery::Event(e) if e.seq == seq && e.epoch == "e2"),
+            "{seq}: {d:?}"
+        );
+    }
     let _ws = server.await.expect("server");
     sub.close().await;
 }
