@@ -245,8 +245,11 @@ fn the_api_key_goes_with_rest_and_websocket_calls() {
 
 /// A server on its own thread that can be stopped (gracefully) and started
 /// again on the same port, empty: an in-memory server's restart.
+/// With `nats`, in cluster mode: topics, seq and history live in NATS
+/// JetStream and survive the restart.
 struct Restartable {
     addr: SocketAddr,
+    nats: Option<String>,
     shutdown: Shutdown,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -258,6 +261,12 @@ impl Restartable {
 
     /// Listening on `addr` with `topics` created before the first request.
     fn start_with_topics(addr: SocketAddr, topics: &[&str]) -> Self {
+        Restartable::start_full(addr, topics, None)
+    }
+
+    fn start_full(addr: SocketAddr, topics: &[&str], nats: Option<String>) -> Self {
+        let mut config = Config::default_for_tests();
+        config.cluster_nats = nats.clone();
         let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
         let (tx, rx) = std::sync::mpsc::channel();
         let shutdown = Shutdown::new();
@@ -276,7 +285,7 @@ impl Restartable {
                         }
                     }
                 };
-                let state = AppState::new(Config::default_for_tests(), stop);
+                let state = AppState::start(config, stop).await.expect("start");
                 for t in &topics {
                     state.broker.create_topic(t).await.expect("create");
                 }
@@ -287,6 +296,7 @@ impl Restartable {
         let addr = rx.recv_timeout(PATIENCE).expect("the server listens");
         Restartable {
             addr,
+            nats,
             shutdown,
             thread: Some(thread),
         }
@@ -297,7 +307,7 @@ impl Restartable {
         if let Some(thread) = self.thread.take() {
             thread.join().expect("the server thread ends");
         }
-        Restartable::start_on(self.addr)
+        Restartable::start_full(self.addr, &[], self.nats.take())
     }
 }
 
@@ -442,4 +452,98 @@ fn pub_retries_until_the_server_is_back_and_a_repeated_id_is_a_duplicate() {
     let missing = pubsub(addr, &["pub", "nope", "1"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(stderr(&missing).contains("TOPIC_NOT_FOUND"));
+}
+
+/// A nats-server with JetStream on a port of its choosing (Debian's
+/// `nats-server`, which the test command installs), killed on drop.
+struct Nats {
+    child: std::process::Child,
+    url: String,
+    _store: tempfile::TempDir,
+}
+
+impl Nats {
+    fn start() -> Self {
+        let store = tempfile::tempdir().unwrap();
+        let mut child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server");
+        let log = lines_of(child.stderr.take().unwrap());
+        let marker = "Listening for client connections on ";
+        let line = wait_for_line(&log, "where nats-server listens", |l| l.contains(marker));
+        let at = &line[line.find(marker).unwrap() + marker.len()..];
+        let url = format!("nats://{}", at.split_whitespace().next().unwrap());
+        // Keep draining its log, so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in log {});
+        Nats {
+            child,
+            url,
+            _store: store,
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sub_follows_a_cluster_node_across_its_restart_and_recovers_everything() {
+    let nats = Nats::start();
+    let server =
+        Restartable::start_full("127.0.0.1:0".parse().unwrap(), &[], Some(nats.url.clone()));
+    let addr = server.addr;
+    // The node reaches NATS in the background: UNAVAILABLE until then.
+    wait_until("the topic created", || {
+        pubsub(addr, &["topics", "create", "kept"]).status.success()
+    });
+    let mut sub = Command::new(BIN)
+        .args(["--server", &format!("http://{addr}"), "sub", "kept"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = lines_of(sub.stdout.take().unwrap());
+    let notices = lines_of(sub.stderr.take().unwrap());
+    wait_until("subscribed", || subscribers(addr, "kept") == Some(1));
+    let seq_of = |line: &str| -> u64 {
+        serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut seqs = Vec::new();
+    for n in 1..=2 {
+        assert!(pubsub(addr, &["pub", "kept", &n.to_string()])
+            .status
+            .success());
+        seqs.push(seq_of(&wait_for_line(&events, "an event", |_| true)));
+    }
+
+    // Restarted: the topic, its seq and its history are still in NATS. The
+    // publishes retry until the node is back with NATS; the subscriber
+    // resumes where it was and recovers what it missed.
+    let server = server.restart();
+    for n in 3..=4 {
+        let out = pubsub(addr, &["pub", "kept", &n.to_string()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    while seqs.last() != Some(&4) {
+        seqs.push(seq_of(&wait_for_line(&events, "an event", |_| true)));
+    }
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    let notice = wait_for_line(&notices, "about the resume", |l| l.contains("resumed kept"));
+    assert!(
+        notice.contains("after seq 2: recovered, nothing missed"),
+        "{notice}"
+    );
+    let _ = sub.kill();
+    let _ = sub.wait();
+    drop(server);
 }
