@@ -28,8 +28,13 @@ impl Cursors {
 
     /// The first subscribe's ack: each topic starts after the point its
     /// replay begins (`seq - replayed`), so replayed events are delivered.
-    pub(crate) fn start(&mut self, ack: &Ack) {
-        for (topic, now, replayed, _) in acked(ack) {
+    /// When the caller gave positions (`given`), each is answered like a
+    /// resume: `Resumed` with the server's `recovered`, or `TopicDeleted`
+    /// for a topic of a pattern that no longer exists.
+    pub(crate) fn start(&mut self, ack: &Ack, given: Option<&SinceArg>) -> Vec<Delivery> {
+        let mut recovered_of = BTreeMap::new();
+        for (topic, now, replayed, recovered) in acked(ack) {
+            recovered_of.insert(topic.clone(), recovered.unwrap_or(false));
             self.positions.insert(
                 topic,
                 Since {
@@ -38,6 +43,23 @@ impl Cursors {
                 },
             );
         }
+        let given: BTreeMap<String, Since> = match given {
+            None => BTreeMap::new(),
+            Some(SinceArg::Topic(s)) => [(ack.topic.clone(), s.clone())].into(),
+            Some(SinceArg::PerTopic(map)) => map.clone(),
+        };
+        given
+            .into_iter()
+            .map(|(topic, after)| match self.positions.get(&topic) {
+                Some(now) => Delivery::Resumed {
+                    recovered: recovered_of.get(&topic).copied().unwrap_or(false),
+                    now: now.clone(),
+                    topic,
+                    after,
+                },
+                None => Delivery::TopicDeleted { topic },
+            })
+            .collect()
     }
 
     /// A renewed subscription's ack: one `Resumed` per topic, and
@@ -235,7 +257,7 @@ mod tests {
     #[test]
     fn replayed_events_are_delivered_and_repeats_are_dropped() {
         let mut c = Cursors::default();
-        c.start(&ack(5, "e1", 2, None));
+        c.start(&ack(5, "e1", 2, None), None);
         let mut got = Vec::new();
         for seq in [4, 5, 5, 3, 6] {
             got.extend(c.event(event("t", seq)));
@@ -251,7 +273,7 @@ mod tests {
     #[test]
     fn a_skip_is_reported_as_a_gap_before_the_event() {
         let mut c = Cursors::default();
-        c.start(&ack(0, "e1", 0, None));
+        c.start(&ack(0, "e1", 0, None), None);
         c.event(event("t", 1));
         let out = c.event(event("t", 4));
         assert_eq!(
@@ -269,7 +291,7 @@ mod tests {
     #[test]
     fn a_resume_reports_whether_it_recovered_and_what_is_missing() {
         let mut c = Cursors::default();
-        c.start(&ack(3, "e1", 0, None));
+        c.start(&ack(3, "e1", 0, None), None);
         c.event(event("t", 4));
         let out = c.resume(&ack(9, "e1", 5, Some(true)));
         assert!(
@@ -297,9 +319,58 @@ mod tests {
     }
 
     #[test]
+    fn positions_given_at_the_start_are_answered_like_a_resume() {
+        let mut c = Cursors::default();
+        let given = SinceArg::Topic(Since {
+            seq: 2,
+            epoch: "e1".into(),
+        });
+        let out = c.start(&ack(9, "e1", 0, Some(false)), Some(&given));
+        assert_eq!(
+            out[0].missing(),
+            Some(crate::Missing::Range { first: 3, last: 9 })
+        );
+
+        let mut c = Cursors::default();
+        let given = SinceArg::PerTopic(
+            [
+                (
+                    "o.a".to_owned(),
+                    Since {
+                        seq: 1,
+                        epoch: "a1".into(),
+                    },
+                ),
+                (
+                    "o.gone".to_owned(),
+                    Since {
+                        seq: 1,
+                        epoch: "g1".into(),
+                    },
+                ),
+            ]
+            .into(),
+        );
+        let out = c.start(
+            &pattern_ack(&[("o.a", 3, "a1", 2, Some(true)), ("o.b", 1, "b1", 0, None)]),
+            Some(&given),
+        );
+        assert!(
+            matches!(&out[0], Delivery::Resumed { topic, recovered: true, .. } if topic == "o.a")
+        );
+        assert_eq!(
+            out[1],
+            Delivery::TopicDeleted {
+                topic: "o.gone".into()
+            }
+        );
+        assert_eq!(out.len(), 2, "o.b was not asked about: {out:?}");
+    }
+
+    #[test]
     fn a_new_epoch_with_messages_is_replayed_from_its_start() {
         let mut c = Cursors::default();
-        c.start(&ack(3, "e1", 0, None));
+        c.start(&ack(3, "e1", 0, None), None);
         assert_eq!(c.new_epoch_replay(&ack(5, "e1", 0, Some(false))), None);
         assert_eq!(c.new_epoch_replay(&ack(0, "e2", 0, Some(false))), None);
         let again = c.new_epoch_replay(&ack(2, "e2", 0, Some(false)));
@@ -347,10 +418,8 @@ mod tests {
     #[test]
     fn a_pattern_resumes_each_topic_and_says_which_appeared_or_went() {
         let mut c = Cursors::default();
-        c.start(&pattern_ack(&[
-            ("o.a", 2, "a1", 0, None),
-            ("o.b", 1, "b1", 0, None),
-        ]));
+        let first = pattern_ack(&[("o.a", 2, "a1", 0, None), ("o.b", 1, "b1", 0, None)]);
+        c.start(&first, None);
         c.event(event("o.a", 3));
         let Some(SinceArg::PerTopic(map)) = c.since("o.*", true) else {
             panic!("a per-topic since")

@@ -35,11 +35,14 @@ pub enum Start {
     /// With the newest `n` messages from history (of each matching topic,
     /// for a pattern), then live.
     LastN(u64),
-    /// After this position of the topic (exact subscriptions); the first
-    /// ack says whether it was recovered ([`Subscription::ack`]).
+    /// After this position of the topic (exact subscriptions). The first
+    /// delivery is a [`Delivery::Resumed`] that says whether everything
+    /// after it was recovered.
     Since(Since),
     /// After these positions, per topic (pattern subscriptions); the other
-    /// matching topics start now.
+    /// matching topics start now. The first deliveries answer each listed
+    /// topic: [`Delivery::Resumed`], or [`Delivery::TopicDeleted`] for one
+    /// that no longer exists.
     SinceEach(BTreeMap<String, Since>),
 }
 
@@ -120,9 +123,9 @@ impl Subscription {
             Start::SinceEach(map) => (None, Some(SinceArg::PerTopic(map.clone()))),
         };
         let mut ws = rest.websocket().await?;
-        let ack = subscribe(&mut ws, &options, last_n, since, "subscribe").await?;
+        let ack = subscribe(&mut ws, &options, last_n, since.clone(), "subscribe").await?;
         let mut cursors = Cursors::default();
-        cursors.start(&ack);
+        let first = cursors.start(&ack, since.as_ref());
         let (tx, deliveries) = mpsc::channel(options.buffer.max(1));
         let (close, closing) = oneshot::channel();
         let session = Session {
@@ -134,7 +137,7 @@ impl Subscription {
             tx,
             closing,
         };
-        let task = tokio::spawn(session.run(ws));
+        let task = tokio::spawn(session.run(ws, first));
         Ok(Subscription {
             ack,
             deliveries,
@@ -313,9 +316,16 @@ struct Session {
 }
 
 impl Session {
-    async fn run(mut self, first: WebSocket) {
-        let mut ws = Some(first);
+    /// Delivers `first` (the answers to the caller's own positions), then
+    /// reads, reconnecting as needed.
+    async fn run(mut self, connection: WebSocket, first: Vec<Delivery>) {
+        let mut ws = Some(connection);
         let mut backoff = Backoff::new(&self.policy);
+        for d in first {
+            if !self.deliver(d).await {
+                return;
+            }
+        }
         let reason = loop {
             let connection = match ws.take() {
                 Some(c) => c,
