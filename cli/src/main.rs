@@ -418,7 +418,7 @@ async fn subscribe(
             }
             Delivery::TopicDeleted { topic } => eprintln!("pubsub: topic {topic} was deleted"),
             Delivery::Disconnected { reason } => {
-                eprintln!("pubsub: connection lost ({reason}); reconnecting")
+                eprintln!("pubsub: disconnected: {reason}; reconnecting")
             }
             Delivery::Closed(CloseReason::Refused(e)) => return Err(e.into()),
             Delivery::Closed(CloseReason::Unsubscribed) => {

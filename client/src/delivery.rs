@@ -47,8 +47,9 @@ pub enum Delivery {
     /// The topic was deleted. For an exact subscription,
     /// [`Delivery::Closed`] follows; a pattern subscription goes on.
     TopicDeleted { topic: String },
-    /// The connection was lost (or the subscription could not be renewed
-    /// yet); the subscription is reconnecting. Said once per outage; a
+    /// The connection was lost; the subscription is reconnecting. Said when
+    /// the outage starts, and again when renewing fails in a new way (the
+    /// server is back but the topic is missing, say); a
     /// [`Delivery::Resumed`] per topic ends it.
     Disconnected { reason: String },
     /// The last item: the stream ends after it.

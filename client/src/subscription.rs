@@ -359,6 +359,9 @@ impl Session {
     /// refuses for good.
     async fn reconnect(&mut self, backoff: &mut Backoff) -> Result<WebSocket, CloseReason> {
         let mut attempt: u64 = 0;
+        // The kind of the last failure: a new kind (the server is back but
+        // the topic is missing, say) is told to the caller, a repeat is not.
+        let mut failing: Option<String> = None;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(backoff.next_delay()) => {}
@@ -392,7 +395,16 @@ impl Session {
                     }
                     return Ok(ws);
                 }
-                Err(e) if worth_retrying(&e) => continue,
+                Err(e) if worth_retrying(&e) => {
+                    let kind = e.key();
+                    if attempt > 1 && failing.as_ref() != Some(&kind) {
+                        let reason = format!("renewing the subscription failed: {e}");
+                        if !self.deliver(Delivery::Disconnected { reason }).await {
+                            return Err(CloseReason::ByCaller);
+                        }
+                    }
+                    failing = Some(kind);
+                }
                 Err(e) => return Err(CloseReason::Refused(e)),
             }
         }
