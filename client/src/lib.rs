@@ -39,6 +39,23 @@
 //! ([`protocol::client::Client`], REST calls and the WebSocket upgrade),
 //! whose [`Error`] it returns.
 //!
+//! # Decisions
+//!
+//! - One WebSocket per [`Subscription`], with its own task: a subscription's
+//!   reconnects, resumes and slow reading are its own, and closing it is
+//!   closing its connection. A program following many topics can use one
+//!   pattern subscription instead of many connections.
+//! - Deliveries go through a bounded buffer ([`SubscribeOptions::buffer`]):
+//!   a caller that stops reading stops the connection being read, and the
+//!   server's slow-consumer policy then applies (reported, see below); the
+//!   client's memory stays bounded.
+//! - Publishes go over REST, one request each, retried with backoff; the
+//!   retries are what make the id matter.
+//! - Liveness: the client pings every [`SubscribeOptions::ping_interval`];
+//!   any frame (a pong, an event, the server's heartbeat) proves the
+//!   connection alive, and none for [`SubscribeOptions::liveness_timeout`]
+//!   makes it reconnect.
+//!
 //! # What a subscription guarantees
 //!
 //! - Per topic, events reach the caller in strictly increasing `seq`, each

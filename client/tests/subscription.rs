@@ -69,8 +69,17 @@ async fn publish_and_subscribe_round_trip() {
         .expect("subscribe");
     assert_eq!(replay.ack().replayed, Some(1));
     assert!(is_event(&next(&mut replay).await, "t", 2));
+
+    // Closed, or just dropped: either way the connection goes.
+    let health = c.rest().health().await.expect("health");
+    assert_eq!(health.connections, 2);
     replay.close().await;
-    sub.close().await;
+    drop(sub);
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    while c.rest().health().await.expect("health").connections > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "connections closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
