@@ -419,6 +419,8 @@ impl Session {
         // Any frame proves the connection alive; the deadline moves only
         // then (not when we ping: a ping is not an answer).
         let mut deadline = tokio::time::Instant::now() + self.options.liveness_timeout;
+        // Why the server said it will close, when it said so.
+        let mut announced: Option<&'static str> = None;
         loop {
             let next = tokio::select! {
                 next = ws.next() => next,
@@ -449,10 +451,11 @@ impl Session {
             let text = match next {
                 Some(Ok(WsMessage::Text(text))) => text,
                 Some(Ok(WsMessage::Close(close))) => {
-                    let why = close
-                        .map(|c| format!("{} {}", u16::from(c.code), c.reason))
+                    let code = close
+                        .map(|c| u16::from(c.code).to_string())
                         .unwrap_or_else(|| "no code".into());
-                    return End::Lost(format!("the server closed the connection ({why})"));
+                    let why = announced.unwrap_or("the server closed the connection");
+                    return End::Lost(format!("{why} (close {code})"));
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return End::Lost(format!("the connection failed: {e}")),
@@ -461,6 +464,14 @@ impl Session {
             let Ok(frame) = serde_json::from_str::<ServerFrame>(text.as_str()) else {
                 continue; // not ours to understand; never a reason to stop
             };
+            if let ServerFrame::Info(info) = &frame {
+                announced = announced.or(match info.msg {
+                    InfoKind::ShuttingDown => Some("the server is shutting down"),
+                    InfoKind::ClosedByAdmin => Some("an admin closed the connection"),
+                    InfoKind::TokenExpired => Some("the token expired"),
+                    _ => None,
+                });
+            }
             let (deliveries, end) = self.on_frame(frame);
             for d in deliveries {
                 if !self.deliver(d).await {

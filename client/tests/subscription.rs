@@ -102,9 +102,13 @@ async fn a_connection_closed_by_an_admin_resumes_with_no_duplicate_and_no_gap() 
 
     let seqs: Vec<u64> = events(&got).into_iter().map(|(_, s)| s).collect();
     assert_eq!(seqs, (1..=10).collect::<Vec<_>>(), "{got:?}");
-    assert!(got
-        .iter()
-        .any(|d| matches!(d, Delivery::Disconnected { .. })));
+    assert!(
+        got.iter().any(|d| matches!(
+            d,
+            Delivery::Disconnected { reason } if reason == "an admin closed the connection (close 4010)"
+        )),
+        "{got:?}"
+    );
     let resumes: Vec<bool> = got
         .iter()
         .filter_map(|d| match d {
