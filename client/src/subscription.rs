@@ -54,7 +54,7 @@ pub struct SubscribeOptions {
     pub start: Start,
     /// Sent as the subscribe's `client_id` (presence).
     pub client_id: Option<String>,
-    /// A `ping` is sent after this long without sending anything.
+    /// A `ping` is sent this often (its `pong` proves the connection alive).
     pub ping_interval: Duration,
     /// A connection on which nothing arrived for this long is dead: the
     /// subscription reconnects. It must exceed `ping_interval` plus a round
