@@ -1,6 +1,8 @@
 //! Publishes numbered messages, one a second, each under its own id:
-//! a publish that fails in transit (restart the server meanwhile) is
-//! retried under that id, so it is stored once.
+//! a publish that fails in transit (kill and restart a cluster node
+//! meanwhile) is retried under that id, so it is stored once. A refusal
+//! (`TOPIC_NOT_FOUND`: an in-memory server restarted without the topic)
+//! ends it.
 //!
 //! ```sh
 //! cargo run -p pubsub-client --example publish -- http://127.0.0.1:4000 demo.eu 10
