@@ -5,6 +5,7 @@ use super::openapi::{
     BadRequest, Forbidden, PayloadTooLarge, TopicNotFound, Unauthorized, Unavailable,
 };
 use super::{history_range, json_body, ApiResult, TopicName};
+use crate::auth::{Credential, Role};
 use crate::broker::{Broker, BrokerError, HistoryRange, PublishedEvent};
 use crate::AppState;
 use axum::body::Body;
@@ -45,9 +46,11 @@ use std::sync::Arc;
 )]
 pub(super) async fn publish(
     State(state): State<AppState>,
+    credential: Credential,
     TopicName(name): TopicName,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Published>)> {
+    credential.may(Role::Publish, &name)?;
     let message: PublishMessage = json_body(body)?;
     let receipt = state.broker.publish(&name, message).await?;
     Ok((
@@ -93,9 +96,11 @@ pub(super) async fn publish(
 )]
 pub(super) async fn history(
     State(state): State<AppState>,
+    credential: Credential,
     TopicName(name): TopicName,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
+    credential.may(Role::Subscribe, &name)?;
     let range = history_range(query.as_deref().unwrap_or(""))?;
     let (epoch, events) = state.broker.history(&name, range).await?;
     Ok(stream_page(&name, &epoch, events))
