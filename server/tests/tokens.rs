@@ -786,3 +786,25 @@ async fn the_secret_file_is_read_without_its_newline() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A page the server renders for a request with a token shows only what
+/// the token may read over REST: history of the topics it covers.
+#[tokio::test]
+async fn pages_rendered_for_a_token_show_only_its_topics() {
+    let s = with_secret().await;
+    publish_as_admin(&s, "orders.eu", json!("visible-order-marker")).await;
+    publish_as_admin(&s, "users.x", json!("secret-user-marker")).await;
+    let token = orders_token("browser-1");
+    let page = |path: &'static str| {
+        let request = s.http.get(s.url(path)).bearer_auth(&token);
+        async move {
+            let response = request.send().await.expect("page");
+            assert_eq!(response.status(), 200, "GET {path}");
+            response.text().await.expect("body")
+        }
+    };
+    let allowed = page("/topics/orders.eu").await;
+    assert!(allowed.contains("visible-order-marker"), "{allowed}");
+    let refused = page("/topics/users.x").await;
+    assert!(!refused.contains("secret-user-marker"), "{refused}");
+}
