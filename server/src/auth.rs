@@ -218,11 +218,12 @@ impl Refusal {
                 role.as_str(),
                 role.purpose()
             ),
-            Refusal::OutOfScope { role, topic, claim } => format!(
-                "the token does not allow {} on {topic:?}: its {:?} claim lists {claim:?}",
-                role.as_str(),
-                format!("topics.{}", role.as_str()),
-            ),
+            Refusal::OutOfScope { role, topic, claim } => {
+                let role = role.as_str();
+                format!(
+                    "the token does not allow {role} on {topic:?}: its \"topics.{role}\" claim lists {claim:?}"
+                )
+            }
             Refusal::Denied(message) => message.clone(),
             Refusal::Origin => {
                 "requests from this Origin are not allowed (see --public-origin and --allowed-origin)"
