@@ -595,8 +595,9 @@ async fn a_websocket_whose_token_expires_is_told_and_closed_with_4401() {
         (Some("info"), Some("token_expired")),
         "{notice}"
     );
+    // Within a second or two (exp has seconds); generous for a busy machine.
     assert!(
-        started.elapsed() <= Duration::from_secs(3),
+        started.elapsed() <= Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
@@ -608,13 +609,13 @@ async fn a_websocket_whose_token_expires_is_told_and_closed_with_4401() {
     assert_eq!((status, &topic["subscribers"]), (200, &json!(0)), "{topic}");
 
     // A refresh in time moves the expiry.
-    let short = hs256(&claims("c", &["subscribe"], Value::Null, 2), SECRET);
+    let short = hs256(&claims("c", &["subscribe"], Value::Null, 3), SECRET);
     let mut ws = ws_with(&s, &short).await;
     let longer = hs256(&claims("c", &["subscribe"], Value::Null, 600), SECRET);
     ws.send(json!({"type": "refresh", "token": longer, "request_id": "r"}))
         .await;
     assert_eq!(ws.recv_json().await["type"], "ack");
-    ws.expect_silence(Duration::from_secs(3)).await;
+    ws.expect_silence(Duration::from_secs(4)).await;
     ws.send(json!({"type": "ping"})).await;
     assert_eq!(ws.recv_json().await["type"], "pong");
 }
