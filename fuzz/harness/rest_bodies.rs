@@ -6,8 +6,8 @@
 //! corpus replay test (`server/tests/fuzz_corpus.rs`).
 //!
 //! An input is `[route, rest...]`: the first byte picks the request (see
-//! [`Request::parse`]). Creating a topic and publishing to the existing one
-//! take `rest` as the body; the other routes take `rest` up to the first
+//! [`Request::parse`]). Creating a topic, publishing to the existing one
+//! and a batch publish take `rest` as the body; the other routes take `rest` up to the first
 //! newline as the `{name}` (percent-encoded into the path) and what follows
 //! as the body or the query.
 //!
@@ -18,7 +18,9 @@
 
 use axum::body::Body;
 use axum::http::{self, Method, StatusCode};
-use protocol::{HistoryPage, Published, RestError, TopicChanged, TopicDetail};
+use protocol::{
+    BatchResult, BatchResults, HistoryPage, Published, RestError, TopicChanged, TopicDetail,
+};
 use pubsub_server::config::Config;
 use pubsub_server::shutdown::Shutdown;
 use pubsub_server::AppState;
@@ -81,11 +83,18 @@ enum Request {
     Topic { name: String },
     /// `DELETE /api/topics/{name}`.
     DeleteTopic { name: String },
+    /// `POST /api/publish` with this body.
+    Batch(Vec<u8>),
 }
 
 impl Request {
     fn parse(data: &[u8]) -> Option<Request> {
         let (&route, rest) = data.split_first()?;
+        // The batch came later: the top 16 first bytes, so that the rest of
+        // the corpus keeps the routes it was minimized for.
+        if route >= 0xF0 {
+            return Some(Request::Batch(rest.to_vec()));
+        }
         // The name (up to the first newline) and what follows it.
         let named = |rest: &[u8]| -> (String, Vec<u8>) {
             match rest.iter().position(|&b| b == b'\n') {
@@ -121,7 +130,7 @@ impl Request {
 
     fn method(&self) -> Method {
         match self {
-            Request::CreateTopic(_) | Request::Publish { .. } => Method::POST,
+            Request::CreateTopic(_) | Request::Publish { .. } | Request::Batch(_) => Method::POST,
             Request::History { .. } | Request::Topic { .. } => Method::GET,
             Request::DeleteTopic { .. } => Method::DELETE,
         }
@@ -130,6 +139,7 @@ impl Request {
     fn uri(&self) -> String {
         match self {
             Request::CreateTopic(_) => "/api/topics".into(),
+            Request::Batch(_) => "/api/publish".into(),
             Request::Publish { name, .. } => format!("/api/topics/{name}/messages"),
             Request::History { name, query } => format!("/api/topics/{name}/messages?{query}"),
             Request::Topic { name } | Request::DeleteTopic { name } => {
@@ -140,7 +150,9 @@ impl Request {
 
     fn body(&self) -> Vec<u8> {
         match self {
-            Request::CreateTopic(body) | Request::Publish { body, .. } => body.clone(),
+            Request::CreateTopic(body) | Request::Publish { body, .. } | Request::Batch(body) => {
+                body.clone()
+            }
             _ => Vec::new(),
         }
     }
@@ -151,6 +163,7 @@ impl Request {
         match self {
             Request::CreateTopic(_) => &[201, 400, 409, 413],
             Request::Publish { .. } => &[201, 400, 404, 413],
+            Request::Batch(_) => &[200, 400, 413],
             Request::History { .. } | Request::Topic { .. } | Request::DeleteTopic { .. } => {
                 &[200, 400, 404]
             }
@@ -227,6 +240,19 @@ pub fn run(data: &[u8]) {
             Request::Publish { .. } => serde_json::from_slice::<Published>(&body).map(drop),
             Request::History { .. } => serde_json::from_slice::<HistoryPage>(&body).map(drop),
             Request::Topic { .. } => serde_json::from_slice::<TopicDetail>(&body).map(drop),
+            Request::Batch(_) => serde_json::from_slice::<BatchResults>(&body).map(|batch| {
+                // Each item's error has the code of a single publish's.
+                for result in batch.results {
+                    if let BatchResult::Failed(e) = result {
+                        let code = e.error.code.http_status();
+                        assert!(
+                            [400, 404, 413].contains(&code),
+                            "{request:?}: an item failed with {:?}: {text}",
+                            e.error.code
+                        );
+                    }
+                }
+            }),
         };
         if let Err(e) = shape {
             panic!("{request:?}: {status} with a body not of the contract ({e}): {text}");

@@ -43,10 +43,18 @@ fn setup(subscribers: usize) -> (Broker, Vec<Arc<Connection>>) {
 /// `subscribers` on the topic `bench`, and `patterns` subscriptions to
 /// patterns that match nothing, spread over 100 other connections.
 fn setup_with_patterns(subscribers: usize, patterns: usize) -> (Broker, Vec<Arc<Connection>>) {
+    setup_with(subscribers, patterns, BrokerConfig::default())
+}
+
+fn setup_with(
+    subscribers: usize,
+    patterns: usize,
+    config: BrokerConfig,
+) -> (Broker, Vec<Arc<Connection>>) {
     let broker = Broker::new(BrokerConfig {
         subscriber_queue: 4096,
         max_subscriptions: patterns.max(1),
-        ..BrokerConfig::default()
+        ..config
     });
     let idle: Vec<_> = (0..100.min(patterns)).map(|_| broker.connect()).collect();
     for i in 0..patterns {
@@ -67,10 +75,27 @@ fn setup_with_patterns(subscribers: usize, patterns: usize) -> (Broker, Vec<Arc<
     (broker, conns)
 }
 
-fn message() -> PublishMessage {
-    PublishMessage {
-        id: Some("m".into()),
-        payload: serde_json::json!({"t": 1234567890, "p": "x".repeat(100)}),
+/// Messages with ids of their own: a reused id would be a retry
+/// (idempotent publish), answered without publishing.
+struct Messages {
+    payload: serde_json::Value,
+    n: u64,
+}
+
+impl Messages {
+    fn new() -> Self {
+        Messages {
+            payload: serde_json::json!({"t": 1234567890, "p": "x".repeat(100)}),
+            n: 0,
+        }
+    }
+
+    fn next(&mut self) -> PublishMessage {
+        self.n += 1;
+        PublishMessage {
+            id: Some(format!("m-{}", self.n)),
+            payload: self.payload.clone(),
+        }
     }
 }
 
@@ -89,12 +114,12 @@ fn drain(conns: &[Arc<Connection>]) -> usize {
 fn fanout(c: &mut Criterion) {
     for subscribers in [1_000usize, 10_000] {
         let (broker, conns) = setup(subscribers);
-        let msg = message();
+        let mut msg = Messages::new();
         let mut group = c.benchmark_group("fanout");
         group.throughput(Throughput::Elements(subscribers as u64));
         group.bench_function(format!("publish+drain to {subscribers}"), |b| {
             b.iter(|| {
-                now(broker.publish("bench", msg.clone())).unwrap();
+                now(broker.publish("bench", msg.next())).unwrap();
                 drain(&conns)
             })
         });
@@ -103,7 +128,7 @@ fn fanout(c: &mut Criterion) {
         group.bench_function(format!("32 publishes, one drain, {subscribers}"), |b| {
             b.iter(|| {
                 for _ in 0..32 {
-                    now(broker.publish("bench", msg.clone())).unwrap();
+                    now(broker.publish("bench", msg.next())).unwrap();
                 }
                 drain(&conns)
             })
@@ -111,30 +136,54 @@ fn fanout(c: &mut Criterion) {
         group.finish();
     }
     let (broker, conns) = setup_with_patterns(1_000, 10_000);
-    let msg = message();
+    let mut msg = Messages::new();
     let mut group = c.benchmark_group("fanout");
     group.throughput(Throughput::Elements(1_000));
     group.bench_function("publish+drain to 1000 with 10,000 idle patterns", |b| {
         b.iter(|| {
-            now(broker.publish("bench", msg.clone())).unwrap();
+            now(broker.publish("bench", msg.next())).unwrap();
             drain(&conns)
         })
     });
+    group.finish();
+
+    // What remembering ids costs a publish (--dedup-window, default 120 s,
+    // against 0), where it weighs most: one subscriber. The window holds
+    // up to the default 100,000 ids, as a busy topic's would.
+    let mut group = c.benchmark_group("dedup");
+    group.throughput(Throughput::Elements(1));
+    for (name, window) in [
+        ("on (120 s)", std::time::Duration::from_secs(120)),
+        ("off", std::time::Duration::ZERO),
+    ] {
+        let config = BrokerConfig {
+            dedup_window: window,
+            ..BrokerConfig::default()
+        };
+        let (broker, conns) = setup_with(1, 0, config);
+        let mut msg = Messages::new();
+        group.bench_function(format!("publish+drain to 1, dedup {name}"), |b| {
+            b.iter(|| {
+                now(broker.publish("bench", msg.next())).unwrap();
+                drain(&conns)
+            })
+        });
+    }
     group.finish();
 }
 
 fn allocations() {
     let (broker, conns) = setup(1000);
-    let msg = message();
+    let mut msg = Messages::new();
     let publishes = 1000;
     let before = ALLOCATIONS.load(Relaxed);
     for _ in 0..publishes {
-        now(broker.publish("bench", msg.clone())).unwrap();
+        now(broker.publish("bench", msg.next())).unwrap();
     }
     let publish_allocs = ALLOCATIONS.load(Relaxed) - before;
     let before = ALLOCATIONS.load(Relaxed);
     for _ in 0..publishes {
-        now(broker.publish("bench", msg.clone())).unwrap();
+        now(broker.publish("bench", msg.next())).unwrap();
         drain(&conns);
     }
     let with_drain = ALLOCATIONS.load(Relaxed) - before;

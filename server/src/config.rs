@@ -150,6 +150,12 @@ pub struct Config {
     #[arg(long, env = "PUBSUB_MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
 
+    /// Messages in one batch publish (`POST /api/publish`); more is
+    /// 400 BAD_REQUEST and nothing is published.
+    #[arg(long, env = "PUBSUB_MAX_BATCH", default_value_t = 1_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_batch: usize,
+
     /// Cluster mode: the NATS server (with JetStream) that several instances
     /// share, e.g. `nats://127.0.0.1:4222`. Topics, `seq` and history then
     /// live in NATS and every instance serves them all. Without it (the

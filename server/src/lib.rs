@@ -197,7 +197,9 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
     Ok(())
 }
 
-/// Samples the counters every [`STATS_INTERVAL`] until shutdown.
+/// Samples the counters every [`STATS_INTERVAL`] until shutdown, and
+/// forgets the message ids past `dedup_window` of topics that stopped
+/// publishing.
 async fn sample_stats(broker: Broker, sampler: Arc<Sampler>, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,5 +213,6 @@ async fn sample_stats(broker: Broker, sampler: Arc<Sampler>, shutdown: Shutdown)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         sampler.sample(&broker, now_ms);
+        broker.forget_expired_ids();
     }
 }

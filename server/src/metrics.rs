@@ -222,7 +222,7 @@ struct Scalar {
     read: fn(&BrokerReadings) -> u64,
 }
 
-const SCALARS: [Scalar; 14] = [
+const SCALARS: [Scalar; 16] = [
     Scalar {
         name: "uptime_seconds",
         kind: Kind::Gauge,
@@ -252,6 +252,18 @@ const SCALARS: [Scalar; 14] = [
         kind: Kind::Counter,
         help: "Messages published.",
         read: |r| r.broker.totals().published.load(Relaxed),
+    },
+    Scalar {
+        name: "publish_duplicates",
+        kind: Kind::Counter,
+        help: "Publishes answered as duplicates of a message published within dedup_window (not published again).",
+        read: |r| r.broker.totals().duplicates.load(Relaxed),
+    },
+    Scalar {
+        name: "dedup_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes allocated for the message ids remembered for idempotent publish, over all topics (within max_dedup_bytes).",
+        read: |r| r.broker.totals().dedup_bytes.load(Relaxed),
     },
     Scalar {
         name: "delivered",

@@ -817,3 +817,115 @@ async fn presence_is_cluster_wide_and_a_killed_nodes_clients_leave_it() {
         "{board}"
     );
 }
+
+/// Idempotent publish is cluster-wide: a retry on another node is answered
+/// with the original's `seq` and `duplicate`, and no node fans it out
+/// again. That includes the retry after an `UNAVAILABLE` whose publish NATS
+/// had in fact stored: played here by storing a message in the topic's
+/// stream directly, as a publish whose acknowledgement was lost would be.
+#[tokio::test]
+async fn a_retry_on_any_node_is_a_duplicate_even_after_a_lost_acknowledgement() {
+    let (nats, nodes) = cluster().await;
+    let [a, b, c] = &nodes[..] else {
+        unreachable!()
+    };
+    a.create_topic("orders").await;
+    let mut on_c = c.ws().await;
+    on_c.subscribe("orders", json!({})).await;
+
+    let (status, first) = a
+        .post(
+            "/api/topics/orders/messages",
+            json!({"id": "o-1", "payload": 1}),
+        )
+        .await;
+    assert_eq!((status, &first["seq"]), (201, &json!(1)), "{first}");
+    assert!(first.get("duplicate").is_none());
+    let (status, retry) = b
+        .post(
+            "/api/topics/orders/messages",
+            json!({"id": "o-1", "payload": "again"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{retry}");
+    assert_eq!(
+        (&retry["seq"], &retry["duplicate"]),
+        (&json!(1), &json!(true))
+    );
+    let mut ws = b.ws().await;
+    ws.send(
+        json!({"type": "publish", "topic": "orders", "request_id": "p",
+                   "message": {"id": "o-1", "payload": 3}}),
+    )
+    .await;
+    let ack = ws.recv_skipping_pings().await;
+    assert_eq!(
+        (&ack["seq"], &ack["duplicate"]),
+        (&json!(1), &json!(true)),
+        "{ack}"
+    );
+
+    // The publish NATS stored but whose acknowledgement never came back.
+    let (_, info) = a.get("/api/topics/orders").await;
+    let epoch = info["epoch"].as_str().expect("epoch");
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let stored = js
+        .send_publish(
+            format!("pubsub.topic.{epoch}"),
+            async_nats::jetstream::message::PublishMessage::build()
+                .payload(r#"{"id":"o-2","payload":2,"ts":"2026-12-06T00:00:00.000Z"}"#.into())
+                .message_id("o-2"),
+        )
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+    assert_eq!(stored.sequence, 2);
+    let (status, retry) = c
+        .post(
+            "/api/topics/orders/messages",
+            json!({"id": "o-2", "payload": 2}),
+        )
+        .await;
+    assert_eq!(status, 201, "{retry}");
+    assert_eq!(
+        (&retry["seq"], &retry["duplicate"]),
+        (&json!(2), &json!(true))
+    );
+
+    // A batch through the cluster: in order, duplicates answered as such.
+    let (status, batch) = b
+        .post(
+            "/api/publish",
+            json!({"messages": [
+                {"topic": "orders", "message": {"id": "o-3", "payload": 3}},
+                {"topic": "orders", "message": {"id": "o-1", "payload": 1}},
+                {"topic": "orders", "message": {"id": "o-4", "payload": 4}},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{batch}");
+    let seqs: Vec<(Value, Value)> = batch["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| (r["seq"].clone(), r["duplicate"].clone()))
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            (json!(3), Value::Null),
+            (json!(1), json!(true)),
+            (json!(4), Value::Null)
+        ]
+    );
+
+    // C's subscriber saw each message once: 1, 2, 3, 4.
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        seen.push(next_event(&mut on_c).await["seq"].clone());
+    }
+    assert_eq!(seen, [json!(1), json!(2), json!(3), json!(4)]);
+    on_c.expect_silence(Duration::from_millis(300)).await;
+}

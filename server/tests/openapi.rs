@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 /// Every route under `/api`: the contract's table plus the additions the
 /// README lists (`/api/stats/history`, `/api/openapi.json`).
-const ROUTES: [(&str, &str); 14] = [
+const ROUTES: [(&str, &str); 15] = [
     ("get", "/api/health"),
     ("get", "/api/stats"),
     ("get", "/api/stats/history"),
@@ -21,6 +21,7 @@ const ROUTES: [(&str, &str); 14] = [
     ("delete", "/api/topics/{name}"),
     ("get", "/api/topics/{name}/messages"),
     ("post", "/api/topics/{name}/messages"),
+    ("post", "/api/publish"),
     ("get", "/api/topics/{name}/presence"),
     ("get", "/api/connections"),
     ("get", "/api/connections/{id}"),
@@ -102,6 +103,9 @@ fn request_to(
     );
     match (method, path) {
         ("post", "/api/topics") => s.http.post(url).json(&json!({ "name": "created-by-test" })),
+        ("post", "/api/publish") => s.http.post(url).json(&json!({
+            "messages": [{ "topic": topic, "message": { "payload": { "n": 1 } } }]
+        })),
         ("post", _) => s.http.post(url).json(&json!({ "payload": { "n": 1 } })),
         ("delete", _) => s.http.delete(url),
         _ => s.http.get(url),

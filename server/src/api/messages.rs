@@ -16,7 +16,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use protocol::{HistoryPage, PublishMessage, Published};
+use protocol::{
+    BatchResult, BatchResults, ErrorBody, HistoryPage, PublishBatch, PublishMessage, Published,
+    RestError,
+};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Publish a message
@@ -63,6 +67,119 @@ pub(super) async fn publish(
             duplicate: receipt.duplicate,
         }),
     ))
+}
+
+/// Publish several messages
+///
+/// Each item is published in the order given, exactly as a single publish
+/// of it would be (the same checks, limits and `duplicate` answer), and
+/// answered in the same order: `{"status":"published",...}` or
+/// `{"error":{"code","message"}}` for an item that failed; the others are
+/// published all the same. An empty list, more than `max_batch` items
+/// (default 1,000), or a body not of this shape (no `messages` list, an
+/// item that is not an object) is 400 and publishes nothing. Needs the
+/// `publish` role when authentication is on.
+#[utoipa::path(
+    post,
+    path = "/publish",
+    operation_id = "publish_batch",
+    tag = "messages",
+    security(("bearer" = []), ("apiKey" = [])),
+    request_body(content = PublishBatch, content_type = "application/json",
+        description = "The messages, in order. The body is read as JSON whatever its Content-Type.",
+        example = json!({"messages": [
+            {"topic": "orders", "message": {"id": "order-1042", "payload": {"qty": 1}}},
+            {"topic": "audit", "message": {"payload": "order-1042 placed"}}
+        ]})),
+    responses(
+        (status = 200, description = "One result per item, in order.", body = BatchResults),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+    ),
+)]
+pub(super) async fn publish_batch(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<BatchResults>> {
+    let items = batch_items(json_body(body)?, state.config.max_batch)?;
+    // Every item is started before any acknowledgement is awaited: in
+    // cluster mode NATS receives them in order and acknowledges them
+    // together, instead of one round trip each.
+    let mut started = Vec::with_capacity(items.len());
+    for item in items {
+        started.push(match item {
+            Ok((topic, message)) => {
+                let publishing = state.broker.start_publish(&topic, message).await;
+                Ok((topic, publishing))
+            }
+            Err(e) => Err(e),
+        });
+    }
+    let mut results = Vec::with_capacity(started.len());
+    for item in started {
+        let outcome = match item {
+            Ok((topic, publishing)) => publishing.finish().await.map(|receipt| (topic, receipt)),
+            Err(e) => Err(e),
+        };
+        results.push(match outcome {
+            Ok((topic, receipt)) => BatchResult::Published(Published {
+                status: "published".into(),
+                topic,
+                id: receipt.id,
+                seq: receipt.seq,
+                duplicate: receipt.duplicate,
+            }),
+            Err(e) => BatchResult::Failed(RestError {
+                error: ErrorBody {
+                    code: e.code,
+                    message: e.message,
+                },
+            }),
+        });
+    }
+    Ok(Json(BatchResults { results }))
+}
+
+/// The body of a batch publish, `{"messages": [ITEM, ...]}`, checked as a
+/// whole (its shape and length: a 400 for all of it), and each item's
+/// `topic` and `message` read (an error of that item only).
+#[derive(serde::Deserialize)]
+struct BatchBody {
+    messages: Vec<Map<String, Value>>,
+}
+
+type BatchItem = Result<(String, PublishMessage), BrokerError>;
+
+fn batch_items(body: BatchBody, max_batch: usize) -> ApiResult<Vec<BatchItem>> {
+    let n = body.messages.len();
+    if n == 0 {
+        return Err(super::ApiError::bad_request(
+            "`messages` is empty: give 1 to max_batch messages",
+        ));
+    }
+    if n > max_batch {
+        return Err(super::ApiError::bad_request(format!(
+            "{n} messages in one batch; at most {max_batch} (max_batch) are allowed"
+        )));
+    }
+    Ok(body.messages.into_iter().map(batch_item).collect())
+}
+
+fn batch_item(mut item: Map<String, Value>) -> BatchItem {
+    let topic = match item.remove("topic") {
+        Some(Value::String(topic)) => topic,
+        Some(_) => return Err(BrokerError::bad_request("`topic` must be a string")),
+        None => return Err(BrokerError::bad_request("`topic` is missing")),
+    };
+    let message = match item.remove("message") {
+        Some(message @ Value::Object(_)) => serde_json::from_value(message)
+            .map_err(|e| BrokerError::bad_request(format!("invalid `message`: {e}")))?,
+        Some(_) => return Err(BrokerError::bad_request("`message` must be an object")),
+        None => return Err(BrokerError::bad_request("`message` is missing")),
+    };
+    Ok((topic, message))
 }
 
 /// A topic's recent messages, oldest first

@@ -82,6 +82,7 @@ fn routes() -> Declared {
         .route(Role(Admin), routes!(connections::list))
         .route(Role(Admin), routes!(connections::get, connections::close))
         .route(Role(Publish), routes!(messages::publish))
+        .route(Role(Publish), routes!(messages::publish_batch))
         .route(Open, routes!(openapi::document))
 }
 

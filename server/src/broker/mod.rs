@@ -105,6 +105,34 @@ pub struct BrokerConfig {
     /// second's worth (the rate).
     #[arg(long, env = "PUBSUB_PUBLISH_BURST", default_value_t = 0)]
     pub publish_burst: u32,
+
+    /// How long a topic remembers a published message's id: a publish with
+    /// the same id within it is answered like the original (its `seq`,
+    /// `duplicate: true`) and not published again, so a client may retry
+    /// safely; 0 turns it off. Cluster mode: JetStream's duplicate window.
+    #[arg(long, env = "PUBSUB_DEDUP_WINDOW", default_value = "120s", value_parser = parse_window)]
+    pub dedup_window: std::time::Duration,
+
+    /// Ids a topic remembers at most within --dedup-window, oldest
+    /// forgotten first (about 60 bytes each); in cluster mode NATS keeps
+    /// them, for the whole window.
+    #[arg(long, env = "PUBSUB_DEDUP_IDS", default_value_t = 100_000)]
+    pub dedup_ids: usize,
+
+    /// Bytes allocated for remembered ids over all topics (about 60 per
+    /// id): past it, a topic that publishes forgets two of its own oldest
+    /// ids per new one (keeping its newest), so the busiest topics'
+    /// windows shrink first.
+    #[arg(long, env = "PUBSUB_MAX_DEDUP_BYTES", default_value_t = 256 << 20)]
+    pub max_dedup_bytes: usize,
+}
+
+/// A duration that may be zero (`0` turns the feature off).
+fn parse_window(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (try e.g. 120s, 10m or 0)"))
 }
 
 impl Default for BrokerConfig {
@@ -337,7 +365,10 @@ impl Broker {
         self.start_publish(name, message).await
     }
 
-    async fn start_publish(&self, name: &str, message: PublishMessage) -> Publishing {
+    /// Publishes without a connection (REST), in two steps like
+    /// [`Broker::start_publish_from`]: a batch starts every message in its
+    /// order, then waits for their acknowledgements together.
+    pub async fn start_publish(&self, name: &str, message: PublishMessage) -> Publishing {
         let prepared = match self.prepare(name, message) {
             Ok(prepared) => prepared,
             Err(e) => return Publishing::Done(Err(e)),
@@ -649,6 +680,13 @@ impl Broker {
     /// Per-topic counters, sorted by name.
     pub fn all_topic_counts(&self) -> Vec<(String, TopicCounts)> {
         self.hub.all_topic_counts()
+    }
+
+    /// Forgets the message ids remembered past `dedup_window` in every
+    /// topic (a publish does it for its own topic; this reaches the topics
+    /// that stopped publishing). One short lock per topic that holds ids.
+    pub fn forget_expired_ids(&self) {
+        self.hub.forget_expired_ids();
     }
 
     /// Each topic's messages published so far, without taking topic locks.

@@ -25,6 +25,7 @@
 
 mod board;
 pub mod connection;
+pub(crate) mod dedup;
 pub mod frame;
 pub mod outbox;
 mod subscriptions;
@@ -45,6 +46,14 @@ use std::sync::Arc;
 use std::time::Instant;
 use tally::{Limit, TopicTally, Totals};
 use topic::{PublishedEvent, Topic};
+
+/// Where [`Hub::append_next`] put a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Appended {
+    pub seq: u64,
+    /// Published within the dedup window already, as `seq`.
+    pub duplicate: bool,
+}
 
 pub(crate) struct Hub {
     config: BrokerConfig,
@@ -194,6 +203,9 @@ impl Hub {
         let freed = st.history.clear();
         topic.history_bytes.store(0, Relaxed);
         self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);
+        let forgotten = st.dedup.clear();
+        topic.dedup_bytes.store(0, Relaxed);
+        self.totals.dedup_bytes.fetch_sub(forgotten as u64, Relaxed);
         let notice = Frame::info(InfoKind::TopicDeleted, Some(name.to_owned()));
         for (_, conn) in st.subscribers.drain(..) {
             conn.outbox.discard_topic(&topic.tally);
@@ -282,16 +294,83 @@ impl Hub {
     /// made under the topic's lock so that `seq` and the order of fan-out
     /// are one: history and every subscriber get it at once. `None` when
     /// the topic was deleted meanwhile.
-    pub(crate) fn append_next(&self, topic: &Topic, draft: EventDraft) -> Option<u64> {
+    ///
+    /// A message whose `id` the topic published within `dedup_window` is
+    /// not appended: the original's `seq` comes back with `duplicate`.
+    pub(crate) fn append_next(
+        &self,
+        topic: &Topic,
+        id: &str,
+        draft: EventDraft,
+    ) -> Option<Appended> {
+        let window = self.dedup_window();
+        let now = if window.enabled() { dedup::now_ms() } else { 0 };
         let mut st = topic.state.lock();
         if st.deleted {
             return None;
         }
+        if let Some(seq) = st.dedup.lookup(window, id, now) {
+            drop(st);
+            self.totals.duplicates.fetch_add(1, Relaxed);
+            return Some(Appended {
+                seq,
+                duplicate: true,
+            });
+        }
         let seq = st.seq + 1;
         self.fan_out(topic, &mut st, seq, draft);
+        let over = self.totals.dedup_bytes.load(Relaxed) >= self.config.max_dedup_bytes as u64;
+        let change = st.dedup.record(window, id, seq, now, over);
+        if change != 0 {
+            topic.dedup_bytes.store(st.dedup.bytes(), Relaxed);
+        }
         drop(st);
+        self.add_dedup_bytes(change);
         self.enforce_history_budget();
-        Some(seq)
+        Some(Appended {
+            seq,
+            duplicate: false,
+        })
+    }
+
+    /// See [`crate::broker::Broker::forget_expired_ids`]. Topics holding no
+    /// ids (their `dedup_bytes` is 0) are skipped without their lock.
+    pub(crate) fn forget_expired_ids(&self) {
+        let window = self.dedup_window();
+        if self.totals.dedup_bytes.load(Relaxed) == 0 {
+            return;
+        }
+        let now = dedup::now_ms();
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .iter()
+            .filter(|e| e.value().dedup_bytes.load(Relaxed) > 0)
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        for topic in topics {
+            let mut st = topic.state.lock();
+            let change = st.dedup.prune(window, now);
+            topic.dedup_bytes.store(st.dedup.bytes(), Relaxed);
+            drop(st);
+            self.add_dedup_bytes(change);
+        }
+    }
+
+    fn add_dedup_bytes(&self, change: isize) {
+        if change >= 0 {
+            self.totals.dedup_bytes.fetch_add(change as u64, Relaxed);
+        } else {
+            self.totals
+                .dedup_bytes
+                .fetch_sub(change.unsigned_abs() as u64, Relaxed);
+        }
+    }
+
+    fn dedup_window(&self) -> dedup::Window {
+        dedup::Window {
+            span: self.config.dedup_window,
+            ids: self.config.dedup_ids,
+        }
     }
 
     /// Takes in an event whose `seq` was decided elsewhere (the cluster's

@@ -37,6 +37,12 @@ fn bucket_of(seconds: f64) -> usize {
 #[derive(Debug, Default)]
 pub struct Totals {
     pub published: AtomicU64,
+    /// Publishes answered as duplicates of a message published within
+    /// `dedup_window` (not published again).
+    pub duplicates: AtomicU64,
+    /// Bytes allocated for the message ids remembered for idempotent
+    /// publish, over all topics (a gauge, held within `max_dedup_bytes`).
+    pub dedup_bytes: AtomicU64,
     /// Live events put into connection queues (the sum of fan-outs).
     pub enqueued: AtomicU64,
     /// `SLOW_CONSUMER` signals: notices sent and connections closed.

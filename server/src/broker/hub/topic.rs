@@ -50,6 +50,9 @@ pub struct Topic {
     /// Bytes its history holds (written under `state`'s lock, read without
     /// it when the broker picks the biggest topics to evict from).
     pub(super) history_bytes: std::sync::atomic::AtomicUsize,
+    /// Bytes its remembered ids hold (written under `state`'s lock, read
+    /// without it by the sweep that forgets expired ids).
+    pub(super) dedup_bytes: std::sync::atomic::AtomicUsize,
     pub(super) state: Mutex<TopicState>,
 }
 
@@ -62,6 +65,9 @@ pub(super) struct TopicState {
     /// The exact-name subscriptions (presence), by connection id, oldest
     /// first (`shift_remove` keeps that order). Not on the publish path.
     pub presence: IndexMap<u64, Member>,
+    /// Ids published within `dedup_window` (in memory; in cluster mode
+    /// JetStream remembers them and this stays empty).
+    pub dedup: super::dedup::Dedup,
     pub deleted: bool,
 }
 
@@ -88,11 +94,13 @@ impl Topic {
             created_at,
             tally,
             history_bytes: std::sync::atomic::AtomicUsize::new(0),
+            dedup_bytes: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(TopicState {
                 seq: 0,
                 history: History::new(history_size),
                 subscribers: IndexMap::new(),
                 presence: IndexMap::new(),
+                dedup: Default::default(),
                 deleted: false,
             }),
         }

@@ -50,11 +50,11 @@ impl MemoryLog {
         let topic = self.hub.topic(name)?;
         // The expensive part (serializing the payload) happens before the lock.
         let draft = EventDraft::new(name, &message.id, &message.payload, &clock::now_rfc3339());
-        match self.hub.append_next(&topic, draft) {
-            Some(seq) => Ok(Receipt {
+        match self.hub.append_next(&topic, &message.id, draft) {
+            Some(appended) => Ok(Receipt {
                 id: message.id,
-                seq,
-                duplicate: false,
+                seq: appended.seq,
+                duplicate: appended.duplicate,
             }),
             None => Err(BrokerError::topic_not_found(name)),
         }

@@ -191,6 +191,13 @@ impl NatsLog {
         Ok(me)
     }
 
+    /// JetStream's duplicate window for new topics' streams: the
+    /// configured one (JetStream reads zero as its default of two minutes;
+    /// with dedup off no message carries an id, so it holds nothing).
+    fn dedup_window(&self) -> Duration {
+        self.hub.config().dedup_window
+    }
+
     /// This node's name.
     pub(crate) fn node(&self) -> &str {
         &self.node
@@ -295,6 +302,10 @@ impl NatsLog {
                 max_bytes: self.stream_bytes(),
                 discard: stream::DiscardPolicy::Old,
                 storage: stream::StorageType::File,
+                // Idempotent publish: JetStream drops a message whose
+                // Nats-Msg-Id it stored within this window and acknowledges
+                // it with the original's sequence and `duplicate`.
+                duplicate_window: self.dedup_window(),
                 ..Default::default()
             })
             .await
@@ -383,9 +394,13 @@ impl NatsLog {
             ts: Cow::Borrowed(&ts),
         })
         .unwrap_or_default();
+        let mut message = jetstream::message::PublishMessage::build().payload(body.into());
+        if !self.hub.config().dedup_window.is_zero() {
+            message = message.message_id(msg_id(&prepared.id));
+        }
         let ack = self
             .js
-            .publish(subject(&mirror.epoch), body.into())
+            .send_publish(subject(&mirror.epoch), message)
             .await
             .map_err(unavailable)?;
         let me = Arc::clone(self);
@@ -404,7 +419,8 @@ impl NatsLog {
                     Err(BrokerError::topic_not_found(&name))
                 }
                 Err(e) => Err(unavailable(format!(
-                    "{e} (the message may still be stored if NATS received it)"
+                    "{e} (the message may still be stored if NATS received it: \
+                     retry with the same id, and a stored one is answered as a duplicate)"
                 ))),
             }
         }))
@@ -648,6 +664,13 @@ pub(super) fn name_of(key: &str) -> Option<String> {
     protocol::topic_name_problem(&name)
         .is_none()
         .then_some(name)
+}
+
+/// A message id as a `Nats-Msg-Id` header value: percent-encoded (an id is
+/// any 1 to 128 characters, a header value may not hold a line break), and
+/// injective, so two ids are one for JetStream only when they are equal.
+fn msg_id(id: &str) -> String {
+    form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 
 #[cfg(test)]
