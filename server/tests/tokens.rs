@@ -809,3 +809,25 @@ async fn pages_rendered_for_a_token_show_only_its_topics() {
     let refused = page("/topics/users.x").await;
     assert!(!refused.contains("secret-user-marker"), "{refused}");
 }
+
+/// A batch publish checks each item's topic against the token: the ones
+/// outside its claim are that item's 403, the others are published.
+#[tokio::test]
+async fn a_batch_publish_refuses_only_the_items_outside_the_claim() {
+    let s = with_secret().await;
+    let token = orders_token("batcher");
+    let body = json!({"messages": [
+        {"topic": "orders.eu", "message": {"payload": 1}},
+        {"topic": "users.x", "message": {"payload": 2}},
+        {"topic": "orders.us", "message": {"payload": 3}},
+    ]});
+    let (status, answer) = call(&s, Method::POST, "/api/publish", Some(&token), Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let results = &answer["results"];
+    assert_eq!(results[0]["status"], "published", "{answer}");
+    assert_eq!(results[1]["error"]["code"], "FORBIDDEN", "{answer}");
+    assert!(message(&results[1]).contains("users.x"), "{answer}");
+    assert_eq!(results[2]["status"], "published", "{answer}");
+    let (_, topic) = call(&s, Method::GET, "/api/topics/users.x", Some(ADMIN), None).await;
+    assert_eq!(topic["seq"], 0, "nothing published to users.x: {topic}");
+}

@@ -101,6 +101,7 @@ pub(super) async fn publish(
 )]
 pub(super) async fn publish_batch(
     State(state): State<AppState>,
+    credential: Credential,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<BatchResults>> {
     let items = batch_items(json_body(body)?, state.config.max_batch)?;
@@ -109,6 +110,13 @@ pub(super) async fn publish_batch(
     // together, instead of one round trip each.
     let mut started = Vec::with_capacity(items.len());
     for item in items {
+        // A token limited to some topics: the others are that item's 403.
+        let item = item.and_then(
+            |(topic, message)| match credential.may(Role::Publish, &topic) {
+                Ok(()) => Ok((topic, message)),
+                Err(refusal) => Err(BrokerError::new(refusal.code(), refusal.message())),
+            },
+        );
         started.push(match item {
             Ok((topic, message)) => {
                 let publishing = state.broker.start_publish(&topic, message).await;
