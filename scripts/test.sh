@@ -17,12 +17,12 @@ export CARGO_INCREMENTAL=0
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "cargo clippy (protocol, UI, server, CLI and bench crates, then the wasm frontend)"
-cargo clippy -p protocol -p app -p pubsub-server -p pubsub-cli -p pubsub-bench --all-targets -- -D warnings
+say "cargo clippy (protocol, UI, server, client library, CLI and bench crates, then the wasm frontend)"
+cargo clippy -p protocol -p app -p pubsub-server -p pubsub-client -p pubsub-cli -p pubsub-bench --all-targets -- -D warnings
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 say "cargo test (the cluster tests start nats-server with JetStream and three instances)"
-cargo test -p protocol -p app -p pubsub-server -p pubsub-cli -p pubsub-bench
+cargo test -p protocol -p app -p pubsub-server -p pubsub-client -p pubsub-cli -p pubsub-bench
 
 say "release build (cargo leptos build --release --precompress)"
 cargo leptos build --release --precompress

@@ -95,15 +95,17 @@ enum Attack {
     UnreadPongs,
     StalledSubscribers,
     HistoryFill,
+    DedupFill,
     SlowHeads,
     Shutdown,
 }
 
-const ATTACKS: [Attack; 6] = [
+const ATTACKS: [Attack; 7] = [
     Attack::UnreadHistory,
     Attack::UnreadPongs,
     Attack::StalledSubscribers,
     Attack::HistoryFill,
+    Attack::DedupFill,
     Attack::SlowHeads,
     Attack::Shutdown,
 ];
@@ -115,6 +117,7 @@ impl Attack {
             Attack::UnreadPongs => "unread-pongs",
             Attack::StalledSubscribers => "stalled-subscribers",
             Attack::HistoryFill => "history-fill",
+            Attack::DedupFill => "dedup-fill",
             Attack::SlowHeads => "slow-heads",
             Attack::Shutdown => "shutdown",
         }
@@ -281,6 +284,69 @@ async fn attack_once(args: &AttackArgs, attack: Attack, n: usize) -> std::io::Re
             o.detail = format!(
                 "{:.1} MiB of history at most",
                 watch.history.get() as f64 / MIB as f64
+            );
+        }
+        Attack::DedupFill => {
+            // Past the 256 MiB budget of remembered ids (about 4.5 M ids
+            // at 60 bytes), within each topic's 100,000 (64 topics).
+            const TOPICS: usize = 64;
+            const BATCH: usize = 1_000;
+            let batches = 5_600;
+            o.what = format!(
+                "{} M message ids published in batches of {BATCH} over {TOPICS} topics, 4 at a time",
+                batches * BATCH / 1_000_000
+            );
+            o.bound = "remembered ids <= max_dedup_bytes (256 MiB) over all topics, plus one table doubling".into();
+            // Beyond the budget: a table being rebuilt (two at once for a
+            // moment), the small history, and the allocator's slack.
+            o.rss_bound = 256 * MIB + 96 * MIB;
+            for t in 0..TOPICS {
+                create(addr, &format!("ids-{t}")).await?;
+            }
+            let next = Rc::new(Cell::new(0usize));
+            let mut workers = Vec::new();
+            for _ in 0..4 {
+                let next = Rc::clone(&next);
+                workers.push(tokio::task::spawn_local(async move {
+                    loop {
+                        let b = next.get();
+                        if b >= batches {
+                            return Ok::<(), std::io::Error>(());
+                        }
+                        next.set(b + 1);
+                        let mut body = String::with_capacity(BATCH * 48);
+                        body.push_str("{\"messages\":[");
+                        for i in 0..BATCH {
+                            if i > 0 {
+                                body.push(',');
+                            }
+                            let topic = (b * BATCH + i) % TOPICS;
+                            body.push_str(&format!(
+                                "{{\"topic\":\"ids-{topic}\",\"message\":{{\"payload\":{i}}}}}"
+                            ));
+                        }
+                        body.push_str("]}");
+                        let (status, _) =
+                            crate::http::request(addr, "POST", "/api/publish", Some(&body))
+                                .await
+                                .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        if status != 200 {
+                            return Err(std::io::Error::other(format!("batch: {status}")));
+                        }
+                    }
+                }));
+            }
+            for worker in workers {
+                worker
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))??;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let peak = watch.dedup.get();
+            o.passed &= peak <= 256 * MIB + 8 * MIB && peak > 200 * MIB;
+            o.detail = format!(
+                "{:.1} MiB of remembered ids at most",
+                peak as f64 / MIB as f64
             );
         }
         Attack::SlowHeads => {
@@ -480,6 +546,7 @@ impl Drop for Rss {
 struct Watch {
     queued: Rc<Cell<u64>>,
     history: Rc<Cell<u64>>,
+    dedup: Rc<Cell<u64>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -487,14 +554,17 @@ impl Watch {
     fn start(addr: SocketAddr) -> Watch {
         let queued = Rc::new(Cell::new(0));
         let history = Rc::new(Cell::new(0));
+        let dedup = Rc::new(Cell::new(0));
         let task = {
             let (queued, history) = (Rc::clone(&queued), Rc::clone(&history));
+            let dedup = Rc::clone(&dedup);
             tokio::task::spawn_local(async move {
                 loop {
                     if let Ok(text) = crate::http::get_text(addr, "/metrics").await {
                         let get = |name| crate::http::metric(&text, name).unwrap_or(0.0) as u64;
                         queued.set(queued.get().max(get("pubsub_queued_bytes")));
                         history.set(history.get().max(get("pubsub_history_bytes")));
+                        dedup.set(dedup.get().max(get("pubsub_dedup_bytes")));
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -503,6 +573,7 @@ impl Watch {
         Watch {
             queued,
             history,
+            dedup,
             task,
         }
     }

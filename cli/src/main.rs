@@ -1,19 +1,24 @@
 //! `pubsub`: script a pubsub-server from a shell.
 //!
-//! REST for topics, stats and single publishes; one WebSocket for `sub` and
-//! for publishing stdin line by line. Output is meant for pipes: `sub`
-//! prints each event as one JSON line on stdout and notices on stderr.
+//! REST for topics and stats; `pub` and `sub` go through the client library
+//! (`pubsub-client`): `pub` retries a publish under one id until the server
+//! answers, `sub` follows a topic or pattern across reconnects and server
+//! restarts and says on stderr whether each resume recovered everything.
+//! Output is meant for pipes: `sub` prints each event as one JSON line on
+//! stdout and notices on stderr.
 //! Exit codes: 0 success, 1 the server refused (its error is printed),
 //! 2 bad usage or the server cannot be reached. `token` mints a signed
 //! token for development (see [`token`]).
 
 use clap::{Parser, Subcommand};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use protocol::client::{self, Client};
-use protocol::{ClientFrame, ErrorCode, PublishMessage, ServerFrame, Since};
+use protocol::{EventFrame, ServerFrame};
+use pubsub_client::{
+    Client as PubsubClient, CloseReason, Delivery, Missing, Receipt, Since, Start, SubscribeOptions,
+};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
-use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
 #[command(
@@ -47,17 +52,24 @@ enum Command {
         action: TopicsAction,
     },
     /// Publish a JSON payload, or with `-` one payload per line of stdin
-    /// (prints `{"seq","id"}` per message).
+    /// (prints `{"seq","id"}` per message, and `"duplicate": true` when the
+    /// server had the id already). Each message gets an id, and a publish
+    /// that fails in transit or finds the server UNAVAILABLE is retried
+    /// under that id (for up to 30 s), so it is stored once.
     Pub {
         topic: String,
         /// A JSON value, or `-` to read one per line from stdin.
         payload: String,
-        /// The message id (single payload only; assigned by the server otherwise).
+        /// The message id (single payload only; a UUID otherwise).
         #[arg(long)]
         id: Option<String>,
     },
-    /// Subscribe and print every event as one JSON line.
+    /// Subscribe to a topic or pattern and print every event as one JSON
+    /// line. Follows across reconnects and server restarts, resuming where
+    /// it left off; stderr says for each resume whether it recovered every
+    /// message or which ones may be missing.
     Sub {
+        /// A topic name or a pattern (`orders.*`, `orders.>`).
         topic: String,
         /// Replay the newest N messages from history first.
         #[arg(long)]
@@ -71,6 +83,9 @@ enum Command {
         /// Exit after this many events.
         #[arg(long)]
         count: Option<u64>,
+        /// The subscribe's `client_id` (presence).
+        #[arg(long, default_value = "pubsub-cli")]
+        client_id: String,
     },
     /// Print the topic's history as JSON lines, oldest first.
     History {
@@ -138,6 +153,14 @@ enum Failure {
 
 type Outcome = Result<(), Failure>;
 
+/// Where `sub` starts, from its flags.
+enum SubStart {
+    Now,
+    LastN(u64),
+    /// A seq, and its epoch (the topic's current one when not given).
+    Since(u64, Option<String>),
+}
+
 impl From<client::Error> for Failure {
     fn from(e: client::Error) -> Self {
         match e {
@@ -151,6 +174,10 @@ impl From<client::Error> for Failure {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let client = Client::new(&cli.server).with_api_key(cli.api_key.clone());
+    let mut library = PubsubClient::new(&cli.server);
+    if let Some(key) = &cli.api_key {
+        library = library.with_credential(key.clone());
+    }
     let outcome = match cli.command {
         Command::Token(args) => token(&args).map(|t| println!("{t}")),
         Command::Topics { action } => topics(&client, action).await,
@@ -160,17 +187,26 @@ async fn main() -> ExitCode {
                     "--id applies to a single payload, not to stdin".into(),
                 ))
             } else {
-                publish_lines(&client, &topic).await
+                publish_lines(&library, &topic).await
             }
         }
-        Command::Pub { topic, payload, id } => publish_one(&client, &topic, &payload, id).await,
+        Command::Pub { topic, payload, id } => publish_one(&library, &topic, &payload, id).await,
         Command::Sub {
             topic,
             last_n,
             since,
             epoch,
             count,
-        } => subscribe(&client, &topic, last_n, since, epoch, count).await,
+            client_id,
+        } => {
+            // `since` wins over `last_n`, as in the contract.
+            let start = match (since, last_n) {
+                (Some(seq), _) => SubStart::Since(seq, epoch),
+                (None, Some(n)) => SubStart::LastN(n),
+                (None, None) => SubStart::Now,
+            };
+            subscribe(&library, &topic, start, client_id, count).await
+        }
         Command::History { topic, last_n } => history(&client, &topic, last_n).await,
         Command::Stats => client
             .get::<serde_json::Value>("/api/stats")
@@ -247,20 +283,33 @@ fn parse_payload(text: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(text).map_err(|e| format!("not a JSON value ({e}): {text}"))
 }
 
-async fn publish_one(client: &Client, topic: &str, payload: &str, id: Option<String>) -> Outcome {
+/// Prints a receipt as `{"seq","id"}`, plus `"duplicate": true` when the
+/// server had the id already.
+fn print_receipt(out: &mut impl Write, r: &Receipt) {
+    let mut line = serde_json::json!({ "seq": r.seq, "id": r.id });
+    if r.duplicate {
+        line["duplicate"] = true.into();
+    }
+    let _ = writeln!(out, "{line}");
+}
+
+async fn publish_one(
+    client: &PubsubClient,
+    topic: &str,
+    payload: &str,
+    id: Option<String>,
+) -> Outcome {
     let payload = parse_payload(payload).map_err(Failure::Broken)?;
-    let message = PublishMessage { id, payload };
-    let p = client.publish(topic, &message).await?;
-    println!("{}", serde_json::json!({ "seq": p.seq, "id": p.id }));
+    let receipt = client.publish(topic, payload, id).await?;
+    print_receipt(&mut std::io::stdout(), &receipt);
     Ok(())
 }
 
-/// One payload per stdin line over one WebSocket, pipelined: requests are
-/// numbered and each ack is printed as it comes.
-async fn publish_lines(client: &Client, topic: &str) -> Outcome {
-    let ws = client.websocket().await?;
-    let (mut sink, mut stream) = ws.split();
-    // Read stdin on a blocking thread; send as lines arrive.
+/// One payload per stdin line, each published as `pub` publishes one: with
+/// an id of its own and retried under it, in order (one at a time, so a
+/// retry never reorders lines).
+async fn publish_lines(client: &PubsubClient, topic: &str) -> Outcome {
+    // Read stdin on a blocking thread; publish as lines arrive.
     let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<String>(1024);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -269,54 +318,32 @@ async fn publish_lines(client: &Client, topic: &str) -> Outcome {
             }
         }
     });
-    let mut sent: u64 = 0;
-    let mut answered: u64 = 0;
     let mut refused: u64 = 0;
-    let mut input_done = false;
+    let mut number: u64 = 0;
     let mut out = std::io::stdout();
-    while !(input_done && answered == sent) {
-        tokio::select! {
-            line = lines_rx.recv(), if !input_done => match line {
-                None => input_done = true,
-                Some(line) if line.trim().is_empty() => {}
-                Some(line) => match parse_payload(&line) {
-                    Err(e) => {
-                        eprintln!("pubsub: line skipped: {e}");
-                        refused += 1;
-                    }
-                    Ok(payload) => {
-                        sent += 1;
-                        let frame = ClientFrame::Publish {
-                            topic: topic.to_owned(),
-                            message: PublishMessage { id: None, payload },
-                            request_id: Some(sent.to_string()),
-                        };
-                        let text = serde_json::to_string(&frame).unwrap_or_default();
-                        sink.send(Message::text(text)).await.map_err(|e| Failure::Broken(format!("send failed: {e}")))?;
-                    }
-                },
-            },
-            frame = stream.next() => {
-                let Some(Ok(Message::Text(text))) = frame else {
-                    if matches!(frame, Some(Ok(_))) { continue; }
-                    return Err(Failure::Broken("the server closed the connection".into()));
-                };
-                match serde_json::from_str::<ServerFrame>(text.as_str()) {
-                    Ok(ServerFrame::Ack(ack)) => {
-                        answered += 1;
-                        let _ = writeln!(out, "{}", serde_json::json!({ "seq": ack.seq, "id": ack.id }));
-                    }
-                    Ok(ServerFrame::Error(e)) => {
-                        answered += 1;
-                        refused += 1;
-                        eprintln!("pubsub: line {}: {}: {}", e.request_id.unwrap_or_default(), e.error.code, e.error.message);
-                    }
-                    _ => {}
-                }
+    while let Some(line) = lines_rx.recv().await {
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let payload = match parse_payload(&line) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("pubsub: line {number} skipped: {e}");
+                refused += 1;
+                continue;
             }
+        };
+        match client.publish(topic, payload, None).await {
+            Ok(receipt) => print_receipt(&mut out, &receipt),
+            Err(e @ client::Error::Refused { .. }) => {
+                eprintln!("pubsub: line {number}: {e}");
+                refused += 1;
+            }
+            // Retried until the deadline: the server is gone.
+            Err(e) => return Err(e.into()),
         }
     }
-    let _ = sink.close().await;
     if refused > 0 {
         Err(Failure::Refused(format!("{refused} line(s) not published")))
     } else {
@@ -324,100 +351,113 @@ async fn publish_lines(client: &Client, topic: &str) -> Outcome {
     }
 }
 
+/// Follows a topic or pattern across reconnects and server restarts: events
+/// on stdout, one JSON line each (the `event` frame); on stderr, a line for
+/// each reconnect saying whether it recovered everything, and what may be
+/// missing when not.
 async fn subscribe(
-    client: &Client,
+    client: &PubsubClient,
     topic: &str,
-    last_n: Option<u64>,
-    since: Option<u64>,
-    epoch: Option<String>,
+    start: SubStart,
+    client_id: String,
     count: Option<u64>,
 ) -> Outcome {
-    let since = match (since, epoch) {
-        (Some(seq), Some(epoch)) => Some(Since { seq, epoch }),
-        (Some(seq), None) => {
-            let t = client.topic(topic).await?;
-            Some(Since {
-                seq,
-                epoch: t.epoch,
-            })
+    let start = match start {
+        SubStart::Since(seq, epoch) => {
+            if protocol::pattern::is_pattern(topic) {
+                return Err(Failure::Broken(
+                    "--since applies to a topic, not a pattern".into(),
+                ));
+            }
+            let epoch = match epoch {
+                Some(e) => e,
+                None => client.rest().topic(topic).await?.epoch,
+            };
+            Start::Since(Since { seq, epoch })
         }
-        (None, _) => None,
+        SubStart::LastN(n) => Start::LastN(n),
+        SubStart::Now => Start::Now,
     };
-    let mut ws = client.websocket().await?;
-    let frame = ClientFrame::Subscribe {
-        topic: topic.to_owned(),
-        client_id: Some("pubsub-cli".into()),
-        last_n,
-        since: since.map(protocol::SinceArg::Topic),
-        presence_events: false,
-        request_id: Some("sub".into()),
-    };
-    ws.send(Message::text(
-        serde_json::to_string(&frame).unwrap_or_default(),
-    ))
-    .await
-    .map_err(|e| Failure::Broken(format!("send failed: {e}")))?;
-    let mut out = std::io::stdout();
-    let mut events = 0;
-    while count.is_none_or(|c| events < c) {
-        let Some(frame) = ws.next().await else {
-            return Err(Failure::Broken("the server closed the connection".into()));
-        };
-        let text = match frame {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Close(close)) => {
-                let why = close
-                    .map(|c| format!("{} {}", u16::from(c.code), c.reason))
-                    .unwrap_or_default();
-                return Err(Failure::Broken(format!(
-                    "the server closed the connection {why}"
-                )));
-            }
-            Ok(_) => continue,
-            Err(e) => return Err(Failure::Broken(format!("connection failed: {e}"))),
-        };
-        match serde_json::from_str::<ServerFrame>(text.as_str()) {
-            Ok(ServerFrame::Event(_)) => {
-                events += 1;
-                if writeln!(out, "{}", text.as_str())
-                    .and_then(|()| out.flush())
-                    .is_err()
-                {
-                    return Ok(()); // stdout closed (e.g. `| head`)
-                }
-            }
-            Ok(ServerFrame::Ack(ack)) if ack.request_id.as_deref() == Some("sub") => {
-                let recovered = ack
-                    .recovered
-                    .map(|r| format!(", recovered: {r}"))
-                    .unwrap_or_default();
-                eprintln!(
-                    "subscribed to {topic} at seq {} (epoch {}), replaying {}{recovered}",
-                    ack.seq.unwrap_or(0),
-                    ack.epoch.unwrap_or_default(),
-                    ack.replayed.unwrap_or(0)
-                );
-            }
-            Ok(ServerFrame::Error(e)) if e.error.code == ErrorCode::SlowConsumer => {
-                eprintln!(
-                    "pubsub: SLOW_CONSUMER: {} event(s) dropped",
-                    e.dropped.unwrap_or(0)
-                );
-            }
-            Ok(ServerFrame::Error(e)) => {
-                return Err(Failure::Refused(format!(
-                    "{}: {}",
-                    e.error.code, e.error.message
-                )))
-            }
-            Ok(ServerFrame::Info(info)) if info.msg == protocol::InfoKind::TopicDeleted => {
-                eprintln!("pubsub: topic {topic} was deleted");
-                return Ok(());
-            }
-            _ => {}
+    let options = SubscribeOptions::new(topic)
+        .start(start)
+        .client_id(client_id);
+    let mut sub = client.subscribe(options).await?;
+    let ack = sub.ack();
+    match &ack.topics {
+        Some(topics) => eprintln!(
+            "subscribed to {topic}: {} topic(s) match now, replaying {}",
+            topics.len(),
+            topics.values().map(|t| t.replayed).sum::<u64>()
+        ),
+        None => {
+            let recovered = ack
+                .recovered
+                .map(|r| format!(", recovered: {r}"))
+                .unwrap_or_default();
+            eprintln!(
+                "subscribed to {topic} at seq {} (epoch {}), replaying {}{recovered}",
+                ack.seq.unwrap_or(0),
+                ack.epoch.clone().unwrap_or_default(),
+                ack.replayed.unwrap_or(0)
+            );
         }
     }
-    let _ = ws.close(None).await;
+    let mut out = std::io::stdout();
+    let mut events = 0;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    while count.is_none_or(|c| events < c) {
+        let delivery = tokio::select! {
+            d = sub.next() => d,
+            _ = &mut interrupted => break,
+        };
+        let Some(delivery) = delivery else { break };
+        match delivery {
+            Delivery::Event(e) => {
+                events += 1;
+                let frame = ServerFrame::Event(EventFrame {
+                    topic: e.topic,
+                    message: protocol::Message {
+                        id: e.id,
+                        payload: e.payload,
+                    },
+                    seq: e.seq,
+                    ts: e.ts,
+                });
+                let line = serde_json::to_string(&frame).unwrap_or_default();
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    break; // stdout closed (e.g. `| head`)
+                }
+            }
+            resumed @ Delivery::Resumed { .. } => {
+                eprintln!("pubsub: {}", describe_resume(&resumed))
+            }
+            Delivery::Gap {
+                topic, first, last, ..
+            } => eprintln!(
+                "pubsub: GAP in {topic}: seq {first} to {last} ({} message(s)) not delivered",
+                last - first + 1
+            ),
+            Delivery::SlowConsumer { topic, dropped } => {
+                eprintln!("pubsub: SLOW_CONSUMER: {dropped} event(s) of {topic} dropped")
+            }
+            Delivery::TopicCreated { topic, epoch } => {
+                eprintln!("pubsub: topic {topic} created (epoch {epoch})")
+            }
+            Delivery::TopicDeleted { topic } => eprintln!("pubsub: topic {topic} was deleted"),
+            Delivery::Disconnected { reason } => {
+                eprintln!("pubsub: disconnected: {reason}; reconnecting")
+            }
+            Delivery::Closed(CloseReason::Refused(e)) => return Err(e.into()),
+            Delivery::Closed(CloseReason::Unsubscribed) => {
+                return Err(Failure::Refused(format!(
+                    "the server ended the subscription to {topic}"
+                )))
+            }
+            Delivery::Closed(_) => return Ok(()),
+        }
+    }
+    sub.close().await;
     Ok(())
 }
 
@@ -483,6 +523,44 @@ fn token(args: &TokenArgs) -> Result<String, Failure> {
         &key,
     )
     .map_err(|e| Failure::Broken(format!("cannot sign the token: {e}")))
+}
+
+/// The stderr line for a resume: recovered, or what may be missing.
+fn describe_resume(resumed: &Delivery) -> String {
+    let Delivery::Resumed {
+        topic,
+        recovered,
+        after,
+        now,
+    } = resumed
+    else {
+        return String::new();
+    };
+    if *recovered {
+        return format!(
+            "resumed {topic} after seq {}: recovered, nothing missed",
+            after.seq
+        );
+    }
+    match resumed.missing() {
+        Some(Missing::Range { first, last }) => format!(
+            "resumed {topic} at seq {}: NOT recovered, {} message(s) may be missing (seq {first} to {last})",
+            now.seq,
+            (last + 1).saturating_sub(first)
+        ),
+        _ => {
+            let new_ones = if now.seq > 0 {
+                format!(" and seq 1 to {} of the new one", now.seq)
+            } else {
+                String::new()
+            };
+            format!(
+                "resumed {topic}: NOT recovered, the topic was created again (epoch {}, was {}): \
+                 messages after seq {} of the old epoch{new_ones} may be missing",
+                now.epoch, after.epoch, after.seq
+            )
+        }
+    }
 }
 
 async fn history(client: &Client, topic: &str, last_n: Option<u64>) -> Outcome {

@@ -317,3 +317,308 @@ fn a_minted_token_is_accepted_by_a_server_with_the_same_secret() {
         assert!(stdout(&out).is_empty(), "{bad:?}");
     }
 }
+
+/// A server on its own thread that can be stopped (gracefully) and started
+/// again on the same port, empty: an in-memory server's restart.
+/// With `nats`, in cluster mode: topics, seq and history live in NATS
+/// JetStream and survive the restart.
+struct Restartable {
+    addr: SocketAddr,
+    nats: Option<String>,
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Restartable {
+    fn start_on(addr: SocketAddr) -> Self {
+        Restartable::start_with_topics(addr, &[])
+    }
+
+    /// Listening on `addr` with `topics` created before the first request.
+    fn start_with_topics(addr: SocketAddr, topics: &[&str]) -> Self {
+        Restartable::start_full(addr, topics, None)
+    }
+
+    fn start_full(addr: SocketAddr, topics: &[&str], nats: Option<String>) -> Self {
+        let mut config = Config::default_for_tests();
+        config.cluster_nats = nats.clone();
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shutdown = Shutdown::new();
+        let stop = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                // The previous server may hold the port for a moment.
+                let deadline = std::time::Instant::now() + PATIENCE;
+                let listener = loop {
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(l) => break l,
+                        Err(e) => {
+                            assert!(std::time::Instant::now() < deadline, "bind {addr}: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    }
+                };
+                let state = AppState::start(config, stop).await.expect("start");
+                for t in &topics {
+                    state.broker.create_topic(t).await.expect("create");
+                }
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let _ = pubsub_server::serve(listener, state).await;
+            });
+        });
+        let addr = rx.recv_timeout(PATIENCE).expect("the server listens");
+        Restartable {
+            addr,
+            nats,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    fn restart(mut self) -> Self {
+        self.shutdown.trigger();
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the server thread ends");
+        }
+        Restartable::start_full(self.addr, &[], self.nats.take())
+    }
+}
+
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The lines a child writes to a pipe, as they come.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads `lines` until one satisfies `check`; fails after `PATIENCE`.
+fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if check(&line) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line {what} in time"),
+        }
+    }
+}
+
+fn subscribers(addr: SocketAddr, topic: &str) -> Option<u64> {
+    let shown = pubsub(addr, &["topics", "show", topic]);
+    serde_json::from_str::<serde_json::Value>(&stdout(&shown)).ok()?["subscribers"].as_u64()
+}
+
+fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sub_follows_across_a_restart_and_says_it_did_not_recover() {
+    let server = Restartable::start_on("127.0.0.1:0".parse().unwrap());
+    let addr = server.addr;
+    assert!(pubsub(addr, &["topics", "create", "follow"])
+        .status
+        .success());
+    let mut sub = Command::new(BIN)
+        .args(["--server", &format!("http://{addr}"), "sub", "follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = lines_of(sub.stdout.take().unwrap());
+    let notices = lines_of(sub.stderr.take().unwrap());
+    wait_until("subscribed", || subscribers(addr, "follow") == Some(1));
+    assert!(pubsub(addr, &["pub", "follow", "\"before\""])
+        .status
+        .success());
+    wait_for_line(&events, "with the first event", |l| l.contains("before"));
+
+    // Restarted empty: the subscriber keeps trying until the topic exists
+    // again, then says it could not recover, and goes on printing.
+    let server = server.restart();
+    assert!(pubsub(addr, &["topics", "create", "follow"])
+        .status
+        .success());
+    wait_until("subscribed again", || {
+        subscribers(addr, "follow") == Some(1)
+    });
+    let after = pubsub(addr, &["pub", "follow", "\"after\""]);
+    assert!(after.status.success(), "{}", stderr(&after));
+    let line = wait_for_line(&events, "after the restart", |l| l.contains("after"));
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (event["type"].as_str(), event["seq"].as_u64()),
+        (Some("event"), Some(1))
+    );
+    let notice = wait_for_line(&notices, "about the resume", |l| {
+        l.contains("resumed follow")
+    });
+    assert!(
+        notice.contains("NOT recovered") && notice.contains("after seq 1 of the old epoch"),
+        "{notice}"
+    );
+    let _ = sub.kill();
+    let _ = sub.wait();
+    drop(server);
+}
+
+#[test]
+fn pub_retries_until_the_server_is_back_and_a_repeated_id_is_a_duplicate() {
+    // The port is held by a listener that drops every connection: the
+    // publish fails in transit, and is retried.
+    let refuser = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = refuser.local_addr().unwrap();
+    let publish = Command::new(BIN)
+        .args([
+            "--server",
+            &format!("http://{addr}"),
+            "pub",
+            "t",
+            "{\"n\":1}",
+            "--id",
+            "once",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (dropped, _) = refuser.accept().unwrap();
+    drop(dropped);
+    drop(refuser);
+    // The server comes (back) with the topic; the retry gets through.
+    let _server = Restartable::start_with_topics(addr, &["t"]);
+    let out = publish.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(first, serde_json::json!({"seq": 1, "id": "once"}));
+
+    // The same id again is the same message: answered, not published again.
+    let again = pubsub(addr, &["pub", "t", "{\"n\":1}", "--id", "once"]);
+    let second: serde_json::Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(
+        second,
+        serde_json::json!({"seq": 1, "id": "once", "duplicate": true})
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&stdout(&pubsub(addr, &["topics", "show", "t"]))).unwrap();
+    assert_eq!(shown["seq"], 1);
+
+    // A refusal is not retried: exit 1 at once.
+    let missing = pubsub(addr, &["pub", "nope", "1"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("TOPIC_NOT_FOUND"));
+}
+
+/// A nats-server with JetStream on a port of its choosing (Debian's
+/// `nats-server`, which the test command installs), killed on drop.
+struct Nats {
+    child: std::process::Child,
+    url: String,
+    _store: tempfile::TempDir,
+}
+
+impl Nats {
+    fn start() -> Self {
+        let store = tempfile::tempdir().unwrap();
+        let mut child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server");
+        let log = lines_of(child.stderr.take().unwrap());
+        let marker = "Listening for client connections on ";
+        let line = wait_for_line(&log, "where nats-server listens", |l| l.contains(marker));
+        let at = &line[line.find(marker).unwrap() + marker.len()..];
+        let url = format!("nats://{}", at.split_whitespace().next().unwrap());
+        // Keep draining its log, so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in log {});
+        Nats {
+            child,
+            url,
+            _store: store,
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sub_follows_a_cluster_node_across_its_restart_and_recovers_everything() {
+    let nats = Nats::start();
+    let server =
+        Restartable::start_full("127.0.0.1:0".parse().unwrap(), &[], Some(nats.url.clone()));
+    let addr = server.addr;
+    // The node reaches NATS in the background: UNAVAILABLE until then.
+    wait_until("the topic created", || {
+        pubsub(addr, &["topics", "create", "kept"]).status.success()
+    });
+    let mut sub = Command::new(BIN)
+        .args(["--server", &format!("http://{addr}"), "sub", "kept"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = lines_of(sub.stdout.take().unwrap());
+    let notices = lines_of(sub.stderr.take().unwrap());
+    wait_until("subscribed", || subscribers(addr, "kept") == Some(1));
+    let seq_of = |line: &str| -> u64 {
+        serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut seqs = Vec::new();
+    for n in 1..=2 {
+        assert!(pubsub(addr, &["pub", "kept", &n.to_string()])
+            .status
+            .success());
+        seqs.push(seq_of(&wait_for_line(&events, "an event", |_| true)));
+    }
+
+    // Restarted: the topic, its seq and its history are still in NATS. The
+    // publishes retry until the node is back with NATS; the subscriber
+    // resumes where it was and recovers what it missed.
+    let server = server.restart();
+    for n in 3..=4 {
+        let out = pubsub(addr, &["pub", "kept", &n.to_string()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    while seqs.last() != Some(&4) {
+        seqs.push(seq_of(&wait_for_line(&events, "an event", |_| true)));
+    }
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    let notice = wait_for_line(&notices, "about the resume", |l| l.contains("resumed kept"));
+    assert!(
+        notice.contains("after seq 2: recovered, nothing missed"),
+        "{notice}"
+    );
+    let _ = sub.kill();
+    let _ = sub.wait();
+    drop(server);
+}

@@ -34,7 +34,8 @@
 //! - The clock is monotonic milliseconds since the process started: wall
 //!   clock jumps do not stretch or cut the window.
 
-use std::collections::{HashMap, VecDeque};
+use hashbrown::HashMap;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -46,9 +47,10 @@ static KEYS: LazyLock<(RandomState, RandomState)> =
 
 static START: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-/// An id's digest: two independently keyed SipHash-1-3 values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Digest([u64; 2]);
+/// An id's digest: two independently keyed SipHash-1-3 values. Computed
+/// once per publish, before the topic's lock is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Digest([u64; 2]);
 
 impl std::hash::Hash for Digest {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -57,7 +59,7 @@ impl std::hash::Hash for Digest {
 }
 
 impl Digest {
-    fn of(id: &str) -> Self {
+    pub(crate) fn of(id: &str) -> Self {
         Digest([KEYS.0.hash_one(id), KEYS.1.hash_one(id)])
     }
 }
@@ -82,9 +84,6 @@ impl Hasher for FirstWord {
     }
 }
 
-/// Bytes of one slot of the table: the digest and `seq` (24), its control
-/// byte, and the 1/8 of buckets a table keeps free.
-const SLOT_BYTES: usize = 29;
 /// Bytes of one slot of the expiry queue.
 const QUEUED_BYTES: usize = std::mem::size_of::<(u64, u64, Digest)>();
 
@@ -121,11 +120,11 @@ impl Window {
 impl Dedup {
     /// The `seq` of the message published with `id` within the window, if
     /// one was.
-    pub(crate) fn lookup(&self, window: Window, id: &str, now: u64) -> Option<u64> {
+    pub(crate) fn lookup(&self, window: Window, id: Digest, now: u64) -> Option<u64> {
         if !window.enabled() || self.order.is_empty() {
             return None;
         }
-        let seq = *self.seqs.get(&Digest::of(id))?;
+        let seq = *self.seqs.get(&id)?;
         // The entry for `seq` is in `order`, sorted by seq: find its time.
         let at = self
             .order
@@ -135,12 +134,14 @@ impl Dedup {
         (now.saturating_sub(at) < window.span_ms()).then_some(seq)
     }
 
-    /// Bytes allocated for the remembered ids (capacity, not length).
+    /// Bytes allocated for the remembered ids: the table's allocation as
+    /// it stands (tombstones and free buckets included) and the queue's
+    /// capacity.
     pub(crate) fn bytes(&self) -> usize {
-        self.seqs.capacity() * SLOT_BYTES + self.order.capacity() * QUEUED_BYTES
+        self.seqs.allocation_size() + self.order.capacity() * QUEUED_BYTES
     }
 
-    /// Remembers that `id` was published as `seq` (increasing from call to
+    /// Remembers that the id of `digest` was published as `seq` (increasing from call to
     /// call), after forgetting what is past the window or over the count,
     /// and, when `over_budget`, two more of the oldest (so the topic gives
     /// back one id per publish while the total is over the budget; the id
@@ -148,7 +149,7 @@ impl Dedup {
     pub(crate) fn record(
         &mut self,
         window: Window,
-        id: &str,
+        digest: Digest,
         seq: u64,
         now: u64,
         over_budget: bool,
@@ -160,7 +161,19 @@ impl Dedup {
         // Room first: a full table is not grown for an id that replaces one.
         let extra = if over_budget { 2 } else { 0 };
         self.forget(window, now, window.ids - 1, extra);
-        let digest = Digest::of(id);
+        // Removals leave tombstones, and hashbrown doubles a table with no
+        // room left that is over half full, though it may hold fewer ids
+        // than ever (as here, where every insert follows a removal). Under
+        // the budget that is allowed (and counted): the doubled table then
+        // rehashes in place rarely. Over it, a table with no room is
+        // rebuilt for one more id than it holds, the same size without
+        // the tombstones (O(n), once the room is used up).
+        if over_budget && self.seqs.capacity() == self.seqs.len() {
+            let mut rebuilt =
+                HashMap::with_capacity_and_hasher(self.seqs.len() + 1, Default::default());
+            rebuilt.extend(self.seqs.drain());
+            self.seqs = rebuilt;
+        }
         self.seqs.insert(digest, seq);
         self.order.push_back((now, seq, digest));
         self.shrink(over_budget);
@@ -245,79 +258,100 @@ mod tests {
     #[test]
     fn a_seen_id_answers_its_seq_within_the_window() {
         let mut d = Dedup::default();
-        assert_eq!(d.lookup(WINDOW, "a", 0), None);
-        d.record(WINDOW, "a", 1, 0, false);
-        d.record(WINDOW, "b", 2, 10, false);
-        assert_eq!(d.lookup(WINDOW, "a", 119_999), Some(1));
-        assert_eq!(d.lookup(WINDOW, "b", 120_009), Some(2));
-        assert_eq!(d.lookup(WINDOW, "a", 120_000), None, "past the window");
-        assert_eq!(d.lookup(WINDOW, "c", 5), None);
-        assert_eq!(d.lookup(WINDOW, "A", 5), None, "ids are compared exactly");
+        assert_eq!(d.lookup(WINDOW, Digest::of("a"), 0), None);
+        d.record(WINDOW, Digest::of("a"), 1, 0, false);
+        d.record(WINDOW, Digest::of("b"), 2, 10, false);
+        assert_eq!(d.lookup(WINDOW, Digest::of("a"), 119_999), Some(1));
+        assert_eq!(d.lookup(WINDOW, Digest::of("b"), 120_009), Some(2));
+        assert_eq!(
+            d.lookup(WINDOW, Digest::of("a"), 120_000),
+            None,
+            "past the window"
+        );
+        assert_eq!(d.lookup(WINDOW, Digest::of("c"), 5), None);
+        assert_eq!(
+            d.lookup(WINDOW, Digest::of("A"), 5),
+            None,
+            "ids are compared exactly"
+        );
     }
 
     #[test]
     fn the_oldest_are_forgotten_past_the_count_or_the_window() {
         let mut d = Dedup::default();
         for (seq, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
-            d.record(WINDOW, id, seq as u64 + 1, 0, false);
+            d.record(WINDOW, Digest::of(id), seq as u64 + 1, 0, false);
         }
         assert_eq!(d.len(), 3);
-        assert_eq!(d.lookup(WINDOW, "a", 0), None, "over dedup_ids: forgotten");
-        assert_eq!(d.lookup(WINDOW, "d", 0), Some(4));
+        assert_eq!(
+            d.lookup(WINDOW, Digest::of("a"), 0),
+            None,
+            "over dedup_ids: forgotten"
+        );
+        assert_eq!(d.lookup(WINDOW, Digest::of("d"), 0), Some(4));
         // Time passes: the next record prunes everything expired.
-        d.record(WINDOW, "e", 5, 200_000, false);
+        d.record(WINDOW, Digest::of("e"), 5, 200_000, false);
         assert_eq!(d.len(), 1);
-        assert_eq!(d.lookup(WINDOW, "b", 200_000), None);
+        assert_eq!(d.lookup(WINDOW, Digest::of("b"), 200_000), None);
     }
 
     #[test]
     fn an_id_published_again_after_expiry_keeps_its_new_seq() {
         let mut d = Dedup::default();
-        d.record(WINDOW, "a", 1, 0, false);
-        d.record(WINDOW, "a", 2, 130_000, false);
+        d.record(WINDOW, Digest::of("a"), 1, 0, false);
+        d.record(WINDOW, Digest::of("a"), 2, 130_000, false);
         // Pruning a's first entry must not forget its second.
-        d.record(WINDOW, "b", 3, 130_001, false);
-        assert_eq!(d.lookup(WINDOW, "a", 130_002), Some(2));
+        d.record(WINDOW, Digest::of("b"), 3, 130_001, false);
+        assert_eq!(d.lookup(WINDOW, Digest::of("a"), 130_002), Some(2));
     }
 
     #[test]
     fn over_the_budget_a_topic_gives_back_one_id_per_publish() {
         let mut d = Dedup::default();
         assert!(
-            d.record(WINDOW, "a", 1, 0, false) > 0,
+            d.record(WINDOW, Digest::of("a"), 1, 0, false) > 0,
             "a table was allocated"
         );
-        d.record(WINDOW, "b", 2, 0, false);
-        d.record(WINDOW, "c", 3, 0, false);
+        d.record(WINDOW, Digest::of("b"), 2, 0, false);
+        d.record(WINDOW, Digest::of("c"), 3, 0, false);
         // Full (dedup_ids 3) and over budget: one goes for the count and two
         // more for the budget; the new id stays.
-        d.record(WINDOW, "d", 4, 0, true);
-        assert_eq!((d.len(), d.lookup(WINDOW, "c", 0)), (1, None));
-        assert_eq!(d.lookup(WINDOW, "d", 0), Some(4));
-        d.record(WINDOW, "e", 5, 0, false);
-        assert_eq!((d.len(), d.lookup(WINDOW, "d", 0)), (2, Some(4)));
-        d.record(WINDOW, "e2", 6, 0, true);
-        assert_eq!((d.len(), d.lookup(WINDOW, "e2", 0)), (1, Some(6)));
-        d.record(WINDOW, "f", 7, 0, true);
+        d.record(WINDOW, Digest::of("d"), 4, 0, true);
+        assert_eq!((d.len(), d.lookup(WINDOW, Digest::of("c"), 0)), (1, None));
+        assert_eq!(d.lookup(WINDOW, Digest::of("d"), 0), Some(4));
+        d.record(WINDOW, Digest::of("e"), 5, 0, false);
         assert_eq!(
-            (d.len(), d.lookup(WINDOW, "f", 0)),
+            (d.len(), d.lookup(WINDOW, Digest::of("d"), 0)),
+            (2, Some(4))
+        );
+        d.record(WINDOW, Digest::of("e2"), 6, 0, true);
+        assert_eq!(
+            (d.len(), d.lookup(WINDOW, Digest::of("e2"), 0)),
+            (1, Some(6))
+        );
+        d.record(WINDOW, Digest::of("f"), 7, 0, true);
+        assert_eq!(
+            (d.len(), d.lookup(WINDOW, Digest::of("f"), 0)),
             (1, Some(7)),
             "the newest stays"
         );
         let held = d.bytes();
         assert!(held > 0);
         assert_eq!(d.clear(), held);
-        assert_eq!((d.bytes(), d.lookup(WINDOW, "f", 0)), (0, None));
+        assert_eq!((d.bytes(), d.lookup(WINDOW, Digest::of("f"), 0)), (0, None));
     }
 
     #[test]
     fn the_sweep_gives_back_what_expired_without_a_publish() {
         let mut d = Dedup::default();
-        let mut total = d.record(WINDOW, "a", 1, 0, false);
-        total += d.record(WINDOW, "b", 2, 60_000, false);
+        let mut total = d.record(WINDOW, Digest::of("a"), 1, 0, false);
+        total += d.record(WINDOW, Digest::of("b"), 2, 60_000, false);
         assert_eq!(d.prune(WINDOW, 119_999), 0, "nothing expired yet");
         total += d.prune(WINDOW, 120_000);
-        assert_eq!((d.len(), d.lookup(WINDOW, "b", 120_000)), (1, Some(2)));
+        assert_eq!(
+            (d.len(), d.lookup(WINDOW, Digest::of("b"), 120_000)),
+            (1, Some(2))
+        );
         total += d.prune(WINDOW, 180_000);
         assert_eq!((d.len(), d.bytes()), (0, 0), "all memory given back");
         assert_eq!(total, 0);
@@ -332,19 +366,15 @@ mod tests {
         let mut d = Dedup::default();
         let mut total: isize = 0;
         for seq in 1..=10_000u64 {
-            total += d.record(window, &format!("id-{seq}"), seq, 0, false);
+            total += d.record(window, Digest::of(&format!("id-{seq}")), seq, 0, false);
         }
         assert_eq!(total, d.bytes() as isize, "the changes add up to the bytes");
-        assert!(
-            d.bytes() >= 10_000 * (SLOT_BYTES + QUEUED_BYTES),
-            "{}",
-            d.bytes()
-        );
+        assert!(d.bytes() >= 10_000 * (24 + QUEUED_BYTES), "{}", d.bytes());
         let full = d.bytes();
         // Over budget each record removes two and adds one: it drains to
         // its newest, shrinking on the way.
         for seq in 10_001..=20_000u64 {
-            total += d.record(window, &format!("id-{seq}"), seq, 0, true);
+            total += d.record(window, Digest::of(&format!("id-{seq}")), seq, 0, true);
         }
         assert_eq!(total, d.bytes() as isize);
         assert_eq!(d.len(), 1);
@@ -358,9 +388,9 @@ mod tests {
             ids: 3,
         };
         let mut d = Dedup::default();
-        d.record(off, "a", 1, 0, false);
+        d.record(off, Digest::of("a"), 1, 0, false);
         assert_eq!(d.len(), 0);
-        assert_eq!(d.lookup(off, "a", 0), None);
+        assert_eq!(d.lookup(off, Digest::of("a"), 0), None);
     }
 
     #[test]
@@ -372,12 +402,18 @@ mod tests {
         let mut d = Dedup::default();
         for seq in 1..=50_000u64 {
             let id = format!("id-{seq}");
-            assert_eq!(d.lookup(window, &id, seq), None, "{id} is new");
-            d.record(window, &id, seq, seq, false);
+            assert_eq!(d.lookup(window, Digest::of(&id), seq), None, "{id} is new");
+            d.record(window, Digest::of(&id), seq, seq, false);
         }
         assert_eq!(d.len(), 10_000);
-        assert_eq!(d.lookup(window, "id-50000", 50_000), Some(50_000));
-        assert_eq!(d.lookup(window, "id-40001", 50_000), Some(40_001));
-        assert_eq!(d.lookup(window, "id-40000", 50_000), None);
+        assert_eq!(
+            d.lookup(window, Digest::of("id-50000"), 50_000),
+            Some(50_000)
+        );
+        assert_eq!(
+            d.lookup(window, Digest::of("id-40001"), 50_000),
+            Some(40_001)
+        );
+        assert_eq!(d.lookup(window, Digest::of("id-40000"), 50_000), None);
     }
 }

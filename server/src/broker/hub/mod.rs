@@ -304,12 +304,16 @@ impl Hub {
         draft: EventDraft,
     ) -> Option<Appended> {
         let window = self.dedup_window();
-        let now = if window.enabled() { dedup::now_ms() } else { 0 };
+        let (now, digest) = if window.enabled() {
+            (dedup::now_ms(), dedup::Digest::of(id))
+        } else {
+            (0, dedup::Digest::default())
+        };
         let mut st = topic.state.lock();
         if st.deleted {
             return None;
         }
-        if let Some(seq) = st.dedup.lookup(window, id, now) {
+        if let Some(seq) = st.dedup.lookup(window, digest, now) {
             drop(st);
             self.totals.duplicates.fetch_add(1, Relaxed);
             return Some(Appended {
@@ -320,7 +324,7 @@ impl Hub {
         let seq = st.seq + 1;
         self.fan_out(topic, &mut st, seq, draft);
         let over = self.totals.dedup_bytes.load(Relaxed) >= self.config.max_dedup_bytes as u64;
-        let change = st.dedup.record(window, id, seq, now, over);
+        let change = st.dedup.record(window, digest, seq, now, over);
         if change != 0 {
             topic.dedup_bytes.store(st.dedup.bytes(), Relaxed);
         }
