@@ -61,6 +61,13 @@ fn remember(key: Option<&str>) {
 #[cfg(not(feature = "hydrate"))]
 fn remember(_key: Option<&str>) {}
 
+/// Whether this tab's credential is a signed token (a JWT's three parts)
+/// rather than a key: a token's connection is its `sub`, so the UI then
+/// names no client id of its own (another would be refused).
+pub fn holds_token() -> bool {
+    key().is_some_and(|k| k.split('.').count() == 3)
+}
+
 /// `?token=KEY` for the WebSocket URL, or nothing.
 pub fn token_query() -> String {
     key()

@@ -664,7 +664,10 @@ mod browser {
                 };
                 let subscribe = ClientFrame::Subscribe {
                     topic: request.topic.clone(),
-                    client_id: request.client_id.clone(),
+                    client_id: request
+                        .client_id
+                        .clone()
+                        .filter(|_| !crate::auth::holds_token()),
                     last_n: tracker.last_n(request.last_n),
                     since: tracker.since(),
                     presence_events: false,

@@ -125,7 +125,7 @@ mod browser {
                 };
                 let subscribe = ClientFrame::Subscribe {
                     topic: topic.clone(),
-                    client_id: Some(me.clone()),
+                    client_id: Some(me.clone()).filter(|_| !crate::auth::holds_token()),
                     last_n: None,
                     since: None,
                     presence_events: true,

@@ -7,7 +7,8 @@
 //! Output is meant for pipes: `sub` prints each event as one JSON line on
 //! stdout and notices on stderr.
 //! Exit codes: 0 success, 1 the server refused (its error is printed),
-//! 2 bad usage or the server cannot be reached.
+//! 2 bad usage or the server cannot be reached. `token` mints a signed
+//! token for development (see [`token`]).
 
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
@@ -35,8 +36,8 @@ struct Cli {
         global = true
     )]
     server: String,
-    /// API key, when the server requires one (sent as `Authorization:
-    /// Bearer`, on the WebSocket upgrade too).
+    /// API key or token, when the server requires one (sent as
+    /// `Authorization: Bearer`, on the WebSocket upgrade too).
     #[arg(long, env = "PUBSUB_API_KEY", global = true, hide_env_values = true)]
     api_key: Option<String>,
     #[command(subcommand)]
@@ -96,6 +97,32 @@ enum Command {
     Stats,
     /// Exit 0 when the server answers /api/health with "ok" (for health checks).
     Health,
+    /// Print a signed token (JWT, HS256) for a server started with the same
+    /// --token-secret: for development, where a backend would mint them.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The server's --token-secret (at least 32 bytes).
+    #[arg(long, env = "PUBSUB_TOKEN_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The client id (`sub`).
+    #[arg(long, default_value = "pubsub-cli")]
+    sub: String,
+    /// Roles, comma-separated: admin, publish, subscribe.
+    #[arg(long, value_delimiter = ',', default_value = "publish,subscribe")]
+    roles: Vec<String>,
+    /// Limit publishing to this topic or pattern (repeatable; none: every topic).
+    #[arg(long, value_name = "PATTERN")]
+    publish: Vec<String>,
+    /// Limit subscribing, history and presence to this topic or pattern
+    /// (repeatable; none: every topic).
+    #[arg(long, value_name = "PATTERN")]
+    subscribe: Vec<String>,
+    /// How long the token is valid (e.g. 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +179,7 @@ async fn main() -> ExitCode {
         library = library.with_credential(key.clone());
     }
     let outcome = match cli.command {
+        Command::Token(args) => token(&args).map(|t| println!("{t}")),
         Command::Topics { action } => topics(&client, action).await,
         Command::Pub { topic, payload, id } if payload == "-" => {
             if id.is_some() {
@@ -431,6 +459,70 @@ async fn subscribe(
     }
     sub.close().await;
     Ok(())
+}
+
+/// The server refuses shorter HS256 secrets (RFC 7518 §3.2).
+const MIN_SECRET_BYTES: usize = 32;
+
+/// A token as `pubsub token` prints it: what the server would refuse
+/// (an unknown role, a malformed pattern, a short secret) is refused here.
+fn token(args: &TokenArgs) -> Result<String, Failure> {
+    let bad = |message: String| Err(Failure::Broken(message));
+    if args.secret.len() < MIN_SECRET_BYTES {
+        return bad(format!(
+            "the secret is {} bytes; the server needs at least {MIN_SECRET_BYTES}",
+            args.secret.len()
+        ));
+    }
+    if let Some(problem) = protocol::client_id_problem(&args.sub) {
+        return bad(format!("--sub: {problem}"));
+    }
+    let roles: Vec<&str> = args
+        .roles
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if let Some(role) = roles
+        .iter()
+        .find(|r| !["admin", "publish", "subscribe"].contains(r))
+    {
+        return bad(format!(
+            "unknown role {role:?} (roles: admin, publish, subscribe)"
+        ));
+    }
+    for pattern in args.publish.iter().chain(&args.subscribe) {
+        if let Err(e) = protocol::pattern::Pattern::parse(pattern) {
+            return bad(e);
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| Failure::Broken(e.to_string()))?
+        .as_secs();
+    let mut claims = serde_json::json!({
+        "sub": args.sub,
+        "iat": now,
+        "exp": now.saturating_add(args.ttl.as_secs().max(1)),
+        "roles": roles,
+    });
+    let mut topics = serde_json::Map::new();
+    for (role, patterns) in [("publish", &args.publish), ("subscribe", &args.subscribe)] {
+        if !patterns.is_empty() {
+            topics.insert(role.into(), serde_json::json!(patterns));
+        }
+    }
+    if !topics.is_empty() {
+        claims["topics"] = topics.into();
+    }
+    let key = jsonwebtoken::EncodingKey::from_secret(args.secret.as_bytes())
+        .map_err(|e| Failure::Broken(e.to_string()))?;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &key,
+    )
+    .map_err(|e| Failure::Broken(format!("cannot sign the token: {e}")))
 }
 
 /// The stderr line for a resume: recovered, or what may be missing.

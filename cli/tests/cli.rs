@@ -243,6 +243,81 @@ fn the_api_key_goes_with_rest_and_websocket_calls() {
     assert!(stdout(&got).contains("\"n\":1"), "{}", stdout(&got));
 }
 
+#[test]
+fn a_minted_token_is_accepted_by_a_server_with_the_same_secret() {
+    const SECRET: &str = "a development secret of at least 32 bytes";
+    let config = Config::load_from(["x", "--addr", "127.0.0.1:0", "--token-secret", SECRET])
+        .expect("config");
+    let addr = server_with(config);
+    let mint = |args: &[&str]| {
+        let mut all = vec!["token", "--secret", SECRET];
+        all.extend_from_slice(args);
+        pubsub(addr, &all)
+    };
+    let admin = mint(&["--sub", "ops", "--roles", "admin", "--ttl", "1m"]);
+    assert!(admin.status.success(), "{}", stderr(&admin));
+    let admin = stdout(&admin).trim().to_owned();
+    for topic in ["orders.eu", "users.x"] {
+        let created = pubsub(addr, &["--api-key", &admin, "topics", "create", topic]);
+        assert!(created.status.success(), "{}", stderr(&created));
+    }
+    let browser = mint(&[
+        "--sub",
+        "browser",
+        "--roles",
+        "publish,subscribe",
+        "--publish",
+        "orders.*",
+        "--subscribe",
+        "orders.*",
+        "--ttl",
+        "10m",
+    ]);
+    assert!(browser.status.success(), "{}", stderr(&browser));
+    let browser = stdout(&browser).trim().to_owned();
+    assert_eq!(browser.split('.').count(), 3, "{browser}");
+    let published = pubsub(addr, &["--api-key", &browser, "pub", "orders.eu", "1"]);
+    assert!(published.status.success(), "{}", stderr(&published));
+    let refused = pubsub(addr, &["--api-key", &browser, "pub", "users.x", "1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("FORBIDDEN"),
+        "{}",
+        stderr(&refused)
+    );
+    let history = pubsub(addr, &["--api-key", &browser, "history", "orders.eu"]);
+    assert_eq!(stdout(&history).lines().count(), 1, "{}", stderr(&history));
+    // Without a credential, or with another secret's token: 401.
+    let anonymous = pubsub(addr, &["topics", "list"]);
+    assert!(stderr(&anonymous).contains("UNAUTHORIZED"));
+    let other = pubsub(
+        addr,
+        &[
+            "token",
+            "--secret",
+            "another secret that is also long enough",
+        ],
+    );
+    let other = stdout(&other).trim().to_owned();
+    let refused = pubsub(addr, &["--api-key", &other, "topics", "list"]);
+    assert!(
+        stderr(&refused).contains("UNAUTHORIZED"),
+        "{}",
+        stderr(&refused)
+    );
+    // What the server would refuse is refused before signing.
+    for bad in [
+        vec!["token", "--secret", "short"],
+        vec!["token", "--secret", SECRET, "--roles", "root"],
+        vec!["token", "--secret", SECRET, "--publish", "ord*"],
+        vec!["token", "--secret", SECRET, "--ttl", "soon"],
+    ] {
+        let out = pubsub(addr, &bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{bad:?}");
+    }
+}
+
 /// A server on its own thread that can be stopped (gracefully) and started
 /// again on the same port, empty: an in-memory server's restart.
 /// With `nats`, in cluster mode: topics, seq and history live in NATS

@@ -28,7 +28,7 @@ use pubsub_server::broker::{
     Broker, BrokerConfig, Connection, DrainBuf, Drained, End, Replay, SlowConsumerPolicy,
 };
 use pubsub_server::ws::codec::{Decoder, Incoming};
-use pubsub_server::ws::session::{handle_text, Inflight};
+use pubsub_server::ws::session::{handle_text, Inflight, Standing};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering::Relaxed;
@@ -264,11 +264,18 @@ fn serve(input_len: usize, messages: &[Incoming]) {
 
     let conn = broker.connect();
     let mut inflight = Inflight::default();
+    let mut standing = Standing::open();
     let mut client = ClientView::default();
     let mut requests = 0;
     for message in messages {
         match message {
-            Incoming::Text(text) => at_once(handle_text(&broker, &conn, text, &mut inflight)),
+            Incoming::Text(text) => at_once(handle_text(
+                &broker,
+                &conn,
+                text,
+                &mut inflight,
+                &mut standing,
+            )),
             // As `session::read_loop` answers a binary message.
             Incoming::Binary => conn.outbox.push_reply(Frame::error(
                 None,

@@ -100,6 +100,38 @@ impl Pattern {
         }
         parts.next().is_none()
     }
+
+    /// Whether every topic `other` can match is matched by `self`: a
+    /// token's claim pattern `self` allows a subscription to `other`.
+    /// A topic name is a pattern without wildcards, so this also answers
+    /// for names (then it is [`Pattern::matches`]).
+    ///
+    /// Token by token: a `>` of `self` covers whatever `other` has from
+    /// there on (one token or more, which `other` always has if it has a
+    /// token there); a `>` of `other` is covered only by a `>`; a `*` only
+    /// by a `*` (it stands for infinitely many names); a literal by the
+    /// same literal or a `*`. Otherwise both must end together. The length
+    /// limit of names is ignored, which can only make this answer `false`
+    /// where a bounded check would say `true`: it never allows more.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        let mut theirs = other.tokens.iter();
+        for mine in &self.tokens {
+            let Some(their) = theirs.next() else {
+                return false;
+            };
+            let covered = match (mine, their) {
+                (Token::Rest, _) => return true,
+                (_, Token::Rest) => false,
+                (Token::One, _) => true,
+                (Token::Literal(_), Token::One) => false,
+                (Token::Literal(a), Token::Literal(b)) => a == b,
+            };
+            if !covered {
+                return false;
+            }
+        }
+        theirs.next().is_none()
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +175,89 @@ mod tests {
             assert!(!err.is_empty());
         }
         assert!(Pattern::parse(&format!("{}.*", "a".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn covers_examples() {
+        let covers = |a: &str, b: &str| p(a).covers(&p(b));
+        assert!(covers("orders.*", "orders.eu"));
+        assert!(covers("orders.*", "orders.*"));
+        assert!(!covers("orders.*", "orders.>"), "orders.eu.paid");
+        assert!(covers("orders.>", "orders.*"));
+        assert!(covers("orders.>", "orders.*.paid"));
+        assert!(covers("orders.>", "orders.>"));
+        assert!(!covers("orders.>", "orders"));
+        assert!(!covers("orders.eu", "orders.*"));
+        assert!(covers(">", "*") && covers(">", "a.>") && !covers("*", ">"));
+        assert!(!covers("orders.*.paid", "orders.*"));
+        assert!(!covers("users.*", "orders.eu"));
+    }
+
+    /// `covers` against its definition, exhaustively: every pattern of up
+    /// to three tokens over a small alphabet (with the empty token and
+    /// both wildcards), every pair, checked on every name of up to four
+    /// tokens over that alphabet and one letter no pattern names (which
+    /// stands for all the others). Two patterns of at most three tokens
+    /// that differ on some name differ on one of at most four tokens.
+    #[test]
+    fn covers_is_inclusion_of_the_names_matched() {
+        let letters = ["a", "b", ""];
+        let mut patterns: Vec<Vec<&str>> = Vec::new();
+        let mut prefixes: Vec<Vec<&str>> = vec![Vec::new()];
+        for _ in 0..3 {
+            let mut longer = Vec::new();
+            for prefix in &prefixes {
+                for last in letters.iter().chain(&["*", ">"]) {
+                    let mut tokens = prefix.clone();
+                    tokens.push(*last);
+                    patterns.push(tokens);
+                }
+                for next in letters.iter().chain(&["*"]) {
+                    let mut tokens = prefix.clone();
+                    tokens.push(*next);
+                    longer.push(tokens);
+                }
+            }
+            prefixes = longer;
+        }
+        let patterns: Vec<Pattern> = patterns
+            .iter()
+            .filter_map(|tokens| Pattern::parse(&tokens.join(".")).ok())
+            .collect();
+        let mut names: Vec<String> = Vec::new();
+        let mut level: Vec<Vec<&str>> = vec![Vec::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for prefix in &level {
+                for t in ["a", "b", "", "c"] {
+                    let mut tokens = prefix.clone();
+                    tokens.push(t);
+                    names.push(tokens.join("."));
+                    next.push(tokens);
+                }
+            }
+            level = next;
+        }
+        names.retain(|n| !n.is_empty());
+        let mut checked = 0;
+        for claim in &patterns {
+            let matched: Vec<bool> = names.iter().map(|n| claim.matches(n)).collect();
+            for asked in &patterns {
+                let by_names = names
+                    .iter()
+                    .zip(&matched)
+                    .all(|(n, in_claim)| *in_claim || !asked.matches(n));
+                assert_eq!(
+                    claim.covers(asked),
+                    by_names,
+                    "{:?} covers {:?}",
+                    claim.as_str(),
+                    asked.as_str()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "{checked} pairs");
     }
 
     #[test]

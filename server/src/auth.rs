@@ -1,16 +1,27 @@
-//! Who may do what: API keys with roles, and which browser origins may open
+//! Who may do what: API keys with roles, signed tokens ([`token`]) with
+//! roles limited to topic patterns, and which browser origins may open
 //! WebSockets or change state.
 //!
-//! Authentication is off until a key is configured. Then every request under
-//! `/api` (except `/api/health` and `/api/openapi.json`), `/metrics` and the
-//! WebSocket upgrade need a key: REST in `Authorization: Bearer KEY` or
-//! `X-API-Key: KEY`, the WebSocket also as `?token=KEY`. Roles:
+//! Authentication is off until a key or a token verifier is configured.
+//! Then every request under `/api` (except `/api/health` and
+//! `/api/openapi.json`), `/metrics` and the WebSocket upgrade need a
+//! credential: REST in `Authorization: Bearer KEY_OR_TOKEN` or
+//! `X-API-Key: KEY` (keys only), the WebSocket also as `?token=`. Roles:
 //! `admin` creates and deletes topics, `publish` publishes, `subscribe`
-//! subscribes and reads history; any valid key reads the rest.
+//! subscribes and reads history; any valid credential reads the rest. What
+//! a request authenticated with is a [`Credential`], which the guard hands
+//! to the handlers; they check the topic they touch with
+//! [`Credential::may`].
 //!
 //! Keys are kept only as SHA-256 digests and a presented key is compared
 //! with every configured one in constant time, so neither timing nor a
 //! memory dump gives a key away.
+
+mod credential;
+pub mod token;
+
+pub use credential::Credential;
+pub use token::{TokenAlgorithm, TokenVerifier};
 
 use crate::api::ApiError;
 use crate::AppState;
@@ -167,46 +178,80 @@ pub fn parse_keys_file(text: &str) -> Result<Vec<ApiKey>, String> {
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// No key, or one that is not configured: 401.
-    Unauthorized(&'static str),
-    /// A valid key without the role: 403.
+    /// No credential, a key that is not configured, a token that is not
+    /// valid (now): 401.
+    Unauthorized(Cow<'static, str>),
+    /// A valid credential without the role: 403.
     Forbidden(Role),
+    /// A token whose claims limit `role` to patterns (`claim`) none of
+    /// which allows `topic`: 403.
+    OutOfScope {
+        role: Role,
+        topic: String,
+        claim: Vec<String>,
+    },
+    /// A valid credential that cannot be used so, said in the message (a
+    /// `refresh` to another `sub`, a `client_id` that is not the token's
+    /// `sub`): 403.
+    Denied(String),
     /// A browser page from another origin: 403.
     Origin,
     /// A `Host` that is not one of the server's names (DNS rebinding): 403.
     Host,
 }
 
+impl Refusal {
+    /// The contract's code: `UNAUTHORIZED` or `FORBIDDEN`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Refusal::Unauthorized(_) => ErrorCode::Unauthorized,
+            _ => ErrorCode::Forbidden,
+        }
+    }
+
+    /// What is wrong, for people (never the credential itself).
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Unauthorized(message) => message.to_string(),
+            Refusal::Forbidden(role) => format!(
+                "this credential lacks the {:?} role needed to {}",
+                role.as_str(),
+                role.purpose()
+            ),
+            Refusal::OutOfScope { role, topic, claim } => {
+                let role = role.as_str();
+                format!(
+                    "the token does not allow {role} on {topic:?}: its \"topics.{role}\" claim lists {claim:?}"
+                )
+            }
+            Refusal::Denied(message) => message.clone(),
+            Refusal::Origin => {
+                "requests from this Origin are not allowed (see --public-origin and --allowed-origin)"
+                    .into()
+            }
+            Refusal::Host => {
+                "this Host is not one of the server's names (see --public-origin)".into()
+            }
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        ApiError::new(refusal.code(), refusal.message())
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        match self {
-            Refusal::Unauthorized(message) => {
-                let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                response
-            }
-            Refusal::Forbidden(role) => ApiError::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "this key lacks the {:?} role needed to {}",
-                    role.as_str(),
-                    role.purpose()
-                ),
-            )
-            .into_response(),
-            Refusal::Origin => ApiError::new(
-                ErrorCode::Forbidden,
-                "requests from this Origin are not allowed (see --public-origin and --allowed-origin)",
-            )
-            .into_response(),
-            Refusal::Host => ApiError::new(
-                ErrorCode::Forbidden,
-                "this Host is not one of the server's names (see --public-origin)",
-            )
-            .into_response(),
+        let challenge = matches!(self, Refusal::Unauthorized(_));
+        let mut response = ApiError::from(self).into_response();
+        if challenge {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        response
     }
 }
 
@@ -221,19 +266,27 @@ pub enum Need {
     Role(Role),
 }
 
-/// The configured keys; empty means authentication is off.
+/// The configured credentials: keys, and a token verifier. With neither,
+/// authentication is off; a token verifier alone turns it on too.
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
     keys: Vec<ApiKey>,
+    tokens: Option<TokenVerifier>,
 }
 
 impl Keys {
-    pub fn new(keys: Vec<ApiKey>) -> Self {
-        Keys { keys }
+    pub fn new(keys: Vec<ApiKey>, tokens: Option<TokenVerifier>) -> Self {
+        Keys { keys, tokens }
     }
 
     pub fn enabled(&self) -> bool {
-        !self.keys.is_empty()
+        !self.keys.is_empty() || self.tokens.is_some()
+    }
+
+    /// Whether tokens are accepted (and a WebSocket `refresh` means
+    /// something).
+    pub fn tokens(&self) -> Option<&TokenVerifier> {
+        self.tokens.as_ref()
     }
 
     /// The roles of a presented key (the union, if configured twice), or
@@ -251,33 +304,85 @@ impl Keys {
         bool::from(found).then_some(Grants(bits))
     }
 
-    /// Decides a request: the roles of its key (every role when auth is
-    /// off), or why it is refused.
-    pub fn authorize(&self, presented: Option<&str>, need: Need) -> Result<Grants, Refusal> {
+    /// Decides a request: what its credential allows (everything when
+    /// auth is off), or why it is refused. A credential that may be a
+    /// token and has a JWT's shape is verified as one when tokens are
+    /// configured; anything else is looked up as a key.
+    pub fn authorize(
+        &self,
+        presented: Option<&Presented<'_>>,
+        need: Need,
+    ) -> Result<Credential, Refusal> {
         if !self.enabled() {
-            return Ok(Grants::ALL);
+            return Ok(Credential::Open);
         }
         if need == Need::Open {
-            return Ok(Grants::default());
+            return Ok(Credential::NONE);
         }
-        let Some(key) = presented else {
-            return Err(Refusal::Unauthorized(
-                "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY",
-            ));
+        let Some(presented) = presented else {
+            return Err(Refusal::Unauthorized(Cow::Borrowed(
+                "a credential is required: send Authorization: Bearer KEY_OR_TOKEN or X-API-Key: KEY",
+            )));
         };
-        let Some(grants) = self.lookup(key) else {
-            return Err(Refusal::Unauthorized("the API key is not valid"));
-        };
+        let credential = self.authenticate(presented)?;
         match need {
-            Need::Role(role) if !grants.allows(role) => Err(Refusal::Forbidden(role)),
-            _ => Ok(grants),
+            Need::Role(role) if !credential.allows(role) => Err(Refusal::Forbidden(role)),
+            _ => Ok(credential),
+        }
+    }
+
+    /// What a presented credential is, whatever the route: a valid token's
+    /// grant, a key's roles, or a 401.
+    pub fn authenticate(&self, presented: &Presented<'_>) -> Result<Credential, Refusal> {
+        if let Some(tokens) = &self.tokens {
+            if presented.may_be_token && token::looks_like_jwt(&presented.secret) {
+                return tokens
+                    .verify(&presented.secret)
+                    .map(|grant| Credential::Token(std::sync::Arc::new(grant)))
+                    .map_err(|why| Refusal::Unauthorized(Cow::Owned(why)));
+            }
+        }
+        match self.lookup(&presented.secret) {
+            Some(grants) => Ok(Credential::Key(grants)),
+            None if self.keys.is_empty() => Err(Refusal::Unauthorized(Cow::Borrowed(
+                "the token is malformed: this server accepts signed tokens (JWT) only",
+            ))),
+            None => Err(Refusal::Unauthorized(Cow::Borrowed(
+                "the API key is not valid",
+            ))),
         }
     }
 }
 
-/// The key a request presents: `Authorization: Bearer KEY`, `X-API-Key: KEY`
-/// or, when `query` is given (the WebSocket upgrade), `?token=KEY`.
-pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<Cow<'a, str>> {
+/// A credential as a request presents it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented<'a> {
+    pub secret: Cow<'a, str>,
+    /// False when it came as `X-API-Key`, which carries keys only.
+    pub may_be_token: bool,
+}
+
+impl Presented<'_> {
+    pub fn into_owned(self) -> Presented<'static> {
+        Presented {
+            secret: Cow::Owned(self.secret.into_owned()),
+            may_be_token: self.may_be_token,
+        }
+    }
+}
+
+impl std::ops::Deref for Presented<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.secret
+    }
+}
+
+/// The credential a request presents: `Authorization: Bearer KEY_OR_TOKEN`,
+/// `X-API-Key: KEY` or, when `query` is given (the WebSocket upgrade),
+/// `?token=KEY_OR_TOKEN`.
+pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<Presented<'a>> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -285,13 +390,24 @@ pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<C
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    let header = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    if let Some(key) = header {
-        return Some(Cow::Borrowed(key));
+    if let Some(secret) = bearer {
+        return Some(Presented {
+            secret: Cow::Borrowed(secret),
+            may_be_token: true,
+        });
+    }
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(Presented {
+            secret: Cow::Borrowed(key),
+            may_be_token: false,
+        });
     }
     form_urlencoded::parse(query?.as_bytes())
         .find(|(name, _)| name == "token")
-        .map(|(_, value)| value)
+        .map(|(_, value)| Presented {
+            secret: value,
+            may_be_token: true,
+        })
 }
 
 /// Which browser origins may open WebSockets and send state-changing REST
@@ -471,10 +587,12 @@ pub fn is_fallback(route: &str) -> bool {
 }
 
 /// The guard of every request: the `Host` (on loopback), the origin policy
-/// for requests that change state, then the key and role the route needs.
+/// for requests that change state, then the credential and role the route
+/// needs. The request's [`Credential`] goes into its extensions, for the
+/// handlers' per-topic checks.
 pub async fn guard(
     State((state, access)): State<(AppState, std::sync::Arc<Access>)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let headers = request.headers();
@@ -505,12 +623,20 @@ pub async fn guard(
         return ApiError::new(ErrorCode::Internal, "this route has no declared role")
             .into_response();
     };
-    if need != Need::Open {
-        let key = presented(headers, None);
-        if let Err(refusal) = state.keys.authorize(key.as_deref(), need) {
-            return refusal.into_response();
+    let credential = if need == Need::Open {
+        if state.keys.enabled() {
+            Credential::NONE
+        } else {
+            Credential::Open
         }
-    }
+    } else {
+        let key = presented(headers, None);
+        match state.keys.authorize(key.as_ref(), need) {
+            Ok(credential) => credential,
+            Err(refusal) => return refusal.into_response(),
+        }
+    };
+    request.extensions_mut().insert(credential);
     next.run(request).await
 }
 
@@ -519,7 +645,7 @@ mod tests {
     use super::*;
 
     fn keys(specs: &[&str]) -> Keys {
-        Keys::new(specs.iter().map(|s| s.parse().unwrap()).collect())
+        Keys::new(specs.iter().map(|s| s.parse().unwrap()).collect(), None)
     }
 
     #[test]
@@ -529,7 +655,7 @@ mod tests {
         assert!(!k.grants().allows(Role::Admin));
         // The last '=' splits, so a key may contain '=' (base64).
         let k: ApiKey = "YWJj==admin".parse().unwrap();
-        assert!(Keys::new(vec![k]).lookup("YWJj=").is_some());
+        assert!(Keys::new(vec![k], None).lookup("YWJj=").is_some());
         for bad in ["abc", "=admin", "abc=", "abc=root", "a b=admin"] {
             assert!(bad.parse::<ApiKey>().is_err(), "{bad}");
         }
@@ -544,12 +670,19 @@ mod tests {
         assert!(err.starts_with("line 2:"), "{err}");
     }
 
+    fn bearer(secret: &str) -> Presented<'_> {
+        Presented {
+            secret: Cow::Borrowed(secret),
+            may_be_token: true,
+        }
+    }
+
     #[test]
     fn authorize_by_role() {
         let off = Keys::default();
         assert_eq!(
             off.authorize(None, Need::Role(Role::Admin)),
-            Ok(Grants::ALL)
+            Ok(Credential::Open)
         );
         let k = keys(&["a=admin", "p=publish", "p=subscribe"]);
         assert!(matches!(
@@ -557,16 +690,20 @@ mod tests {
             Err(Refusal::Unauthorized(_))
         ));
         assert!(matches!(
-            k.authorize(Some("nope"), Need::AnyKey),
+            k.authorize(Some(&bearer("nope")), Need::AnyKey),
             Err(Refusal::Unauthorized(_))
         ));
-        assert!(k.authorize(Some("a"), Need::Role(Role::Admin)).is_ok());
+        assert!(k
+            .authorize(Some(&bearer("a")), Need::Role(Role::Admin))
+            .is_ok());
         assert_eq!(
-            k.authorize(Some("a"), Need::Role(Role::Publish)),
+            k.authorize(Some(&bearer("a")), Need::Role(Role::Publish)),
             Err(Refusal::Forbidden(Role::Publish))
         );
         // Roles of a key configured twice add up.
-        let g = k.authorize(Some("p"), Need::Role(Role::Subscribe)).unwrap();
+        let g = k
+            .authorize(Some(&bearer("p")), Need::Role(Role::Subscribe))
+            .unwrap();
         assert!(g.allows(Role::Publish) && !g.allows(Role::Admin));
         assert!(k.authorize(None, Need::Open).is_ok());
     }
@@ -574,13 +711,12 @@ mod tests {
     #[test]
     fn credentials_come_from_headers_or_the_token_parameter() {
         let mut h = HeaderMap::new();
-        assert_eq!(
-            presented(&h, Some("a=1&token=k%2B1")).as_deref(),
-            Some("k+1")
-        );
+        let found = presented(&h, Some("a=1&token=k%2B1")).unwrap();
+        assert_eq!((&*found, found.may_be_token), ("k+1", true));
         assert_eq!(presented(&h, None), None);
         h.insert("x-api-key", HeaderValue::from_static("x"));
-        assert_eq!(presented(&h, None).as_deref(), Some("x"));
+        let found = presented(&h, None).unwrap();
+        assert_eq!((&*found, found.may_be_token), ("x", false), "keys only");
         h.insert(AUTHORIZATION, HeaderValue::from_static("bearer  b "));
         assert_eq!(presented(&h, Some("token=t")).as_deref(), Some("b"));
     }

@@ -5,7 +5,7 @@
 //! own parsers ([`file_args`]), `--print-config` prints what the final parse
 //! holds, and a test holds the README's table to the flags.
 
-use crate::auth::{self, ApiKey};
+use crate::auth::{self, ApiKey, TokenAlgorithm, TokenVerifier};
 use crate::broker::BrokerConfig;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -75,6 +75,39 @@ pub struct Config {
     /// its keys are accepted besides those of --api-key.
     #[arg(long, env = "PUBSUB_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+
+    /// Accept signed tokens (JWT, HS256) made with this shared secret (at
+    /// least 32 bytes) besides API keys; turns authentication on. Not with
+    /// --token-public-key.
+    #[arg(
+        long,
+        env = "PUBSUB_TOKEN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub token_secret: Option<String>,
+
+    /// A file holding the HS256 token secret (a trailing newline is not
+    /// part of it), instead of --token-secret.
+    #[arg(long, env = "PUBSUB_TOKEN_SECRET_FILE", value_name = "FILE")]
+    pub token_secret_file: Option<PathBuf>,
+
+    /// Accept tokens signed with the private half of this PEM public key
+    /// (`-----BEGIN PUBLIC KEY-----`): RS256 for an RSA key, ES256 for a
+    /// P-256 key. Turns authentication on. Not with a token secret.
+    #[arg(long, env = "PUBSUB_TOKEN_PUBLIC_KEY", value_name = "FILE")]
+    pub token_public_key: Option<PathBuf>,
+
+    /// The one token algorithm accepted: HS256, RS256 or ES256. Default:
+    /// HS256 with a secret, else the public key's kind. Tokens signed with
+    /// any other (`none` included) are refused.
+    #[arg(long, env = "PUBSUB_TOKEN_ALGORITHM", value_enum)]
+    pub token_algorithm: Option<TokenAlgorithm>,
+
+    /// The token verifier the settings above make (built by
+    /// [`Config::load_from`]), if any.
+    #[arg(skip)]
+    pub tokens: Option<TokenVerifier>,
 
     /// The origin browsers reach this server at (`https://pubsub.example.com`),
     /// repeatable: its pages may open WebSockets and change state, and on a
@@ -156,7 +189,7 @@ struct Effective {
 /// printed.
 const NOT_SETTINGS: [&str; 4] = ["config", "print_config", "help", "version"];
 /// Settings that are never printed (secrets).
-const SECRET: [&str; 1] = ["api_keys"];
+const SECRET: [&str; 2] = ["api_keys", "token_secret"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -186,6 +219,8 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("token configuration: {0}")]
+    Tokens(String),
 }
 
 /// The flags a config file stands for: each key is the id of a setting's
@@ -305,7 +340,51 @@ impl Config {
                 .map_err(|message| ConfigError::File { path, message })?;
             config.api_keys.extend(keys);
         }
+        config.tokens = config.token_verifier()?;
         Ok(config)
+    }
+
+    /// The token verifier the token settings ask for, reading the files
+    /// they name; refuses combinations that cannot be meant.
+    fn token_verifier(&self) -> Result<Option<TokenVerifier>, ConfigError> {
+        let bad = |message: &str| Err(ConfigError::Tokens(message.to_owned()));
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })
+        };
+        let secret = match (&self.token_secret, &self.token_secret_file) {
+            (Some(_), Some(_)) => {
+                return bad("give the secret once: --token-secret or --token-secret-file, not both")
+            }
+            (Some(secret), None) => Some(secret.as_bytes().to_vec()),
+            (None, Some(path)) => {
+                let mut secret = read(path)?;
+                while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    secret.pop();
+                }
+                Some(secret)
+            }
+            (None, None) => None,
+        };
+        let verifier = match (secret, &self.token_public_key, self.token_algorithm) {
+            (Some(_), Some(_), _) => return bad(
+                "a token secret (HS256) and --token-public-key (RS256/ES256) exclude each other: \
+                     the server accepts one algorithm",
+            ),
+            (Some(_), None, Some(TokenAlgorithm::Rs256 | TokenAlgorithm::Es256)) => {
+                return bad("RS256 and ES256 verify with --token-public-key, not a secret")
+            }
+            (Some(secret), None, _) => TokenVerifier::hs256(&secret),
+            (None, Some(path), algorithm) => TokenVerifier::public_key(&read(path)?, algorithm)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            (None, None, Some(_)) => return bad(
+                "--token-algorithm needs --token-secret, --token-secret-file or --token-public-key",
+            ),
+            (None, None, None) => return Ok(None),
+        };
+        verifier.map(Some).map_err(ConfigError::Tokens)
     }
 
     /// The effective settings as a TOML file would hold them: every setting

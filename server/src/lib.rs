@@ -98,7 +98,10 @@ impl AppState {
             broker,
             sampler: Arc::new(Sampler::new(STATS_HISTORY_SAMPLES)),
             metrics: Arc::new(metrics),
-            keys: Arc::new(auth::Keys::new(config.api_keys.clone())),
+            keys: Arc::new(auth::Keys::new(
+                config.api_keys.clone(),
+                config.tokens.clone(),
+            )),
             origins: Arc::default(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(
                 config

@@ -83,6 +83,7 @@ fn connect(broker: &Broker, pipe_bytes: usize) -> (Client, JoinHandle<()>) {
         bytes::Bytes::new(),
         broker.clone(),
         settings,
+        session::Standing::open(),
         Shutdown::new(),
     ));
     let client = Client {

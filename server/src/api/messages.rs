@@ -5,6 +5,7 @@ use super::openapi::{
     BadRequest, Forbidden, PayloadTooLarge, TopicNotFound, Unauthorized, Unavailable,
 };
 use super::{history_range, json_body, ApiResult, TopicName};
+use crate::auth::{Credential, Role};
 use crate::broker::{Broker, BrokerError, HistoryRange, PublishedEvent};
 use crate::AppState;
 use axum::body::Body;
@@ -49,9 +50,11 @@ use std::sync::Arc;
 )]
 pub(super) async fn publish(
     State(state): State<AppState>,
+    credential: Credential,
     TopicName(name): TopicName,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Published>)> {
+    credential.may(Role::Publish, &name)?;
     let message: PublishMessage = json_body(body)?;
     let receipt = state.broker.publish(&name, message).await?;
     Ok((
@@ -98,6 +101,7 @@ pub(super) async fn publish(
 )]
 pub(super) async fn publish_batch(
     State(state): State<AppState>,
+    credential: Credential,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<BatchResults>> {
     let items = batch_items(json_body(body)?, state.config.max_batch)?;
@@ -106,6 +110,13 @@ pub(super) async fn publish_batch(
     // together, instead of one round trip each.
     let mut started = Vec::with_capacity(items.len());
     for item in items {
+        // A token limited to some topics: the others are that item's 403.
+        let item = item.and_then(
+            |(topic, message)| match credential.may(Role::Publish, &topic) {
+                Ok(()) => Ok((topic, message)),
+                Err(refusal) => Err(BrokerError::new(refusal.code(), refusal.message())),
+            },
+        );
         started.push(match item {
             Ok((topic, message)) => {
                 let publishing = state.broker.start_publish(&topic, message).await;
@@ -210,9 +221,11 @@ fn batch_item(mut item: Map<String, Value>) -> BatchItem {
 )]
 pub(super) async fn history(
     State(state): State<AppState>,
+    credential: Credential,
     TopicName(name): TopicName,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
+    credential.may(Role::Subscribe, &name)?;
     let range = history_range(query.as_deref().unwrap_or(""))?;
     let (epoch, events) = state.broker.history(&name, range).await?;
     Ok(stream_page(&name, &epoch, events))

@@ -78,8 +78,8 @@ pub(super) async fn document() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], json())
 }
 
-/// `bearer` (`Authorization: Bearer KEY`) and `apiKey` (`X-API-Key: KEY`):
-/// the same keys either way.
+/// `bearer` (`Authorization: Bearer KEY_OR_TOKEN`) and `apiKey`
+/// (`X-API-Key: KEY`, keys only).
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -90,9 +90,13 @@ impl Modify for SecuritySchemes {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("API key or JWT")
                     .description(Some(
-                        "An API key in `Authorization: Bearer KEY` (needed only when \
-                         the server is started with keys).",
+                        "An API key, or a signed token (JWT: HS256, RS256 or ES256, as \
+                         the server is configured), in `Authorization: Bearer ...` \
+                         (needed only when the server is started with keys or a token \
+                         secret or public key). A token's `topics` claim limits \
+                         publishing, history and presence to its patterns.",
                     ))
                     .build(),
             ),
@@ -101,7 +105,7 @@ impl Modify for SecuritySchemes {
             "apiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-API-Key",
-                "The same API key in `X-API-Key: KEY`.",
+                "The same API key in `X-API-Key: KEY` (keys only: never a token).",
             ))),
         );
     }
@@ -154,16 +158,16 @@ error_response!(
 );
 error_response!(
     Unauthorized,
-    "UNAUTHORIZED: authentication is on and no valid API key was given.",
+    "UNAUTHORIZED: authentication is on and no valid API key or token was given (a token that is expired, not yet valid, signed with another key or algorithm, or malformed).",
     [Unauthorized],
-    "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY",
+    "the token has expired",
     with = www_authenticate
 );
 error_response!(
     Forbidden,
-    "FORBIDDEN: the API key lacks the role this operation needs, or a browser page from an origin that is not allowed tried to change state.",
+    "FORBIDDEN: the API key or token lacks the role this operation needs, the token's topics claim does not allow this topic, or a browser page from an origin that is not allowed tried to change state.",
     [Forbidden],
-    "this key lacks the \"admin\" role needed to create or delete topics"
+    "the token does not allow publish on \"users.x\": its \"topics.publish\" claim lists [\"orders.*\"]"
 );
 error_response!(
     TopicNotFound,

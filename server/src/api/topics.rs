@@ -6,6 +6,7 @@ use super::openapi::{
     Unavailable,
 };
 use super::{json_body, ApiResult, TopicName};
+use crate::auth::{Credential, Role};
 use crate::broker::{Broker, BrokerError, TopicInfo};
 use crate::AppState;
 use axum::extract::rejection::BytesRejection;
@@ -168,8 +169,10 @@ pub(crate) async fn topic_detail(broker: &Broker, name: &str) -> Result<TopicDet
 )]
 pub(super) async fn presence(
     State(state): State<AppState>,
+    credential: Credential,
     TopicName(name): TopicName,
 ) -> ApiResult<Json<Presence>> {
+    credential.may(Role::Subscribe, &name)?;
     Ok(Json(presence_of(&state.broker, name).await?))
 }
 

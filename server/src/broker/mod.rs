@@ -645,6 +645,18 @@ impl Broker {
         self.hub.unsubscribe(conn, name, request_id)
     }
 
+    /// Ends one subscription of `conn` (a name or a pattern, as it
+    /// subscribed) because its credential no longer allows it: as an
+    /// unsubscribe, but with `info unsubscribed` instead of an `ack`.
+    pub fn end_subscription(&self, conn: &Arc<Connection>, name: &str) {
+        if self.hub.end_subscription(conn, name).is_ok() {
+            conn.outbox.push_reply(Frame::info(
+                protocol::InfoKind::Unsubscribed,
+                Some(name.to_owned()),
+            ));
+        }
+    }
+
     // ------------------------------------------------------------ stats
 
     pub fn totals(&self) -> &Totals {

@@ -13,7 +13,7 @@
 //! more than the API would; without keys every read is made.
 
 use crate::api;
-use crate::auth::{presented, Access};
+use crate::auth::{presented, Access, Presented, Role};
 use crate::broker::{BrokerError, HistoryRange};
 use crate::AppState;
 use app::reads::{Answer, Loaded, Source};
@@ -40,7 +40,7 @@ const CONNECTIONS: &str = "/api/connections";
 /// [`Parts`].
 pub(super) fn provide(state: &AppState, access: &Arc<Access>) {
     let key = use_context::<Parts>()
-        .and_then(|parts| presented(&parts.headers, None).map(|k| k.into_owned()));
+        .and_then(|parts| presented(&parts.headers, None).map(Presented::into_owned));
     app::reads::provide_source(PageReads {
         state: state.clone(),
         access: Arc::clone(access),
@@ -51,17 +51,22 @@ pub(super) fn provide(state: &AppState, access: &Arc<Access>) {
 struct PageReads {
     state: AppState,
     access: Arc<Access>,
-    /// The key the page request presents, if any.
-    key: Option<String>,
+    /// The key or token the page request presents, if any.
+    key: Option<Presented<'static>>,
 }
 
 impl PageReads {
-    /// Whether the page request could `GET` `route` over REST. A route
-    /// the table does not know fails closed.
-    fn allows(&self, route: &str) -> bool {
-        self.access
-            .need(&Method::GET, Some(route), route)
-            .is_some_and(|need| self.state.keys.authorize(self.key.as_deref(), need).is_ok())
+    /// Whether the page request could `GET` `route` over REST (for a
+    /// topic's reads, `topic` too: a token may be limited to some). A
+    /// route the table does not know fails closed.
+    fn allows(&self, route: &str, topic: Option<&str>) -> bool {
+        let Some(need) = self.access.need(&Method::GET, Some(route), route) else {
+            return false;
+        };
+        let Ok(credential) = self.state.keys.authorize(self.key.as_ref(), need) else {
+            return false;
+        };
+        topic.is_none_or(|topic| credential.may(Role::Subscribe, topic).is_ok())
     }
 
     /// `read` made with the state, if the request may `GET` `route`.
@@ -70,7 +75,21 @@ impl PageReads {
         T: Send + 'static,
         Fut: Future<Output = Result<T, BrokerError>> + Send + 'static,
     {
-        if !self.allows(route) {
+        self.answer_on(route, None, read)
+    }
+
+    /// [`Self::answer`] for a read of one topic's messages or presence.
+    fn answer_on<T, Fut>(
+        &self,
+        route: &str,
+        topic: Option<&str>,
+        read: impl FnOnce(AppState) -> Fut,
+    ) -> Answer<T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, BrokerError>> + Send + 'static,
+    {
+        if !self.allows(route, topic) {
             return Box::pin(std::future::ready(Loaded::Withheld));
         }
         let read = read(self.state.clone());
@@ -99,10 +118,10 @@ impl Source for PageReads {
         })
     }
 
-    fn history(&self, name: &str, last_n: Option<u64>) -> Answer<HistoryPage> {
-        let name = name.to_owned();
+    fn history(&self, topic: &str, last_n: Option<u64>) -> Answer<HistoryPage> {
+        let name = topic.to_owned();
         let range = last_n.map_or(HistoryRange::All, HistoryRange::LastN);
-        self.answer(HISTORY, |state| async move {
+        self.answer_on(HISTORY, Some(topic), |state| async move {
             api::history_page(&state.broker, &name, range).await
         })
     }
@@ -120,9 +139,9 @@ impl Source for PageReads {
         })
     }
 
-    fn presence(&self, name: &str) -> Answer<Presence> {
-        let name = name.to_owned();
-        self.answer(PRESENCE, |state| async move {
+    fn presence(&self, topic: &str) -> Answer<Presence> {
+        let name = topic.to_owned();
+        self.answer_on(PRESENCE, Some(topic), |state| async move {
             api::presence_of(&state.broker, name).await
         })
     }

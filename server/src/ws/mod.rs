@@ -7,7 +7,7 @@ pub mod codec;
 pub mod session;
 
 use crate::api::ApiError;
-use crate::auth::{self, Need, Refusal, Role};
+use crate::auth::{self, Credential, Need, Refusal, Role};
 use crate::broker::Permits;
 use crate::http_server::HttpStream;
 use crate::AppState;
@@ -42,10 +42,20 @@ pub async fn upgrade(
         return Refusal::Origin.into_response();
     }
     let key = auth::presented(headers, query.as_deref());
-    let grants = match state.keys.authorize(key.as_deref(), Need::AnyKey) {
-        Ok(grants) => grants,
+    let credential = match state.keys.authorize(key.as_ref(), Need::AnyKey) {
+        Ok(credential) => credential,
         Err(refusal) => return refusal.into_response(),
     };
+    // A key's roles are also the broker's check; a token's are checked by
+    // the session, per request and topic, since a refresh changes them.
+    let permits = match &credential {
+        Credential::Token(_) => Permits::ALL,
+        other => Permits {
+            publish: other.allows(Role::Publish),
+            subscribe: other.allows(Role::Subscribe),
+        },
+    };
+    let standing = session::Standing::new(credential, state.keys.clone());
     let accept = match handshake(request.method(), headers) {
         Ok(accept) => accept,
         Err(refusal) => return refusal,
@@ -73,10 +83,7 @@ pub async fn upgrade(
     };
     let settings = session::Settings {
         heartbeat: state.config.heartbeat_interval,
-        permits: Permits {
-            publish: grants.allows(Role::Publish),
-            subscribe: grants.allows(Role::Subscribe),
-        },
+        permits,
         max_message: state.config.max_frame_bytes,
         remote: None,
     };
@@ -111,7 +118,16 @@ pub async fn upgrade(
                     ..settings
                 };
                 let (input, output) = tcp.into_split();
-                session::run(input, output, parts.read_buf, broker, settings, shutdown).await;
+                session::run(
+                    input,
+                    output,
+                    parts.read_buf,
+                    broker,
+                    settings,
+                    standing,
+                    shutdown,
+                )
+                .await;
             }
             Err(upgraded) => {
                 let (input, output) = tokio::io::split(TokioIo::new(upgraded));
@@ -121,6 +137,7 @@ pub async fn upgrade(
                     Default::default(),
                     broker,
                     settings,
+                    standing,
                     shutdown,
                 )
                 .await;

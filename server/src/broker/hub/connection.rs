@@ -125,6 +125,22 @@ impl Connection {
         names
     }
 
+    /// What the connection subscribed to: the names it subscribed to
+    /// exactly and its patterns, sorted.
+    pub fn subscriptions(&self) -> Vec<String> {
+        let subs = self.subscriptions.lock();
+        let mut held: Vec<String> = subs
+            .follows
+            .iter()
+            .filter(|(_, f)| f.exact)
+            .map(|(name, _)| name.to_string())
+            .chain(subs.patterns.keys().map(|p| p.to_string()))
+            .collect();
+        drop(subs);
+        held.sort();
+        held
+    }
+
     /// Drops what follows `topic` (it was deleted), unless the name now
     /// stands for a newer topic of the same name. Pattern subscriptions
     /// stay.

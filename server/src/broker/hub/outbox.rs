@@ -51,6 +51,9 @@ pub enum End {
     /// An admin closed it (`DELETE /api/connections/{id}`): tell the
     /// client, then close with 4010.
     ClosedByAdmin,
+    /// The connection's token expired without a refresh: tell the client,
+    /// then close with 4401.
+    TokenExpired,
     /// The peer is gone; nothing more can be written.
     Gone,
 }

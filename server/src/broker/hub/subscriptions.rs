@@ -293,6 +293,19 @@ impl Hub {
         name: &str,
         request_id: Option<String>,
     ) -> Result<(), BrokerError> {
+        self.end_subscription(conn, name)?;
+        conn.outbox
+            .push_reply(Frame::ack(Frame::ack_of(request_id, name)));
+        Ok(())
+    }
+
+    /// What [`Hub::unsubscribe`] does but the `ack`: ends the subscription
+    /// to a name or a pattern, if there is one.
+    pub(crate) fn end_subscription(
+        &self,
+        conn: &Arc<Connection>,
+        name: &str,
+    ) -> Result<(), BrokerError> {
         if protocol::pattern::is_pattern(name) {
             Pattern::parse(name).map_err(BrokerError::bad_request)?;
             self.unsubscribe_pattern(conn, name);
@@ -308,8 +321,6 @@ impl Hub {
                 self.leave(conn, &topic, |subs| subs.set_exact(name, false));
             }
         }
-        conn.outbox
-            .push_reply(Frame::ack(Frame::ack_of(request_id, name)));
         Ok(())
     }
 

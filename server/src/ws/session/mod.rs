@@ -1,6 +1,7 @@
 //! One WebSocket connection: [`reader`] decodes client frames, [`requests`]
-//! turns them into broker calls and replies, [`writer`] drains the
-//! connection's outbox onto the socket.
+//! turns them into broker calls and replies (each checked against the
+//! connection's credential, kept in its [`Standing`]), [`writer`] drains
+//! the connection's outbox onto the socket.
 //!
 //! The socket is the raw TCP stream taken back from the HTTP upgrade (see
 //! [`super::codec`] for the framing): the writer sends a batch of events
@@ -13,10 +14,12 @@
 
 mod reader;
 mod requests;
+mod standing;
 mod writer;
 
 use reader::read_loop;
 pub use requests::{handle_text, Inflight};
+pub use standing::Standing;
 use writer::write_loop;
 
 use super::codec::{self, Decoder};
@@ -42,6 +45,8 @@ const READ_CHUNK: usize = 4096;
 const CLOSE_SLOW_CONSUMER: u16 = 4008;
 /// Close code of a connection an admin closed.
 const CLOSE_BY_ADMIN: u16 = 4010;
+/// Close code of a connection whose token expired without a refresh.
+const CLOSE_TOKEN_EXPIRED: u16 = 4401;
 /// Close code of a graceful shutdown or a dead peer.
 const CLOSE_AWAY: u16 = 1001;
 
@@ -57,13 +62,15 @@ pub struct Settings {
 }
 
 /// Serves one upgraded connection: `input`/`output` are the socket's two
-/// halves, `early` what the client sent right behind its upgrade request.
+/// halves, `early` what the client sent right behind its upgrade request,
+/// `standing` what it authenticated with.
 pub async fn run<R, W>(
     input: R,
     output: W,
     early: Bytes,
     broker: Broker,
     settings: Settings,
+    mut standing: Standing,
     shutdown: Shutdown,
 ) where
     R: AsyncRead + Unpin,
@@ -79,13 +86,22 @@ pub async fn run<R, W>(
     let heard = Heard::new();
     let pong = PendingPong::default();
     tokio::join!(
-        write_loop(output, &conn, settings, &shutdown, &over, &heard, &pong),
+        write_loop(
+            output,
+            &conn,
+            settings.heartbeat,
+            &shutdown,
+            &over,
+            &heard,
+            &pong
+        ),
         read_loop(
             input,
             BytesMut::from(&early[..]),
             Decoder::new(settings.max_message),
             &broker,
             &conn,
+            &mut standing,
             &shutdown,
             &over,
             &heard,

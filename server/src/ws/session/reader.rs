@@ -4,7 +4,7 @@
 
 use super::super::codec::{DecodeError, Decoder, Incoming};
 use super::requests::{handle_text, Inflight};
-use super::{Heard, PendingPong, READ_CHUNK};
+use super::{Heard, PendingPong, Standing, READ_CHUNK};
 use crate::broker::{Broker, Connection, End, Frame};
 use crate::shutdown::Shutdown;
 use bytes::BytesMut;
@@ -20,6 +20,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     mut decoder: Decoder,
     broker: &Broker,
     conn: &Arc<Connection>,
+    standing: &mut Standing,
     shutdown: &Shutdown,
     over: &CancellationToken,
     heard: &Heard,
@@ -39,6 +40,12 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             if inflight.is_full() {
                 inflight.answer_next(conn).await;
             }
+            // Replies still owed are dropped with the queue: the
+            // connection is closing.
+            if standing.has_expired() {
+                conn.outbox.close(End::TokenExpired);
+                return;
+            }
             if !conn.outbox.may_read() {
                 paused = true;
                 break;
@@ -57,7 +64,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 // Boxed: held inline, its state would sit in every
                 // connection's task, idle or not.
                 Incoming::Text(text) => {
-                    Box::pin(handle_text(broker, conn, &text, &mut inflight)).await
+                    Box::pin(handle_text(broker, conn, &text, &mut inflight, standing)).await
                 }
                 Incoming::Binary => {
                     inflight.flush(conn).await;
@@ -90,6 +97,10 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 return;
             }
             _ = over.cancelled() => return,
+            _ = standing.expired() => {
+                conn.outbox.close(End::TokenExpired);
+                return;
+            }
             _ = inflight.answer_next(conn), if !inflight.is_empty() => continue,
             read = async {
                 conn.outbox.reply_room().await;

@@ -1,7 +1,10 @@
-//! Client requests: a text frame parsed against the contract and turned
-//! into a broker call, its reply queued in request order (publishes
-//! awaiting the log's acknowledgement included).
+//! Client requests: a text frame parsed against the contract, checked
+//! against the connection's credential (a refusal is an error reply, the
+//! connection stays) and turned into a broker call, its reply queued in
+//! request order (publishes awaiting the log's acknowledgement included).
 
+use super::standing::{Refreshed, Standing};
+use crate::auth::{Refusal, Role};
 use crate::broker::{Broker, BrokerError, Connection, Frame, Joining, Publishing, Receipt, Replay};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -16,10 +19,12 @@ use tokio::time::timeout;
 /// them, keep the order of the requests.
 ///
 /// Made on the first publish that has to wait (cluster mode only): an empty
-/// `FuturesOrdered` already allocates, and idle connections count bytes.
+/// `FuturesOrdered` already allocates, and idle connections count bytes
+/// (boxed for that reason too: inline, it is 64 bytes of every
+/// connection's future).
 #[derive(Default)]
 pub struct Inflight {
-    replies: Option<FuturesOrdered<BoxFuture<'static, Frame>>>,
+    replies: Option<Box<FuturesOrdered<BoxFuture<'static, Frame>>>>,
 }
 
 impl Inflight {
@@ -35,7 +40,7 @@ impl Inflight {
 
     fn queue(&mut self, reply: BoxFuture<'static, Frame>) {
         self.replies
-            .get_or_insert_with(FuturesOrdered::new)
+            .get_or_insert_with(|| Box::new(FuturesOrdered::new()))
             .push_back(reply);
     }
 
@@ -119,6 +124,7 @@ pub async fn handle_text(
     conn: &Arc<Connection>,
     text: &str,
     inflight: &mut Inflight,
+    standing: &mut Standing,
 ) {
     let frame = match parse_frame(text) {
         Ok(frame) => frame,
@@ -145,8 +151,13 @@ pub async fn handle_text(
             presence_events,
             request_id,
         } => {
+            if let Err(refusal) = may_subscribe(standing, &topic, client_id.as_deref()) {
+                conn.outbox.push_reply(refused(request_id, &refusal));
+                return;
+            }
             let joining = Joining {
-                client_id: client_id.as_deref(),
+                // A token's connection is its `sub`.
+                client_id: client_id.as_deref().or(standing.credential().client_id()),
                 presence_events,
             };
             if let Err(e) = broker
@@ -178,25 +189,68 @@ pub async fn handle_text(
             message,
             request_id,
         } => {
-            let publishing = broker.start_publish_from(conn, &topic, message).await;
+            let publishing = match standing.may(Role::Publish, &topic) {
+                Ok(()) => broker.start_publish_from(conn, &topic, message).await,
+                Err(refusal) => {
+                    Publishing::Done(Err(BrokerError::new(refusal.code(), refusal.message())))
+                }
+            };
             inflight.push(conn, publishing, request_id, topic);
         }
         ClientFrame::Ping { request_id } => conn.outbox.push_reply(Frame::pong(request_id)),
         ClientFrame::Presence { topic, request_id } => {
+            if let Err(refusal) = standing.may(Role::Subscribe, &topic) {
+                conn.outbox.push_reply(refused(request_id, &refusal));
+                return;
+            }
             let reply = match broker.presence(&topic).await {
                 Ok(clients) => Frame::presence(request_id, &topic, clients),
                 Err(e) => Frame::error(request_id, e.code, e.message),
             };
             conn.outbox.push_reply(reply);
         }
-        // Without token configuration a refresh changes nothing.
-        ClientFrame::Refresh {
-            token: _,
-            request_id,
-        } => conn
-            .outbox
-            .push_reply(Frame::ack(Frame::ack_of(request_id, ""))),
+        ClientFrame::Refresh { token, request_id } => match standing.refresh(&token) {
+            // Without token configuration a refresh changes nothing.
+            Ok(Refreshed::Nothing) => conn
+                .outbox
+                .push_reply(Frame::ack(Frame::ack_of(request_id, ""))),
+            Ok(Refreshed::Token) => {
+                // What the new token no longer allows ends first, so that
+                // nothing of it follows the ack.
+                for held in conn.subscriptions() {
+                    if standing.may(Role::Subscribe, &held).is_err() {
+                        broker.end_subscription(conn, &held);
+                    }
+                }
+                conn.outbox
+                    .push_reply(Frame::ack(Frame::ack_of(request_id, "")));
+            }
+            Err(refusal) => conn.outbox.push_reply(refused(request_id, &refusal)),
+        },
     }
+}
+
+/// Whether the connection may subscribe to `topic` (a name or a pattern)
+/// as `client_id`: a token's connection is its `sub`, and names no other.
+/// A malformed pattern is let through, for the broker's `BAD_REQUEST`.
+fn may_subscribe(standing: &Standing, topic: &str, client_id: Option<&str>) -> Result<(), Refusal> {
+    if protocol::pattern::is_pattern(topic) && protocol::pattern::Pattern::parse(topic).is_err() {
+        return match standing.credential().allows(Role::Subscribe) {
+            true => Ok(()),
+            false => Err(Refusal::Forbidden(Role::Subscribe)),
+        };
+    }
+    standing.may(Role::Subscribe, topic)?;
+    match (standing.credential().client_id(), client_id) {
+        (Some(sub), Some(asked)) if sub != asked => Err(Refusal::Denied(format!(
+            "client_id {asked:?} is not this token's sub {sub:?}: a token's connection is its sub"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn refused(request_id: Option<String>, refusal: &Refusal) -> Frame {
+    Frame::error(request_id, refusal.code(), refusal.message())
 }
 
 /// A client frame. serde would also read a struct from a JSON array

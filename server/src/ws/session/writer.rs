@@ -4,8 +4,8 @@
 
 use super::super::codec;
 use super::{
-    Heard, PendingPong, Settings, BATCH, CLOSE_AWAY, CLOSE_BY_ADMIN, CLOSE_SLOW_CONSUMER,
-    FRAMES_PER_WRITE,
+    Heard, PendingPong, BATCH, CLOSE_AWAY, CLOSE_BY_ADMIN, CLOSE_SLOW_CONSUMER,
+    CLOSE_TOKEN_EXPIRED, FRAMES_PER_WRITE,
 };
 use crate::broker::{Connection, DrainBuf, Drained, End, Frame};
 use crate::shutdown::Shutdown;
@@ -23,18 +23,18 @@ use tokio_util::sync::CancellationToken;
 pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     mut out: W,
     conn: &Connection,
-    settings: Settings,
+    heartbeat_every: Duration,
     shutdown: &Shutdown,
     over: &CancellationToken,
     heard: &Heard,
     pong: &PendingPong,
 ) {
-    let mut heartbeat = interval_at(Instant::now() + settings.heartbeat, settings.heartbeat);
+    let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // A peer that takes no bytes for two heartbeats (gone without a FIN, or
     // stopped reading) would hold a write forever: the write deadline
     // closes it, as the ping closes an idle one.
-    let deadline = 2 * settings.heartbeat;
+    let deadline = 2 * heartbeat_every;
     let mut stopping = false;
     let mut buf = DrainBuf::default();
     loop {
@@ -90,7 +90,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                         // Dead peers: a WebSocket ping each heartbeat; a peer
                         // that sent nothing, not even a pong, for two
                         // heartbeats is gone (or a half-open socket) and is closed.
-                        if heard.silent_for() > 2 * settings.heartbeat {
+                        if heard.silent_for() > 2 * heartbeat_every {
                             tracing::debug!(connection = conn.id, "no answer to ping: closing");
                             conn.outbox.close(End::Close {
                                 code: CLOSE_AWAY,
@@ -226,12 +226,18 @@ async fn finish<W: AsyncWrite + Unpin>(out: &mut W, end: End, deadline: Duration
         End::Close { code, reason } => {
             write_raw(out, &codec::close_frame(code, &reason), deadline).await;
         }
-        End::ClosedByAdmin => {
-            let notice = Frame::info(InfoKind::ClosedByAdmin, None);
+        // One arm for both (a notice, then the close): each arm's futures
+        // would take their own room in every connection's future.
+        End::ClosedByAdmin | End::TokenExpired => {
+            let (kind, code, reason) = if end == End::ClosedByAdmin {
+                (InfoKind::ClosedByAdmin, CLOSE_BY_ADMIN, "closed by admin")
+            } else {
+                (InfoKind::TokenExpired, CLOSE_TOKEN_EXPIRED, "token expired")
+            };
+            let notice = Frame::info(kind, None);
             let written = write_frames(out, std::slice::from_ref(&notice), deadline);
             if written.await.is_ok() {
-                let close = codec::close_frame(CLOSE_BY_ADMIN, "closed by admin");
-                write_raw(out, &close, deadline).await;
+                write_raw(out, &codec::close_frame(code, reason), deadline).await;
             }
         }
         End::Gone => {
