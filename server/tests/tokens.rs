@@ -375,6 +375,9 @@ async fn a_token_limited_to_orders_for_ten_minutes() {
         message(&body).contains("users.x") && message(&body).contains("orders.*"),
         "the 403 names the topic and the claim: {body}"
     );
+    // A name that is no name is BAD_REQUEST, as for a key, not FORBIDDEN.
+    let (status, body) = publish("bad%20name").await;
+    assert_eq!((status, code(&body)), (400, "BAD_REQUEST"), "{body}");
     let (status, body) = call(
         &s,
         Method::GET,

@@ -42,8 +42,10 @@ impl Credential {
     /// Whether it may do what `role` is for on `topic`, a topic name or a
     /// pattern (subscribing to a pattern needs a claim pattern that covers
     /// it: every topic it matches). The refusal is a 403 that names the
-    /// topic and the claim. A pattern that does not parse is covered by
-    /// nothing: check it (BAD_REQUEST) before, where that is the answer.
+    /// topic and the claim. A name or pattern that is not valid at all is
+    /// not refused here: the operation answers it BAD_REQUEST, as it would
+    /// for a key (every operation checks the name, so nothing is reached
+    /// through it).
     pub fn may(&self, role: Role, topic: &str) -> Result<(), Refusal> {
         if !self.allows(role) {
             return Err(Refusal::Forbidden(role));
@@ -54,6 +56,14 @@ impl Credential {
         let Some(claims) = token.patterns(role) else {
             return Ok(());
         };
+        let malformed = if is_pattern(topic) {
+            Pattern::parse(topic).is_err()
+        } else {
+            protocol::topic_name_problem(topic).is_some()
+        };
+        if malformed {
+            return Ok(());
+        }
         let allowed = if is_pattern(topic) {
             Pattern::parse(topic).is_ok_and(|asked| claims.iter().any(|c| c.covers(&asked)))
         } else {
