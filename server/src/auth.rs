@@ -425,6 +425,8 @@ pub struct Access {
     /// By route template, then method: looked up by `&str` on every
     /// request, with no allocation.
     needs: std::collections::HashMap<String, Vec<(Method, Need)>>,
+    /// Routes that also read the key from `?token=` (the SSE streams).
+    query_token: std::collections::HashSet<String>,
 }
 
 impl Access {
@@ -437,6 +439,16 @@ impl Access {
             "{method} {route} declared twice"
         );
         methods.push((method, need));
+    }
+
+    /// Lets `route` take its key from `?token=` too.
+    pub fn accept_query_token(&mut self, route: &str) {
+        self.query_token.insert(route.to_owned());
+    }
+
+    /// Whether a request routed to `matched` may give its key as `?token=`.
+    pub fn takes_query_token(&self, matched: Option<&str>) -> bool {
+        matched.is_some_and(|route| self.query_token.contains(route))
     }
 
     /// What a request to `path`, routed to `matched` (if a route matched),
@@ -506,7 +518,11 @@ pub async fn guard(
             .into_response();
     };
     if need != Need::Open {
-        let key = presented(headers, None);
+        let query = access
+            .takes_query_token(matched)
+            .then(|| request.uri().query())
+            .flatten();
+        let key = presented(headers, query);
         if let Err(refusal) = state.keys.authorize(key.as_deref(), need) {
             return refusal.into_response();
         }

@@ -41,6 +41,11 @@ use tower::ServiceExt;
 /// waits here, beyond the kernel's send buffer, for a slow reader.
 pub const WRITE_BUFFER: usize = 64 << 10;
 
+/// The client's address, in every request's extensions (for the
+/// connections board's `remote_addr` of an SSE stream).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// Serves `app` on `listener` until `state.shutdown` is triggered, then
 /// drains (see the module header) and returns.
 pub async fn run(listener: TcpListener, app: Router, state: &AppState) {
@@ -84,10 +89,15 @@ pub async fn run(listener: TcpListener, app: Router, state: &AppState) {
             refuse(&tcp, config.max_http_connections);
             continue;
         };
-        let service = TowerToHyperService::new(
-            app.clone()
-                .map_request(|request: Request<Incoming>| request.map(Body::new)),
-        );
+        let peer = tcp.peer_addr().ok().map(Peer);
+        let service =
+            TowerToHyperService::new(app.clone().map_request(move |request: Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                if let Some(peer) = peer {
+                    request.extensions_mut().insert(peer);
+                }
+                request
+            }));
         let io = TokioIo::new(HttpStream::new(tcp, stall));
         let conn = http1.serve_connection(io, service).with_upgrades();
         let stop = stop.clone();
