@@ -844,3 +844,52 @@ async fn next_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Str
         .expect("a line in time")
         .expect("curl still running")
 }
+
+/// A reader that stops reading holds neither memory nor the server: its
+/// queue stays within its bound, and once its socket takes no byte for
+/// `header_read_timeout` the stream is cut and its connection forgotten.
+#[tokio::test]
+async fn a_reader_that_stops_reading_is_cut_and_forgotten() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start_with(|c| {
+        c.header_read_timeout = Duration::from_millis(500);
+        c.broker.subscriber_queue = 16;
+    })
+    .await;
+    s.create_topic("t").await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(s.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /api/topics/t/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    s.eventually("the stream is open", || async {
+        sse_connections(&s).await.len() == 1
+    })
+    .await;
+    let payload = json!("z".repeat(32 << 10));
+    let mut most_queued = 0;
+    let started = Instant::now();
+    while !sse_connections(&s).await.is_empty() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the stalled stream was never cut"
+        );
+        s.publish("t", payload.clone()).await;
+        if let Some(c) = sse_connections(&s).await.first() {
+            most_queued = most_queued.max(c["queued"].as_u64().unwrap_or(0));
+        }
+    }
+    assert!(
+        most_queued <= 16 + 1,
+        "queue within its bound: {most_queued}"
+    );
+    let stats = s.stats().await;
+    assert_eq!(stats["topics"]["t"]["subscribers"], 0);
+    assert!(
+        stats["topics"]["t"]["dropped"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    drop(stalled);
+}

@@ -15,8 +15,10 @@
 //! it, and never in a growing buffer. A reader that takes no byte at all
 //! for `header_read_timeout` is cut by the HTTP server's write deadline
 //! ([`crate::http_server::HttpStream`]), the same progress rule the
-//! WebSocket writer applies; hyper then drops the body, and dropping it
-//! disconnects the hub connection.
+//! WebSocket writer applies, and a peer that vanished without a FIN fails
+//! the socket once its `: ping`s stay unacknowledged for two heartbeats
+//! (`TCP_USER_TIMEOUT`, set by the HTTP server). hyper then drops the body,
+//! and dropping it disconnects the hub connection.
 //!
 //! Events count as delivered once their chunk is handed to hyper (the
 //! WebSocket counts them once the socket took them): at most one chunk and
