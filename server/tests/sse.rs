@@ -669,6 +669,11 @@ async fn streams_count_as_subscribers_and_show_on_the_board_as_sse() {
     );
     let (status, health) = s.get("/api/health").await;
     assert_eq!((status, health["connections"].as_u64()), (200, Some(1)));
+    // An exact-name subscription without a client id, as presence lists it.
+    let (_, presence) = s.get("/api/topics/t/presence").await;
+    assert_eq!(presence["count"], 1, "{presence}");
+    assert_eq!(presence["clients"][0]["client_id"], Value::Null);
+    assert_eq!(presence["clients"][0]["connection_id"], c["id"]);
     // A client that goes away takes its subscription with it.
     drop(sse);
     s.eventually("the stream is gone", || async {
