@@ -65,6 +65,14 @@ CHECKS+=,response_headers_conformance,response_schema_conformance
 CHECKS+=,negative_data_rejection,unsupported_method,allow_header_conformance
 CHECKS+=,use_after_free,ensure_resource_availability,ignored_auth
 
+# The two event streams (GET /api/topics/{name}/events, GET /api/events)
+# are left out: a request schemathesis gets right opens a stream that never
+# ends by design, so every valid example would wait for a body until a
+# timeout, which schemathesis reports as a failure. Their refusals (bad
+# names, Last-Event-ID, last_n, topics, keys) are covered by
+# server/tests/sse.rs, and their documentation by server/tests/openapi.rs.
+EXCLUDE_STREAMS='/events$'
+
 seed=()
 if [ -n "${SCHEMATHESIS_SEED:-}" ]; then seed=(--seed "$SCHEMATHESIS_SEED"); fi
 started=$SECONDS
@@ -75,6 +83,7 @@ status=0
   --url "$BASE" \
   --header "Authorization: Bearer $KEY" \
   --checks "$CHECKS" \
+  --exclude-path-regex "$EXCLUDE_STREAMS" \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-300}" \
   --workers 1 \
   --generation-database none \

@@ -24,6 +24,7 @@ pub mod client;
 pub mod pattern;
 #[cfg(feature = "schema")]
 pub mod schema;
+pub mod sse;
 #[cfg(feature = "testing")]
 pub mod testing;
 

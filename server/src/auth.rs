@@ -541,6 +541,8 @@ pub struct Access {
     /// By route template, then method: looked up by `&str` on every
     /// request, with no allocation.
     needs: std::collections::HashMap<String, Vec<(Method, Need)>>,
+    /// Routes that also read the key from `?token=` (the SSE streams).
+    query_token: std::collections::HashSet<String>,
 }
 
 impl Access {
@@ -553,6 +555,16 @@ impl Access {
             "{method} {route} declared twice"
         );
         methods.push((method, need));
+    }
+
+    /// Lets `route` take its key from `?token=` too.
+    pub fn accept_query_token(&mut self, route: &str) {
+        self.query_token.insert(route.to_owned());
+    }
+
+    /// Whether a request routed to `matched` may give its key as `?token=`.
+    pub fn takes_query_token(&self, matched: Option<&str>) -> bool {
+        matched.is_some_and(|route| self.query_token.contains(route))
     }
 
     /// What a request to `path`, routed to `matched` (if a route matched),
@@ -630,7 +642,13 @@ pub async fn guard(
             Credential::Open
         }
     } else {
-        let key = presented(headers, None);
+        // `?token=` only where a route takes it (the streams, which
+        // EventSource opens without headers).
+        let query = access
+            .takes_query_token(matched)
+            .then(|| request.uri().query())
+            .flatten();
+        let key = presented(headers, query);
         match state.keys.authorize(key.as_ref(), need) {
             Ok(credential) => credential,
             Err(refusal) => return refusal.into_response(),

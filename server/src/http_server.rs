@@ -12,7 +12,9 @@
 //!   how long an idle keep-alive connection waits for the next one;
 //! - a response whose reader takes no byte for `header_read_timeout` is cut
 //!   ([`HttpStream`]'s write deadline), and hyper buffers at most
-//!   [`WRITE_BUFFER`] of it beyond the socket's own buffer;
+//!   [`WRITE_BUFFER`] of it beyond the socket's own buffer; data a peer's
+//!   kernel leaves unacknowledged for two heartbeats fails the socket
+//!   (`TCP_USER_TIMEOUT`: a long-lived SSE stream to a vanished peer);
 //! - at shutdown the listener closes, every connection is asked to finish
 //!   its request and close, and after `shutdown_timeout` whatever is left
 //!   (HTTP or WebSocket) is abandoned: [`run`] returns and the process ends.
@@ -40,6 +42,11 @@ use tower::ServiceExt;
 /// hyper's buffer per connection (reads and queued writes): a response
 /// waits here, beyond the kernel's send buffer, for a slow reader.
 pub const WRITE_BUFFER: usize = 64 << 10;
+
+/// The client's address, in every request's extensions (for the
+/// connections board's `remote_addr` of an SSE stream).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// Serves `app` on `listener` until `state.shutdown` is triggered, then
 /// drains (see the module header) and returns.
@@ -79,15 +86,27 @@ pub async fn run(listener: TcpListener, app: Router, state: &AppState) {
         // back until the peer's (delayed, up to 40 ms) ACK: measured as a
         // 40 ms p99.
         let _ = tcp.set_nodelay(true);
+        // Half-open sockets (a peer gone without a FIN): data its kernel
+        // has not acknowledged for two heartbeats fails the socket, as on
+        // a WebSocket. An SSE stream writes a `: ping` every heartbeat, so
+        // a vanished reader frees its stream within about three of them
+        // instead of the kernel's retransmission limit (about 15 minutes).
+        let _ =
+            socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(2 * config.heartbeat_interval));
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             state.broker.totals().refuse(Limit::MaxHttpConnections);
             refuse(&tcp, config.max_http_connections);
             continue;
         };
-        let service = TowerToHyperService::new(
-            app.clone()
-                .map_request(|request: Request<Incoming>| request.map(Body::new)),
-        );
+        let peer = tcp.peer_addr().ok().map(Peer);
+        let service =
+            TowerToHyperService::new(app.clone().map_request(move |request: Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                if let Some(peer) = peer {
+                    request.extensions_mut().insert(peer);
+                }
+                request
+            }));
         let io = TokioIo::new(HttpStream::new(tcp, stall));
         let conn = http1.serve_connection(io, service).with_upgrades();
         let stop = stop.clone();

@@ -9,6 +9,8 @@
 //! - [`api`]: the REST API under `/api`.
 //! - [`auth`]: API keys and roles, and the browser origins allowed.
 //! - [`ws`]: the WebSocket endpoint at `/ws`.
+//! - [`sse`]: Server-Sent Events, a hub connection's queue written as an
+//!   HTTP response (the routes are in [`api`]).
 //! - [`ui`]: the server-rendered, hydrated web UI at `/`.
 //! - [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`config`]: flags, environment variables and the config file.
@@ -27,6 +29,7 @@ pub mod config;
 pub(crate) mod http_server;
 pub(crate) mod metrics;
 pub mod shutdown;
+pub(crate) mod sse;
 pub(crate) mod ui;
 pub mod ws;
 

@@ -232,7 +232,7 @@ const SCALARS: [Scalar; 16] = [
     Scalar {
         name: "connections",
         kind: Kind::Gauge,
-        help: "Open WebSocket connections.",
+        help: "Open WebSocket connections and SSE streams.",
         read: |r| r.broker.totals().connections.load(Relaxed),
     },
     Scalar {

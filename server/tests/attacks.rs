@@ -349,7 +349,8 @@ async fn an_unread_history_response_is_cut() {
 
 /// SIGTERM's promise: serve returns within `shutdown_timeout` plus one
 /// second whatever clients do: a half-sent head, an unread history
-/// response, a WebSocket that reads nothing while its queue is full.
+/// response, a WebSocket that reads nothing while its queue is full, an
+/// SSE stream that reads nothing while its queue is full.
 #[tokio::test]
 async fn shutdown_ends_in_time_whatever_clients_do() {
     let mut s = TestServer::start_with(|c| {
@@ -360,6 +361,15 @@ async fn shutdown_ends_in_time_whatever_clients_do() {
     s.create_topic("t").await;
     let subscribe = json!({"type": "subscribe", "topic": "t"}).to_string();
     let (_stalled_ws, _) = raw_upgrade(s.addr, &masked(0x81, subscribe.as_bytes())).await;
+    let mut stalled_sse = small_window(s.addr).await;
+    stalled_sse
+        .write_all(b"GET /api/topics/t/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    s.eventually("the stream is subscribed", || async {
+        s.stats().await["topics"]["t"]["subscribers"] == 2
+    })
+    .await;
     let payload = "x".repeat(65_000);
     for _ in 0..200 {
         s.publish("t", json!(payload)).await;

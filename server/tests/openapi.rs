@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 /// Every route under `/api`: the contract's table plus the additions the
 /// README lists (`/api/stats/history`, `/api/openapi.json`).
-const ROUTES: [(&str, &str); 15] = [
+const ROUTES: [(&str, &str); 17] = [
     ("get", "/api/health"),
     ("get", "/api/stats"),
     ("get", "/api/stats/history"),
@@ -23,6 +23,8 @@ const ROUTES: [(&str, &str); 15] = [
     ("post", "/api/topics/{name}/messages"),
     ("post", "/api/publish"),
     ("get", "/api/topics/{name}/presence"),
+    ("get", "/api/topics/{name}/events"),
+    ("get", "/api/events"),
     ("get", "/api/connections"),
     ("get", "/api/connections/{id}"),
     ("delete", "/api/connections/{id}"),
@@ -96,11 +98,15 @@ fn request_to(
     topic: &str,
     connection: u64,
 ) -> reqwest::RequestBuilder {
-    let url = s.url(
+    let mut url = s.url(
         &path
             .replace("{name}", topic)
             .replace("{id}", &connection.to_string()),
     );
+    if path == "/api/events" {
+        // Its one required parameter.
+        url = format!("{url}?topic={topic}");
+    }
     match (method, path) {
         ("post", "/api/topics") => s.http.post(url).json(&json!({ "name": "created-by-test" })),
         ("post", "/api/publish") => s.http.post(url).json(&json!({
@@ -184,6 +190,16 @@ async fn every_documented_operation_is_served_with_a_documented_status() {
             .await
             .expect("request");
         let status = r.status().as_u16();
+        if r.headers()["content-type"] == "text/event-stream" {
+            // A stream never ends: its head is the answer (dropping it
+            // closes the stream).
+            assert_eq!(status, 200, "{method} {path}");
+            assert!(
+                op["responses"]["200"]["content"]["text/event-stream"].is_object(),
+                "{method} {path}: documented as a stream"
+            );
+            continue;
+        }
         let body: Value = r.json().await.expect("a JSON answer");
         assert!(
             documented_statuses(&op).contains(&status),

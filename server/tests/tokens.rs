@@ -834,3 +834,73 @@ async fn a_batch_publish_refuses_only_the_items_outside_the_claim() {
     let (_, topic) = call(&s, Method::GET, "/api/topics/users.x", Some(ADMIN), None).await;
     assert_eq!(topic["seq"], 0, "nothing published to users.x: {topic}");
 }
+
+/// Opens an SSE stream with `?token=` and reads it until it ends or
+/// `within` passes: the status and every byte read.
+async fn sse_read(s: &TestServer, path: &str, within: Duration) -> (u16, String, bool) {
+    let mut response = s.http.get(s.url(path)).send().await.expect("GET");
+    let status = response.status().as_u16();
+    let mut text = String::new();
+    let ended = tokio::time::timeout(within, async {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .is_ok();
+    (status, text, ended)
+}
+
+#[tokio::test]
+async fn sse_streams_are_scoped_by_the_token_and_end_when_it_expires() {
+    let s = with_secret().await;
+    for topic in ["orders.eu", "users.x"] {
+        publish_as_admin(&s, topic, json!(1)).await;
+    }
+    let token = orders_token("browser-1");
+    // Outside the claim: 403 before the stream starts, naming the claim.
+    for path in [
+        format!("/api/topics/users.x/events?token={token}"),
+        format!("/api/events?topic=orders.eu&topic=users.x&token={token}"),
+        // `orders.>` reaches deeper than the claim `orders.*` covers.
+        format!("/api/events?topic=orders.%3E&token={token}"),
+    ] {
+        let (status, body, _) = sse_read(&s, &path, Duration::from_secs(5)).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(
+            body.contains("FORBIDDEN") && body.contains("orders.*"),
+            "{body}"
+        );
+    }
+    // Inside it: the stream starts (and is still open after a moment).
+    for path in [
+        format!("/api/topics/orders.eu/events?last_n=1&token={token}"),
+        format!("/api/events?topic=orders.*&last_n=1&token={token}"),
+    ] {
+        let (status, text, ended) = sse_read(&s, &path, Duration::from_millis(500)).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(text.starts_with("event: subscribed\n"), "{text}");
+        assert!(
+            text.contains("event: message\n"),
+            "the replayed message: {text}"
+        );
+        assert!(!ended, "a live stream stays open");
+    }
+    // A token that expires in two seconds ends its stream then.
+    let short = hs256(
+        &claims("c", &["subscribe"], json!({"subscribe": ["orders.*"]}), 2),
+        SECRET,
+    );
+    let path = format!("/api/topics/orders.eu/events?token={short}");
+    let (status, text, ended) = sse_read(&s, &path, Duration::from_secs(10)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(ended, "the stream ended at expiry: {text}");
+    assert!(text.ends_with(": token expired\n\n"), "{text}");
+    let (status, topic) = call(&s, Method::GET, "/api/topics/orders.eu", Some(ADMIN), None).await;
+    assert_eq!((status, &topic["subscribers"]), (200, &json!(0)), "{topic}");
+    // Once expired, it is refused outright (`exp` is in whole seconds: the
+    // second it names is the last one the token is valid in).
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, body, _) = sse_read(&s, &path, Duration::from_secs(5)).await;
+    assert_eq!(status, 401, "{body}");
+}

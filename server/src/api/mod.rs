@@ -3,6 +3,7 @@
 //! - [`topics`]: create, list, read and delete topics.
 //! - [`messages`]: publish, and read a topic's history.
 //! - [`server`]: health, stats and the stats history.
+//! - [`events`]: Server-Sent Events, per topic and for several topics.
 //! - [`openapi`]: the OpenAPI document of all of the above, served at
 //!   `GET /api/openapi.json`.
 //! - [`error`]: [`ApiError`], the one place errors become responses.
@@ -18,6 +19,7 @@
 
 mod connections;
 mod error;
+mod events;
 mod messages;
 pub mod openapi;
 mod server;
@@ -79,6 +81,8 @@ fn routes() -> Declared {
         .route(Role(Admin), routes!(topics::delete_topic))
         .route(Role(Subscribe), routes!(messages::history))
         .route(Role(Subscribe), routes!(topics::presence))
+        .route_with_query_token(Role(Subscribe), routes!(events::topic_events))
+        .route_with_query_token(Role(Subscribe), routes!(events::events))
         .route(Role(Admin), routes!(connections::list))
         .route(Role(Admin), routes!(connections::get, connections::close))
         .route(Role(Publish), routes!(messages::publish))
@@ -114,6 +118,21 @@ impl Declared {
         }
         self.router = self.router.routes(handlers);
         self
+    }
+
+    /// [`Declared::route`] for a route that also takes the key as
+    /// `?token=` (`EventSource` cannot set headers). Only the SSE routes
+    /// do: a key in a URL ends up in logs and browser history, so no other
+    /// REST route accepts one.
+    fn route_with_query_token(
+        mut self,
+        need: Need,
+        handlers: UtoipaMethodRouter<AppState>,
+    ) -> Self {
+        for path in handlers.1.paths.keys() {
+            self.access.accept_query_token(&format!("/api{path}"));
+        }
+        self.route(need, handlers)
     }
 }
 

@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi as _, ToResponse};
             TopicExists,
             PayloadTooLarge,
             RateLimited,
+            StreamLimited,
             Unavailable
         ),
     ),
@@ -40,6 +41,7 @@ use utoipa::{Modify, OpenApi as _, ToResponse};
         (name = "topics", description = "Create, list, read and delete topics."),
         (name = "messages", description = "Publish to a topic and read its history."),
         (name = "server", description = "Health, counters and this document."),
+        (name = "events", description = "Server-Sent Events: a topic's events (resumable with Last-Event-ID), or several topics and patterns on one stream."),
         (name = "connections", description = "The connections board: each open connection with its subscriptions, lag and queue; close one."),
     ),
 )]
@@ -106,6 +108,14 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-API-Key",
                 "The same API key in `X-API-Key: KEY` (keys only: never a token).",
+            ))),
+        );
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "The same API key as `?token=KEY`, on the event streams only \
+                 (`EventSource` cannot set headers).",
             ))),
         );
     }
@@ -198,6 +208,12 @@ error_response!(
     "RATE_LIMITED: the server holds max_topics topics already (default 10,000).",
     [RateLimited],
     "this server holds its limit of 10000 topics (max_topics); delete one first"
+);
+error_response!(
+    StreamLimited,
+    "RATE_LIMITED: the server holds max_connections connections (WebSockets and event streams), or the stream asks for more than max_subscriptions topics and patterns.",
+    [RateLimited],
+    "this server holds its limit of 65536 connections (max_connections)"
 );
 
 error_response!(

@@ -27,7 +27,7 @@ pub(crate) mod log;
 pub(crate) mod sampler;
 
 pub use error::BrokerError;
-pub use hub::connection::{Connection, Permits};
+pub use hub::connection::{Connection, Permits, Transport};
 pub use hub::frame::{self, EventDraft, Frame};
 pub use hub::outbox::{Batch, Bounds, DrainBuf, Drained, End, Queued, SlowConsumerPolicy};
 pub use hub::tally::{Limit, Totals, LATENCY_BOUNDS};
@@ -453,6 +453,17 @@ impl Broker {
         self.hub.connect_with(permits, remote)
     }
 
+    /// [`Broker::connect_from`] over another transport than the WebSocket
+    /// (an SSE stream): the same queue, policies, counters and board.
+    pub fn connect_via(
+        &self,
+        transport: Transport,
+        permits: Permits,
+        remote: Option<std::net::SocketAddr>,
+    ) -> Arc<Connection> {
+        self.hub.connect_via(transport, permits, remote)
+    }
+
     /// This instance's open connections, as the connections board shows
     /// them, by id.
     pub fn connections(&self) -> Vec<protocol::ConnectionInfo> {
@@ -477,7 +488,7 @@ impl Broker {
     }
 
     /// Closes an open connection for an admin: a WebSocket gets `info
-    /// closed_by_admin` and close 4010. Whether there was one to close.
+    /// closed_by_admin` and close 4010, an SSE stream ends. Whether there was one to close.
     pub fn close_connection(&self, id: u64) -> bool {
         match self.hub.connection(id) {
             Some(conn) if !conn.is_disconnected() && !conn.outbox.is_closed() => {

@@ -69,7 +69,7 @@ impl Hub {
             node: None,
             remote_addr: conn.remote.map(|a| a.to_string()),
             connected_at: crate::broker::clock::rfc3339_of_millis(conn.connected_at),
-            transport: "websocket".into(),
+            transport: conn.transport.as_str().into(),
             client_ids: client_ids.into_iter().collect(),
             subscriptions,
             queued: queued as u64,

@@ -25,6 +25,26 @@ impl Permits {
     };
 }
 
+/// How a connection reaches the server, as the connections board names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `/ws`: requests and replies both ways.
+    WebSocket,
+    /// Server-Sent Events (`/api/topics/{name}/events`, `/api/events`):
+    /// subscriptions fixed by the request, events one way.
+    Sse,
+}
+
+impl Transport {
+    /// The board's `transport` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
 /// A publish rate: `per_sec` tokens a second (0: unlimited), at most
 /// `burst` saved up.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +93,7 @@ pub struct Connection {
     /// When it connected (unix milliseconds), and from where, for the board.
     pub connected_at: i64,
     pub remote: Option<std::net::SocketAddr>,
+    pub transport: Transport,
     pub outbox: Outbox,
     /// Lock order: a topic's lock, then this one; never the reverse.
     pub(super) subscriptions: Mutex<Subscriptions>,
@@ -87,6 +108,7 @@ impl Connection {
     pub(super) fn new(
         id: u64,
         remote: Option<std::net::SocketAddr>,
+        transport: Transport,
         queue: Bounds,
         policy: SlowConsumerPolicy,
         permits: Permits,
@@ -96,6 +118,7 @@ impl Connection {
             id,
             connected_at: crate::broker::clock::now_millis(),
             remote,
+            transport,
             outbox: Outbox::new(queue, policy),
             subscriptions: Mutex::default(),
             disconnected: AtomicBool::new(false),

@@ -36,7 +36,7 @@ pub mod topic;
 
 use super::error::{self, BrokerError};
 use super::{BrokerConfig, HistoryRange, TopicCounts, TopicInfo};
-use connection::{Connection, Permits};
+use connection::{Connection, Permits, Transport};
 use dashmap::DashMap;
 use frame::{EventDraft, Frame};
 use outbox::Bounds;
@@ -496,11 +496,22 @@ impl Hub {
         permits: Permits,
         remote: Option<std::net::SocketAddr>,
     ) -> Arc<Connection> {
+        self.connect_via(Transport::WebSocket, permits, remote)
+    }
+
+    /// [`Hub::connect_with`] over `transport`.
+    pub(crate) fn connect_via(
+        &self,
+        transport: Transport,
+        permits: Permits,
+        remote: Option<std::net::SocketAddr>,
+    ) -> Arc<Connection> {
         let id = self.next_connection.fetch_add(1, Relaxed);
         self.totals.connections.fetch_add(1, Relaxed);
         let conn = Arc::new(Connection::new(
             id,
             remote,
+            transport,
             Bounds {
                 events: self.config.subscriber_queue,
                 bytes: self.config.max_queue_bytes,
