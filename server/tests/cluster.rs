@@ -929,3 +929,86 @@ async fn a_retry_on_any_node_is_a_duplicate_even_after_a_lost_acknowledgement() 
     assert_eq!(seen, [json!(1), json!(2), json!(3), json!(4)]);
     on_c.expect_silence(Duration::from_millis(300)).await;
 }
+
+/// Reads an SSE response until `records` records (blank-line separated,
+/// pings aside) have come, within `PATIENCE`: their texts.
+async fn sse_records(response: &mut reqwest::Response, records: usize) -> Vec<String> {
+    let mut text = String::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while out.len() < records {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, response.chunk())
+            .await
+            .expect("the records in time")
+            .expect("the stream")
+            .expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let record: String = text.drain(..end + 2).collect();
+            if !record.starts_with(':') {
+                out.push(record.trim_end().to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Server-Sent Events in cluster mode: a stream on one node follows what
+/// another publishes, with the cluster's `seq` and epoch in its ids, and a
+/// stream opened on a third node resumes from `Last-Event-ID`.
+#[tokio::test]
+async fn an_sse_stream_on_any_node_follows_and_resumes_the_cluster() {
+    let (_nats, nodes) = cluster().await;
+    let [a, b, c] = &nodes[..] else {
+        unreachable!()
+    };
+    a.create_topic("feed").await;
+    let (_, info) = a.get("/api/topics/feed").await;
+    let epoch = info["epoch"].as_str().expect("epoch").to_owned();
+    let mut on_b = b
+        .http
+        .get(b.url("/api/topics/feed/events"))
+        .send()
+        .await
+        .expect("GET events");
+    assert_eq!(on_b.status(), 200);
+    let first = sse_records(&mut on_b, 1).await;
+    assert!(first[0].starts_with("event: subscribed\n"), "{first:?}");
+    for n in 1..=3 {
+        a.publish("feed", json!({"n": n})).await;
+    }
+    let records = sse_records(&mut on_b, 3).await;
+    for (record, seq) in records.iter().zip(1..) {
+        assert!(
+            record.starts_with(&format!("id: {epoch}:{seq}\nevent: message\ndata: ")),
+            "{record}"
+        );
+    }
+
+    let mut on_c = c
+        .http
+        .get(c.url("/api/topics/feed/events"))
+        .header("last-event-id", format!("{epoch}:2"))
+        .send()
+        .await
+        .expect("GET events");
+    assert_eq!(on_c.status(), 200);
+    let resumed = sse_records(&mut on_c, 2).await;
+    let subscribed: Value = serde_json::from_str(
+        resumed[0]
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("data"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        (&subscribed["recovered"], &subscribed["replayed"]),
+        (&json!(true), &json!(1)),
+        "{subscribed}"
+    );
+    assert!(
+        resumed[1].starts_with(&format!("id: {epoch}:3\n")),
+        "{resumed:?}"
+    );
+}

@@ -69,7 +69,7 @@ pub fn options(config: &Config) -> LeptosOptions {
 /// each route needs, as the guard checks it: a page shows what its request
 /// may read.
 pub fn routes(router: Router<AppState>, state: &AppState, access: Arc<Access>) -> Router<AppState> {
-    let page_routes = generate_route_list(App);
+    let page_routes = page_routes();
     let options = state.leptos_options.clone();
     let pkg = pkg_folder(&options);
     let reads = {
@@ -85,6 +85,18 @@ pub fn routes(router: Router<AppState>, state: &AppState, access: Arc<Access>) -
     router
         .nest_service(&format!("/{PKG_DIR}"), bundle(&pkg, REVALIDATE))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+}
+
+/// The pages' routes, generated once per process. Generating them runs
+/// the app with a process-global flag of leptos_server set, and a resource
+/// whose future is first polled meanwhile, by any page render in the
+/// process, waits forever (leptos issue 4773): a second server started in
+/// the same process (the tests start dozens) made a page request of the
+/// first one hang now and then.
+fn page_routes() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 fn pkg_folder(options: &LeptosOptions) -> PathBuf {
