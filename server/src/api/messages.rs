@@ -17,8 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use protocol::{
-    BatchResult, BatchResults, ErrorBody, HistoryPage, PublishBatch, PublishMessage, Published,
-    RestError,
+    BatchResult, BatchResults, ErrorBody, HistoryPage, PublishMessage, Published, RestError,
 };
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -85,7 +84,7 @@ pub(super) async fn publish(
     operation_id = "publish_batch",
     tag = "messages",
     security(("bearer" = []), ("apiKey" = [])),
-    request_body(content = PublishBatch, content_type = "application/json",
+    request_body(content = BatchBody, content_type = "application/json",
         description = "The messages, in order. The body is read as JSON whatever its Content-Type.",
         example = json!({"messages": [
             {"topic": "orders", "message": {"id": "order-1042", "payload": {"qty": 1}}},
@@ -153,8 +152,17 @@ pub(super) async fn publish_batch(
 /// The body of a batch publish, `{"messages": [ITEM, ...]}`, checked as a
 /// whole (its shape and length: a 400 for all of it), and each item's
 /// `topic` and `message` read (an error of that item only).
-#[derive(serde::Deserialize)]
+///
+/// Documented as it is read: the items are any objects, since what is
+/// wrong inside one is that item's error in a 200, not a 400 (programs
+/// build the body with `protocol::PublishBatch`).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = PublishBatchBody)]
 struct BatchBody {
+    /// 1 to `max_batch` (default 1,000) objects, each
+    /// `{"topic", "message": {"id"?, "payload"}}`; an item with anything
+    /// else wrong is answered with its error, the others are published.
+    #[schema(value_type = Vec<Object>, min_items = 1)]
     messages: Vec<Map<String, Value>>,
 }
 
