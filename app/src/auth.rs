@@ -107,15 +107,15 @@ pub fn KeyPrompt() -> impl IntoView {
     view! {
         <Show when=move || has_key.get()>
             <button type="button" class="key-forget" on:click=move |_| remember(None)>
-                "Forget API key"
+                "Forget key"
             </button>
         </Show>
         <Show when=move || wanted().get().is_some()>
             <div class="key-prompt" role="dialog" aria-modal="true" aria-labelledby="key-prompt-title">
                 <form on:submit=submit>
-                    <h2 id="key-prompt-title">"This server needs an API key"</h2>
+                    <h2 id="key-prompt-title">"This server needs an API key or token"</h2>
                     <p class="muted">{move || wanted().get().unwrap_or_default()}</p>
-                    <label for="api-key">"API key"</label>
+                    <label for="api-key">"API key or token"</label>
                     <input
                         id="api-key"
                         type="password"

@@ -41,7 +41,7 @@ test('the UI asks for a key, keeps it for the tab and uses it for REST and the W
   await expect(dialog).toBeVisible();
   await expect(dialog).toContainText('UNAUTHORIZED');
   await page.screenshot({ path: 'artifacts/key-prompt.png', fullPage: true });
-  await page.getByLabel('API key', { exact: true }).fill('ui-key');
+  await page.getByLabel('API key or token', { exact: true }).fill('ui-key');
   await page.getByRole('button', { name: 'Use this key' }).click();
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   await expect(page.getByRole('dialog')).toHaveCount(0);
@@ -64,7 +64,7 @@ test('the UI asks for a key, keeps it for the tab and uses it for REST and the W
   await expect(page.getByTestId('live-log').locator('article[data-seq="1"]')).toBeVisible();
 
   // Forgetting the key brings the prompt back.
-  await page.getByRole('button', { name: 'Forget API key' }).click();
+  await page.getByRole('button', { name: 'Forget key' }).click();
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   await expect(page.getByRole('dialog')).toBeVisible();
 });
@@ -72,7 +72,7 @@ test('the UI asks for a key, keeps it for the tab and uses it for REST and the W
 test('a key without the role sees the server refuse, with the reason', async ({ page }) => {
   await page.goto(`${base}/topics`);
   await expect(page.getByRole('dialog')).toBeVisible();
-  await page.getByLabel('API key', { exact: true }).fill('reader');
+  await page.getByLabel('API key or token', { exact: true }).fill('reader');
   await page.getByRole('button', { name: 'Use this key' }).click();
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   await page.getByLabel('Name', { exact: true }).fill(`ui-auth-ro-${Date.now()}`);

@@ -63,7 +63,7 @@ test('a token limited to orders.* works where a key does, and only there', async
   await page.goto(`${base}/topics`);
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   await expect(page.getByRole('dialog')).toBeVisible();
-  await page.getByLabel('API key', { exact: true }).fill(ordersToken());
+  await page.getByLabel('API key or token', { exact: true }).fill(ordersToken());
   await page.getByRole('button', { name: 'Use this key' }).click();
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
   await expect(page.getByRole('dialog')).toHaveCount(0);
