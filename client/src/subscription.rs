@@ -423,6 +423,8 @@ impl Session {
         let mut announced: Option<&'static str> = None;
         loop {
             let next = tokio::select! {
+                // A frame that is there wins over an expired deadline.
+                biased;
                 next = ws.next() => next,
                 () = tokio::time::sleep_until(deadline) => {
                     return End::Lost(format!(
@@ -479,6 +481,9 @@ impl Session {
                     return End::Closed(CloseReason::ByCaller);
                 }
             }
+            // Time spent waiting for a slow caller is not the server's
+            // silence: the frames meanwhile wait in the socket.
+            deadline = tokio::time::Instant::now() + self.options.liveness_timeout;
             if let Some(reason) = end {
                 close_gracefully(ws).await;
                 return End::Closed(reason);

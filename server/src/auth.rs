@@ -121,11 +121,18 @@ impl fmt::Debug for Grants {
 pub struct ApiKey {
     digest: [u8; 32],
     grants: Grants,
+    /// It has a JWT's shape: with tokens configured it would be verified
+    /// as a token and could never be used as a key (refused at start).
+    jwt_shaped: bool,
 }
 
 impl ApiKey {
     pub fn grants(&self) -> Grants {
         self.grants
+    }
+
+    pub fn is_jwt_shaped(&self) -> bool {
+        self.jwt_shaped
     }
 }
 
@@ -160,6 +167,7 @@ impl FromStr for ApiKey {
         Ok(ApiKey {
             digest: Sha256::digest(key.as_bytes()).into(),
             grants,
+            jwt_shaped: token::looks_like_jwt(key),
         })
     }
 }

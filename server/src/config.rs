@@ -341,6 +341,14 @@ impl Config {
             config.api_keys.extend(keys);
         }
         config.tokens = config.token_verifier()?;
+        if config.tokens.is_some() && config.api_keys.iter().any(auth::ApiKey::is_jwt_shaped) {
+            return Err(ConfigError::Tokens(
+                "an API key has the shape of a token (three base64url parts joined by dots): \
+                 with token verification on it would be read as a token and never work as a key; \
+                 choose another key"
+                    .into(),
+            ));
+        }
         Ok(config)
     }
 

@@ -864,6 +864,19 @@ async fn a_retry_on_any_node_is_a_duplicate_even_after_a_lost_acknowledgement() 
         (&json!(1), &json!(true)),
         "{ack}"
     );
+    let metrics = b
+        .http
+        .get(b.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("pubsub_publish_duplicates_total 2"),
+        "B answered two duplicates: {metrics}"
+    );
 
     // The publish NATS stored but whose acknowledgement never came back.
     let (_, info) = a.get("/api/topics/orders").await;

@@ -752,6 +752,10 @@ fn token_settings_that_cannot_be_meant_are_refused_at_start() {
             "P-256",
         ),
         (vec!["--token-public-key", &secret_path], "PEM"),
+        (
+            vec!["--token-secret", SECRET, "--api-key", "aaa.bbb.ccc=admin"],
+            "shape of a token",
+        ),
         (vec!["--token-algorithm", "HS256"], "needs"),
         (
             vec!["--token-public-key", "/nonexistent.pem"],
@@ -903,4 +907,20 @@ async fn sse_streams_are_scoped_by_the_token_and_end_when_it_expires() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (status, body, _) = sse_read(&s, &path, Duration::from_secs(5)).await;
     assert_eq!(status, 401, "{body}");
+}
+
+#[tokio::test]
+async fn a_token_that_expires_past_the_year_9999_is_served_without_overflow() {
+    let s = with_secret().await;
+    let mut absurd = claims("c", &["subscribe", "publish"], Value::Null, 600);
+    absurd["exp"] = json!(u64::MAX);
+    let token = hs256(&absurd, SECRET);
+    let mut ws = ws_with(&s, &token).await;
+    ws.send(json!({"type": "ping", "request_id": "p"})).await;
+    assert_eq!(ws.recv_json().await["type"], "pong");
+    publish_as_admin(&s, "orders.eu", json!(1)).await;
+    let path = format!("/api/topics/orders.eu/events?last_n=1&token={token}");
+    let (status, text, ended) = sse_read(&s, &path, Duration::from_millis(300)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("event: message\n") && !ended, "{text}");
 }

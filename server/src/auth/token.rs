@@ -255,9 +255,11 @@ impl TokenGrant {
         }
     }
 
-    /// When the token expires.
+    /// When the token expires. An `exp` past the year 9999 (a signed but
+    /// absurd token) counts as then, instead of overflowing the clock.
     pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.exp)
+        const YEAR_9999: u64 = 253_402_300_799;
+        UNIX_EPOCH + Duration::from_secs(self.exp.min(YEAR_9999))
     }
 }
 

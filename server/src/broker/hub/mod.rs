@@ -327,9 +327,11 @@ impl Hub {
         let change = st.dedup.record(window, digest, seq, now, over);
         if change != 0 {
             topic.dedup_bytes.store(st.dedup.bytes(), Relaxed);
+            // Under the lock, so that a delete (which subtracts what the
+            // topic holds, under it too) never subtracts bytes not added.
+            self.add_dedup_bytes(change);
         }
         drop(st);
-        self.add_dedup_bytes(change);
         self.enforce_history_budget();
         Some(Appended {
             seq,
@@ -355,8 +357,8 @@ impl Hub {
             let mut st = topic.state.lock();
             let change = st.dedup.prune(window, now);
             topic.dedup_bytes.store(st.dedup.bytes(), Relaxed);
-            drop(st);
             self.add_dedup_bytes(change);
+            drop(st);
         }
     }
 

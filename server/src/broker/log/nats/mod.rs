@@ -408,11 +408,19 @@ impl NatsLog {
         let epoch = mirror.epoch.clone();
         Ok(Box::pin(async move {
             match ack.await {
-                Ok(ack) => Ok(Receipt {
-                    id: prepared.id,
-                    seq: ack.sequence,
-                    duplicate: ack.duplicate,
-                }),
+                Ok(ack) => {
+                    if ack.duplicate {
+                        me.hub
+                            .totals()
+                            .duplicates
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(Receipt {
+                        id: prepared.id,
+                        seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                    })
+                }
                 Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
                     // Deleted elsewhere; the registry watch will say so too.
                     me.forsake_epoch(&name, &epoch);
