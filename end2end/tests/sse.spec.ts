@@ -35,6 +35,13 @@ test('EventSource reconnects by itself and gets every missed message once', asyn
   const epoch = (await seen()).subscribed[0].epoch;
   expect((await seen()).ids).toEqual([1, 2, 3].map((seq) => `${epoch}:${seq}`));
 
+  // The connections board lists the stream as such.
+  const watcher = await page.context().newPage();
+  await watcher.goto('/connections');
+  await expect(watcher.locator('.board-row .transport', { hasText: 'sse' })).toHaveCount(1);
+  await watcher.screenshot({ path: 'artifacts/connections-sse.png', fullPage: true });
+  await watcher.close();
+
   // Cut the stream from the server's side.
   const board = await (await request.get('/api/connections')).json();
   const streams = board.connections.filter((c: any) => c.transport === 'sse');

@@ -259,6 +259,12 @@ fn ConnectionRow(
         <div class="board-row" role="row" id=format!("conn-{id}") data-connection=id>
             <div role="cell" class="conn">
                 <strong>"#" {id}</strong>
+                // How it is connected (`websocket` or `sse`) and, in a
+                // cluster, to which node: connection ids are per node.
+                <div class="muted small transport">{text(|r| match &r.info.node {
+                    Some(node) => format!("{} · {node}", r.info.transport),
+                    None => r.info.transport.clone(),
+                })}</div>
                 <div class="muted small">{text(|r| r.info.remote_addr.clone().unwrap_or_else(|| "–".into()))}</div>
                 // The time of day fits the column; the date is in the title.
                 <div class="muted small" title=text(|r| format!("connected {} UTC", timestamp(&r.info.connected_at)))>
