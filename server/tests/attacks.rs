@@ -14,22 +14,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A gauge or counter from `/metrics` (an unlabelled one, or one series).
-async fn metric(s: &TestServer, series: &str) -> f64 {
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
-}
-
 /// Reads until the peer closes (Ok(bytes read)) or `within` passes (Err).
 async fn read_until_closed(tcp: &mut TcpStream, within: Duration) -> Result<usize, ()> {
     let mut total = 0;
@@ -118,7 +102,9 @@ async fn plain_http_connections_are_limited() {
     assert!(served, "a freed slot serves again");
     drop(held);
     s.eventually("the refusal is counted", || async {
-        metric(&s, "pubsub_refused_total{limit=\"max_http_connections\"}").await >= 1.0
+        s.metric("pubsub_refused_total{limit=\"max_http_connections\"}")
+            .await
+            >= 1.0
     })
     .await;
 }
@@ -191,12 +177,9 @@ async fn dns_rebinding_is_refused() {
             .expect("request");
         assert_eq!(r.status(), 201, "{own}");
     }
+    assert_eq!(s.metric("pubsub_refused_total{limit=\"host\"}").await, 4.0);
     assert_eq!(
-        metric(&s, "pubsub_refused_total{limit=\"host\"}").await,
-        4.0
-    );
-    assert_eq!(
-        metric(&s, "pubsub_refused_total{limit=\"origin\"}").await,
+        s.metric("pubsub_refused_total{limit=\"origin\"}").await,
         2.0
     );
 }
@@ -251,7 +234,7 @@ async fn unread_replies_are_bounded_by_bytes() {
         attacker
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let queued = metric(&s, "pubsub_queued_bytes").await;
+    let queued = s.metric("pubsub_queued_bytes").await;
     assert!(
         queued >= 4_000_000.0,
         "the attack reached the server: {queued} bytes queued"
@@ -297,7 +280,7 @@ async fn a_stalled_subscriber_holds_at_most_its_byte_bound() {
     for i in 0..400 {
         s.publish("big", json!(payload)).await;
         if i % 50 == 49 {
-            most = most.max(metric(&s, "pubsub_queued_bytes").await);
+            most = most.max(s.metric("pubsub_queued_bytes").await);
         }
     }
     let seqs = tokio::time::timeout(PATIENCE, received)

@@ -459,13 +459,7 @@ async fn nats_down_is_said_and_survived() {
             )
             .await;
         assert_eq!(body["error"]["code"], "UNAVAILABLE", "{body}");
-        let metrics = node
-            .http
-            .get(node.url("/metrics"))
-            .send()
-            .await
-            .expect("GET");
-        let metrics = metrics.text().await.expect("metrics");
+        let metrics = node.metrics().await;
         assert!(metrics.contains("\npubsub_backplane_up 0\n"), "{metrics}");
         assert!(
             body["error"]["message"]
@@ -864,15 +858,7 @@ async fn a_retry_on_any_node_is_a_duplicate_even_after_a_lost_acknowledgement() 
         (&json!(1), &json!(true)),
         "{ack}"
     );
-    let metrics = b
-        .http
-        .get(b.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = b.metrics().await;
     assert!(
         metrics.contains("pubsub_publish_duplicates_total 2"),
         "B answered two duplicates: {metrics}"

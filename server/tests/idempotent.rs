@@ -16,20 +16,7 @@ async fn publish(s: &TestServer, topic: &str, message: Value) -> (u16, Value) {
 
 /// The `pubsub_dedup_bytes` gauge.
 async fn dedup_bytes(s: &TestServer) -> u64 {
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("pubsub_dedup_bytes "))
-        .and_then(|v| v.parse::<u64>().ok())
-        .expect("the pubsub_dedup_bytes gauge")
+    s.metric("pubsub_dedup_bytes").await as u64
 }
 
 async fn history(s: &TestServer, topic: &str) -> Vec<Value> {
@@ -91,15 +78,7 @@ async fn a_reused_id_is_answered_like_the_original_and_published_once() {
     let stats = s.stats().await;
     assert_eq!(stats["topics"]["orders"]["messages"], 2);
     assert_eq!(stats["totals"]["published"], 2);
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("pubsub_publish_duplicates_total 2"),
         "{metrics}"

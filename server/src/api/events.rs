@@ -92,6 +92,7 @@ use protocol::{ErrorCode, Since, SinceArg};
 )]
 pub(super) async fn topic_events(
     State(state): State<AppState>,
+    credential: Credential,
     TopicName(name): TopicName,
     RawQuery(query): RawQuery,
     request: Request,
@@ -106,7 +107,8 @@ pub(super) async fn topic_events(
         last_n: asked.last_n,
         since: since.map(SinceArg::Topic),
     };
-    stream(&state, &request.into_parts().0, vec![name], replay, true).await
+    let request = request.into_parts().0;
+    stream(&state, &request, &credential, vec![name], replay, true).await
 }
 
 /// Several topics or patterns as one stream of Server-Sent Events
@@ -155,6 +157,7 @@ pub(super) async fn topic_events(
 )]
 pub(super) async fn events(
     State(state): State<AppState>,
+    credential: Credential,
     RawQuery(query): RawQuery,
     request: Request,
 ) -> ApiResult<Response> {
@@ -188,7 +191,8 @@ pub(super) async fn events(
         last_n: asked.last_n,
         since: None,
     };
-    stream(&state, &request.into_parts().0, asked.topics, replay, false).await
+    let request = request.into_parts().0;
+    stream(&state, &request, &credential, asked.topics, replay, false).await
 }
 
 /// What the query asks for (`token` is the guard's; unknown parameters are
@@ -260,6 +264,7 @@ fn position(text: &str) -> ApiResult<Option<Since>> {
 async fn stream(
     state: &AppState,
     request: &Parts,
+    credential: &Credential,
     topics: Vec<String>,
     replay: Replay,
     ids: bool,
@@ -270,11 +275,6 @@ async fn stream(
             "the server is shutting down",
         ));
     }
-    let credential = request
-        .extensions
-        .get::<Credential>()
-        .cloned()
-        .unwrap_or(Credential::NONE);
     for topic in &topics {
         credential.may(Role::Subscribe, topic)?;
     }

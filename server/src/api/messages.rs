@@ -6,7 +6,7 @@ use super::openapi::{
 };
 use super::{history_range, json_body, ApiResult, TopicName};
 use crate::auth::{Credential, Role};
-use crate::broker::{Broker, BrokerError, HistoryRange, PublishedEvent};
+use crate::broker::{Broker, BrokerError, HistoryRange, PublishedEvent, Receipt};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
@@ -56,16 +56,18 @@ pub(super) async fn publish(
     credential.may(Role::Publish, &name)?;
     let message: PublishMessage = json_body(body)?;
     let receipt = state.broker.publish(&name, message).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Published {
-            status: "published".into(),
-            topic: name,
-            id: receipt.id,
-            seq: receipt.seq,
-            duplicate: receipt.duplicate,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(published(name, receipt))))
+}
+
+/// What a publish to `topic` answers, alone or as an item of a batch.
+fn published(topic: String, receipt: Receipt) -> Published {
+    Published {
+        status: "published".into(),
+        topic,
+        id: receipt.id,
+        seq: receipt.seq,
+        duplicate: receipt.duplicate,
+    }
 }
 
 /// Publish several messages
@@ -109,18 +111,15 @@ pub(super) async fn publish_batch(
     // together, instead of one round trip each.
     let mut started = Vec::with_capacity(items.len());
     for item in items {
-        // A token limited to some topics: the others are that item's 403.
-        let item = item.and_then(
-            |(topic, message)| match credential.may(Role::Publish, &topic) {
-                Ok(()) => Ok((topic, message)),
+        started.push(match item {
+            // A token limited to some topics: the others are that item's 403.
+            Ok((topic, message)) => match credential.may(Role::Publish, &topic) {
+                Ok(()) => {
+                    let publishing = state.broker.start_publish(&topic, message).await;
+                    Ok((topic, publishing))
+                }
                 Err(refusal) => Err(BrokerError::new(refusal.code(), refusal.message())),
             },
-        );
-        started.push(match item {
-            Ok((topic, message)) => {
-                let publishing = state.broker.start_publish(&topic, message).await;
-                Ok((topic, publishing))
-            }
             Err(e) => Err(e),
         });
     }
@@ -131,13 +130,7 @@ pub(super) async fn publish_batch(
             Err(e) => Err(e),
         };
         results.push(match outcome {
-            Ok((topic, receipt)) => BatchResult::Published(Published {
-                status: "published".into(),
-                topic,
-                id: receipt.id,
-                seq: receipt.seq,
-                duplicate: receipt.duplicate,
-            }),
+            Ok((topic, receipt)) => BatchResult::Published(published(topic, receipt)),
             Err(e) => BatchResult::Failed(RestError {
                 error: ErrorBody {
                     code: e.code,

@@ -154,6 +154,27 @@ impl Rest {
     pub async fn stats(&self) -> Value {
         self.get("/api/stats").await.1
     }
+
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// A gauge or counter from `/metrics` (an unlabelled one, or one series).
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    }
 }
 
 /// A WebSocket client.

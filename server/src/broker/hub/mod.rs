@@ -363,13 +363,7 @@ impl Hub {
     }
 
     fn add_dedup_bytes(&self, change: isize) {
-        if change >= 0 {
-            self.totals.dedup_bytes.fetch_add(change as u64, Relaxed);
-        } else {
-            self.totals
-                .dedup_bytes
-                .fetch_sub(change.unsigned_abs() as u64, Relaxed);
-        }
+        add_signed(&self.totals.dedup_bytes, change);
     }
 
     fn dedup_window(&self) -> dedup::Window {
@@ -422,13 +416,7 @@ impl Hub {
         }
         let change = st.history.push(event);
         topic.history_bytes.store(st.history.bytes(), Relaxed);
-        if change >= 0 {
-            self.totals.history_bytes.fetch_add(change as u64, Relaxed);
-        } else {
-            self.totals
-                .history_bytes
-                .fetch_sub(change.unsigned_abs() as u64, Relaxed);
-        }
+        add_signed(&self.totals.history_bytes, change);
         self.totals.published.fetch_add(1, Relaxed);
     }
 
@@ -588,5 +576,13 @@ pub(crate) fn info_of(topic: &Topic) -> TopicInfo {
         created_at: topic.created_at.clone(),
         seq,
         epoch: topic.epoch.clone(),
+    }
+}
+/// Adds a signed change to a byte gauge.
+fn add_signed(gauge: &std::sync::atomic::AtomicU64, change: isize) {
+    if change >= 0 {
+        gauge.fetch_add(change as u64, Relaxed);
+    } else {
+        gauge.fetch_sub(change.unsigned_abs() as u64, Relaxed);
     }
 }
