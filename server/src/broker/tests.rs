@@ -365,7 +365,8 @@ fn unsubscribe_discards_queued_events_and_stops_delivery() {
             other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(kinds, ["ack", "ack", "ack", "event other", "unsub-ack"]);
+    // Replies are written before the events gathered after them.
+    assert_eq!(kinds, ["ack", "ack", "ack", "unsub-ack", "event other"]);
     let t = b.topic_counts("t").unwrap();
     assert_eq!((t.enqueued, t.delivered, t.dropped), (2, 0, 2));
     assert_invariant(&b, "t", 0);
@@ -416,6 +417,10 @@ fn drop_oldest_evicts_counts_and_signals_once_per_topic() {
         (1..=10).collect::<Vec<_>>(),
         "the fast one loses nothing"
     );
+    // The bound applies whenever the connection is looked at: its writer
+    // (stalled here) or its depth, as the board and the gauges read it.
+    assert_invariant(&b, "t", 10);
+    assert_eq!(slow.outbox.depth().0, 4, "the slow one holds its bound");
     assert_invariant(&b, "t", 4);
     assert_eq!(b.topic_counts("t").unwrap().dropped, 6);
 
@@ -465,14 +470,14 @@ fn disconnect_policy_ends_the_connection() {
         status,
         Drained::End(End::Kicked {
             topic: "t".into(),
-            dropped: 4
+            dropped: 5
         })
     );
     let counts = b.topic_counts("t").unwrap();
     assert_eq!(
         (counts.enqueued, counts.dropped),
         (5, 5),
-        "the 4th overflowed, the 5th found it closed"
+        "3 was the bound: the connection ended with all 5 unwritten"
     );
     b.disconnect(&c, End::Gone);
     assert_eq!(b.topic_info("t").now().unwrap().subscribers, 0);

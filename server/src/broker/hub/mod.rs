@@ -41,11 +41,20 @@ use dashmap::DashMap;
 use frame::{EventDraft, Frame};
 use outbox::Bounds;
 use protocol::{ErrorCode, InfoKind};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::Arc;
 use std::time::Instant;
 use tally::{Limit, TopicTally, Totals};
-use topic::{PublishedEvent, Topic};
+use topic::{PublishedEvent, Subscriber, Topic};
+
+/// How many events beyond its history a topic's ring holds before it
+/// looks for its slowest cursor to drop what every cursor has passed: the
+/// look reads every subscriber's position, so it is paid once per this
+/// many publishes.
+const TRIM_EVERY: usize = 128;
 
 /// Where [`Hub::append_next`] put a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,15 +209,15 @@ impl Hub {
         let mut st = topic.state.lock();
         st.deleted = true;
         st.presence.clear();
-        let freed = st.history.clear();
+        let freed = topic.ring.write().clear();
         topic.history_bytes.store(0, Relaxed);
         self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);
         let forgotten = st.dedup.clear();
         topic.dedup_bytes.store(0, Relaxed);
         self.totals.dedup_bytes.fetch_sub(forgotten as u64, Relaxed);
         let notice = Frame::info(InfoKind::TopicDeleted, Some(name.to_owned()));
-        for (_, conn) in st.subscribers.drain(..) {
-            conn.outbox.discard_topic(&topic.tally);
+        for (_, Subscriber { conn, .. }) in st.subscribers.drain(..) {
+            conn.outbox.discard_topic(&topic);
             conn.outbox.push_reply(notice.clone());
             conn.forget(&topic);
             self.totals.subscriptions.fetch_sub(1, Relaxed);
@@ -275,16 +284,15 @@ impl Hub {
         range: HistoryRange,
     ) -> Result<(String, Vec<Arc<PublishedEvent>>), BrokerError> {
         let topic = self.topic(name)?;
-        let st = topic.state.lock();
+        let ring = topic.ring.read();
         let events: Vec<Arc<PublishedEvent>> = match range {
-            HistoryRange::All => st.history.all().cloned().collect(),
-            HistoryRange::LastN(n) => st.history.last_n(clamp(n)).cloned().collect(),
+            HistoryRange::All => ring.all().cloned().collect(),
+            HistoryRange::LastN(n) => ring.last_n(clamp(n)).cloned().collect(),
             // Whatever history still holds after `seq`; a REST reader sees
             // the gap from the first `seq` it gets.
-            HistoryRange::SinceSeq(seq) => {
-                st.history.all().filter(|e| e.seq > seq).cloned().collect()
-            }
+            HistoryRange::SinceSeq(seq) => ring.all().filter(|e| e.seq > seq).cloned().collect(),
         };
+        drop(ring);
         Ok((topic.epoch.clone(), events))
     }
 
@@ -322,7 +330,7 @@ impl Hub {
             });
         }
         let seq = st.seq + 1;
-        self.fan_out(topic, &mut st, seq, draft);
+        self.fan_out(topic, &mut st, seq, 0, draft);
         let over = self.totals.dedup_bytes.load(Relaxed) >= self.config.max_dedup_bytes as u64;
         let change = st.dedup.record(window, digest, seq, now, over);
         if change != 0 {
@@ -383,27 +391,39 @@ impl Hub {
         if st.deleted || seq <= st.seq {
             return st.seq;
         }
-        let missed = seq - st.seq - 1;
+        let mut missed = seq - st.seq - 1;
         // A jump from 0 is where a new copy starts, unless someone already
-        // waits there.
-        if missed > 0 && (st.seq > 0 || !st.subscribers.is_empty()) {
-            let notice = Frame::slow_consumer(&topic.name, missed);
-            for conn in st.subscribers.values() {
-                conn.outbox.push_reply(notice.clone());
-            }
+        // waits there. The cursors that reach the event tell their clients.
+        if st.seq == 0 && st.subscribers.is_empty() {
+            missed = 0;
         }
-        self.fan_out(topic, &mut st, seq, draft);
+        self.fan_out(topic, &mut st, seq, missed, draft);
         drop(st);
         self.enforce_history_budget();
         seq
     }
 
-    /// Makes `seq` the topic's newest event: history and every subscriber.
-    fn fan_out(&self, topic: &Topic, st: &mut topic::TopicState, seq: u64, draft: EventDraft) {
+    /// Makes `seq` the topic's newest event: appends it to the ring once
+    /// and wakes the subscribers' writers that are parked. Nothing is
+    /// stored per subscriber: each reads the ring through its cursor.
+    fn fan_out(
+        &self,
+        topic: &Topic,
+        st: &mut topic::TopicState,
+        seq: u64,
+        missed: u64,
+        draft: EventDraft,
+    ) {
         st.seq = seq;
+        let frame = draft.finish(seq);
+        let index = topic.head.load(Relaxed) + 1;
+        let end = topic.head_bytes.load(Relaxed) + frame.bytes().len() as u64;
         let event = Arc::new(PublishedEvent {
             seq,
-            frame: draft.finish(seq),
+            index,
+            end,
+            missed,
+            frame,
             tally: Arc::clone(&topic.tally),
             published_at: std::time::Instant::now(),
         });
@@ -411,12 +431,37 @@ impl Hub {
         let fan_out = st.subscribers.len() as u64;
         topic.tally.enqueued.fetch_add(fan_out, Relaxed);
         self.totals.enqueued.fetch_add(fan_out, Relaxed);
-        for conn in st.subscribers.values() {
-            conn.outbox.push_event(&event, false);
+        let reach = if fan_out == 0 {
+            topic::Reach::NONE
+        } else {
+            topic::Reach {
+                events: self.config.subscriber_queue,
+                bytes: self.config.max_queue_bytes,
+            }
+        };
+        let mut ring = topic.ring.write();
+        let mut change = ring.push(event, reach);
+        topic.head_bytes.store(end, Relaxed);
+        // SeqCst: a writer parks (flag, then heads) the other way round.
+        topic.head.store(index, SeqCst);
+        // The slowest cursor, looked for once per TRIM_EVERY events: the
+        // ring keeps nothing beyond history that every cursor has passed.
+        if fan_out > 0 && index >= st.next_trim && ring.beyond_keep(TRIM_EVERY) {
+            st.next_trim = index + TRIM_EVERY as u64;
+            let slowest = st
+                .subscribers
+                .values()
+                .map(|s| s.at.load(Relaxed))
+                .min()
+                .unwrap_or(index);
+            change -= ring.trim(slowest) as isize;
         }
-        let change = st.history.push(event);
-        topic.history_bytes.store(st.history.bytes(), Relaxed);
+        topic.history_bytes.store(ring.bytes(), Relaxed);
+        drop(ring);
         add_signed(&self.totals.history_bytes, change);
+        for sub in st.subscribers.values() {
+            sub.conn.outbox.wake();
+        }
         self.totals.published.fetch_add(1, Relaxed);
     }
 
@@ -453,22 +498,23 @@ impl Hub {
             let topic = &topics[i];
             // Down to the next biggest topic's size, then look again.
             let floor = biggest.peek().map_or(0, |(b, _)| *b);
-            let mut st = topic.state.lock();
+            let st = topic.state.lock();
+            let mut ring = topic.ring.write();
             let mut evicted = 0;
             loop {
-                let freed = st.history.pop_oldest();
+                let freed = ring.pop_oldest();
                 if freed == 0 {
                     break;
                 }
                 evicted += 1;
                 self.totals.history_bytes.fetch_sub(freed as u64, Relaxed);
-                if st.history.bytes() <= floor || self.totals.history_bytes.load(Relaxed) <= target
-                {
+                if ring.bytes() <= floor || self.totals.history_bytes.load(Relaxed) <= target {
                     break;
                 }
             }
-            let left = st.history.bytes();
+            let left = ring.bytes();
             topic.history_bytes.store(left, Relaxed);
+            drop(ring);
             drop(st);
             self.totals.history_evicted.fetch_add(evicted, Relaxed);
             if left > 0 {

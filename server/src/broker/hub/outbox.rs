@@ -1,25 +1,39 @@
-//! The bounded outbound queue of one connection, with the slow-consumer
-//! policies of the contract.
+//! One connection's way out: its replies, and a cursor into the ring of
+//! every topic it follows, with the slow-consumer policies of the contract.
 //!
-//! Publishers push into it while holding their topic's lock; the
-//! connection's writer drains it in batches. A queue never blocks a
-//! publisher: when it holds `capacity` events, or an event would take its
-//! frames past the byte bound (events and replies together), `drop_oldest`
-//! evicts the oldest events (counted, and owed to the client as one
-//! `SLOW_CONSUMER` notice per topic), and `disconnect` ends the connection.
-//! Replies (`ack`, `error`, `pong`, `info`) are never evicted; instead the
+//! A publish appends its event to the topic's ring once and stores nothing
+//! here; it only wakes this connection's writer if the writer is parked.
+//! The writer drains, per wake-up, the queued replies (and replayed
+//! events), then the events between its cursors and the rings' heads. A
+//! cursor further behind than the connection's bound (`capacity` events,
+//! or more bytes than the bound leaves beside the queued replies) skips
+//! forward to it: under `drop_oldest` the skipped events are counted as
+//! dropped and owed to the client as one `SLOW_CONSUMER` notice before
+//! that topic's next event; under `disconnect` the connection ends. The
+//! bound applies to each followed topic's cursor.
+//!
+//! Replies (`ack`, `error`, `pong`, `info`) are never dropped; instead the
 //! connection's reader stops reading requests while `reply_limit` replies,
 //! or half the byte bound in replies, are unread.
 //!
-//! Order is push order: an `ack` pushed before replayed events is written
-//! before them. Unsubscribing (or deleting) a topic discards its queued
-//! events at once, so nothing of it follows the `ack`.
+//! Order: replies and replays in push order, and a topic's events in `seq`
+//! order after everything queued when they were gathered. A subscribe
+//! queues its `ack` and replay and sets its cursor under the topic's lock,
+//! so live events follow the replay; unsubscribing (or deleting) removes
+//! the cursor and the topic's queued replays at once, so nothing of it
+//! follows the `ack`.
+//!
+//! Counters: a cursor's distance to its topic's head is what is queued for
+//! the connection, so `enqueued = delivered + dropped + queued` holds with
+//! events counted as enqueued when appended (once per subscriber).
 
 use super::frame::Frame;
 use super::tally::{Settlement, TopicTally};
-use super::topic::PublishedEvent;
+use super::topic::{History, PublishedEvent, Topic};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -138,52 +152,90 @@ impl ConnStats {
     }
 }
 
-/// An event waiting in the queue, with its place in push order.
-struct QueuedEvent {
-    order: u64,
-    event: Arc<PublishedEvent>,
-    /// Replayed from history: written like any event, but not counted
-    /// as delivered or dropped.
-    replay: bool,
+/// What waits in the queue: replies and replayed events, in push order.
+enum Item {
+    /// A reply, and the events that must be written before it: per topic,
+    /// up to which `index` (see [`Outbox::push_reply_after`]).
+    Reply(Frame, Option<Box<[(Arc<Topic>, u64)]>>),
+    /// Replayed from history: written like any event, but not counted as
+    /// delivered or dropped.
+    Replay(Arc<PublishedEvent>),
 }
 
-/// Events and replies wait in two queues, each in push order, and every
-/// item carries its place in the one order of pushes: the writer merges
-/// them back by it. Two queues because `drop_oldest` evicts the oldest
-/// *event*: with one FIFO it had to scan past (and then shift) every unread
-/// reply, under the publisher's lock; here it is a `pop_front`.
+/// Where the connection is in one followed topic's ring.
+struct Cursor {
+    topic: Arc<Topic>,
+    /// The `index` of the last event taken (or where it started).
+    index: u64,
+    /// The topic's bytes up to and including that event.
+    offset: u64,
+    /// `index`, for the topic to see how far its slowest cursor is.
+    shared: Arc<AtomicU64>,
+    /// Events skipped since the last `SLOW_CONSUMER` notice.
+    owed: u64,
+}
+
+impl Cursor {
+    /// Events and bytes between it and its topic's head.
+    fn distance(&self) -> (u64, u64) {
+        let head = self.topic.head.load(Acquire);
+        let bytes = self.topic.head_bytes.load(Acquire);
+        (
+            head.saturating_sub(self.index),
+            bytes.saturating_sub(self.offset),
+        )
+    }
+
+    /// Moves to the head, counting what it passes as dropped; returns how
+    /// many. Called under the topic's lock, or once no publish can count
+    /// more for the connection (it is closed).
+    fn skip_to_head(&mut self, stats: &Mutex<ConnStats>) -> u64 {
+        let head = self.topic.head.load(Acquire);
+        let skipped = head.saturating_sub(self.index);
+        if skipped > 0 {
+            self.topic.tally.add_dropped(skipped);
+            stats.lock().add_dropped(&self.topic.tally, skipped);
+            self.index = head;
+            self.offset = self.topic.head_bytes.load(Acquire);
+            self.shared.store(head, Relaxed);
+        }
+        skipped
+    }
+}
+
 struct State {
-    events: VecDeque<QueuedEvent>,
-    replies: VecDeque<(u64, Frame)>,
-    /// The next push's place.
-    next: u64,
-    /// Bytes of the queued events' and replies' frames.
-    event_bytes: usize,
+    queue: VecDeque<Item>,
+    /// Replies among `queue`, and their bytes.
+    replies: usize,
     reply_bytes: usize,
-    /// `SLOW_CONSUMER` notices owed: per topic, events dropped since the
-    /// last notice, in order of first drop.
-    owed: Vec<(Arc<TopicTally>, u64)>,
+    /// Bytes of the replayed events in `queue`.
+    replay_bytes: usize,
+    /// Replayed events in `queue`.
+    replays: usize,
+    cursors: Vec<Cursor>,
+    /// The cursor the next drain looks at first (round robin across topics).
+    next_cursor: usize,
     end: Option<End>,
 }
 
 impl State {
-    fn bytes(&self) -> usize {
-        self.event_bytes + self.reply_bytes
+    fn queued_bytes(&self) -> usize {
+        self.reply_bytes + self.replay_bytes
     }
 
-    fn place(&mut self) -> u64 {
-        let order = self.next;
-        self.next += 1;
-        order
+    fn cursor_of(&self, topic: &Arc<Topic>) -> Option<usize> {
+        self.cursors
+            .iter()
+            .position(|c| Arc::ptr_eq(&c.topic, topic))
     }
+}
 
-    /// Takes the oldest event (counting it as dropped if live); `None`
-    /// when no event is queued.
-    fn pop_event(&mut self) -> Option<QueuedEvent> {
-        let item = self.events.pop_front()?;
-        self.event_bytes -= item.event.frame.bytes().len();
-        Some(item)
-    }
+/// The flag a parked writer raises, on a cache line of its own: every
+/// publish to a followed topic reads it, and only a parked writer writes it.
+#[repr(align(64))]
+#[derive(Default)]
+struct Park {
+    parked: AtomicBool,
 }
 
 /// A frame taken from the queue for writing. An event stays the shared
@@ -366,7 +418,9 @@ pub struct Outbox {
     reply_limit: usize,
     reply_byte_limit: usize,
     policy: SlowConsumerPolicy,
-    /// Wakes the writer when the queue turns non-empty or ends.
+    park: Park,
+    /// Wakes the writer when something is queued, an event is published to
+    /// a followed topic while it is parked, or the queue ends.
     writable: Notify,
     /// Wakes a reader waiting for reply room.
     drained: Notify,
@@ -381,12 +435,13 @@ impl Outbox {
         let max_bytes = bounds.bytes.max(1);
         Outbox {
             state: Mutex::new(State {
-                events: VecDeque::new(),
-                replies: VecDeque::new(),
-                next: 0,
-                event_bytes: 0,
+                queue: VecDeque::new(),
+                replies: 0,
                 reply_bytes: 0,
-                owed: Vec::new(),
+                replay_bytes: 0,
+                replays: 0,
+                cursors: Vec::new(),
+                next_cursor: 0,
                 end: None,
             }),
             capacity,
@@ -395,6 +450,7 @@ impl Outbox {
             reply_byte_limit: (max_bytes / 2).max(1),
             stats: Mutex::default(),
             policy,
+            park: Park::default(),
             writable: Notify::new(),
             drained: Notify::new(),
         }
@@ -419,30 +475,67 @@ impl Outbox {
     /// Queues a reply on an open queue (its lock held) and wakes the writer
     /// if the queue was empty.
     fn queue_reply(&self, mut st: parking_lot::MutexGuard<'_, State>, frame: Frame) {
-        let was_empty = st.events.is_empty() && st.replies.is_empty();
-        let order = st.place();
+        let was_empty = st.queue.is_empty();
+        st.replies += 1;
         st.reply_bytes += frame.bytes().len();
-        st.replies.push_back((order, frame));
+        st.queue.push_back(Item::Reply(frame, None));
         drop(st);
         if was_empty {
             self.writable.notify_one();
         }
     }
 
-    /// Queues an event, applying the slow-consumer policy when the queue
-    /// holds `capacity` events or the event would pass its byte bound.
-    /// Called with the event's topic locked, so events of one topic enter
-    /// every queue in `seq` order.
+    /// Queues a reply that must follow what the connection was sent of
+    /// `topics` so far: their events published before it, which its
+    /// cursors have not reached yet, are written first. A subscribe to a
+    /// topic the connection follows already answers this way, so that its
+    /// `ack`'s `seq` is the last before the events that follow it. Called
+    /// under the topics' locks.
+    pub(super) fn push_reply_after(&self, frame: Frame, topics: &[&Arc<Topic>]) {
+        let st = self.state.lock();
+        if st.end.is_some() {
+            return;
+        }
+        let fence: Vec<(Arc<Topic>, u64)> = topics
+            .iter()
+            .filter_map(|topic| {
+                let cursor = &st.cursors[st.cursor_of(topic)?];
+                let head = topic.head.load(Acquire);
+                (cursor.index < head).then(|| (Arc::clone(topic), head))
+            })
+            .collect();
+        if fence.is_empty() {
+            self.queue_reply(st, frame);
+            return;
+        }
+        let mut st = st;
+        let was_empty = st.queue.is_empty();
+        st.replies += 1;
+        st.reply_bytes += frame.bytes().len();
+        st.queue
+            .push_back(Item::Reply(frame, Some(fence.into_boxed_slice())));
+        drop(st);
+        if was_empty {
+            self.writable.notify_one();
+        }
+    }
+
     /// Queues a best-effort notice (presence `join`/`leave`): like a reply,
-    /// but only while the queue is under half its bounds in events and in
-    /// bytes. Under backpressure it is discarded, before any event would
-    /// be, and counted nowhere: the presence request is the source of
-    /// truth. Whether it was queued.
+    /// but only while the connection is under half its bounds in events
+    /// (queued and behind its cursors) and in bytes. Under backpressure it
+    /// is discarded, before any event would be, and counted nowhere: the
+    /// presence request is the source of truth. Whether it was queued.
     pub fn push_notice(&self, frame: Frame) -> bool {
         let st = self.state.lock();
-        if st.end.is_some()
-            || st.events.len() >= (self.capacity / 2).max(1)
-            || st.bytes() + frame.bytes().len() > self.max_bytes / 2
+        if st.end.is_some() {
+            return false;
+        }
+        let (events, bytes) = st.cursors.iter().map(Cursor::distance).fold(
+            (st.replays as u64, st.queued_bytes() as u64),
+            |(e, b), (de, db)| (e + de, b + db),
+        );
+        if events >= (self.capacity / 2).max(1) as u64
+            || bytes + frame.bytes().len() as u64 > (self.max_bytes / 2) as u64
         {
             return false;
         }
@@ -450,84 +543,116 @@ impl Outbox {
         true
     }
 
-    pub fn push_event(&self, event: &Arc<PublishedEvent>, replay: bool) {
+    /// Queues an event replayed from history (a subscribe's `last_n` or
+    /// `since`): written in push order, never dropped, not counted.
+    pub fn push_replay(&self, event: &Arc<PublishedEvent>) {
         let mut st = self.state.lock();
         if st.end.is_some() {
-            if !replay {
-                event.tally.add_dropped(1);
-            }
             return;
         }
-        let size = event.frame.bytes().len();
-        let full = |st: &State| {
-            !st.events.is_empty()
-                && (st.events.len() >= self.capacity || st.bytes() + size > self.max_bytes)
-        };
-        if full(&st) {
-            match self.policy {
-                SlowConsumerPolicy::DropOldest => {
-                    while full(&st) {
-                        evict_oldest_event(&mut st, &self.stats);
-                    }
-                }
-                SlowConsumerPolicy::Disconnect => {
-                    let mut dropped = drop_queued_events(&mut st, None, &self.stats);
-                    if !replay {
-                        event.tally.add_dropped(1);
-                    }
-                    dropped += 1;
-                    event.tally.count_slow_consumer_event();
-                    st.end = Some(End::Kicked {
-                        topic: event.tally.name.to_string(),
-                        dropped,
-                    });
-                    drop(st);
-                    self.writable.notify_one();
-                    self.drained.notify_waiters();
-                    return;
-                }
-            }
-        }
-        let was_empty = st.events.is_empty() && st.replies.is_empty();
-        let order = st.place();
-        st.event_bytes += size;
-        st.events.push_back(QueuedEvent {
-            order,
-            event: Arc::clone(event),
-            replay,
-        });
+        let was_empty = st.queue.is_empty();
+        st.replays += 1;
+        st.replay_bytes += event.frame.bytes().len();
+        st.queue.push_back(Item::Replay(Arc::clone(event)));
         drop(st);
         if was_empty {
             self.writable.notify_one();
         }
     }
 
-    /// Discards every queued event of one topic (it was unsubscribed or
-    /// deleted), counting the live ones as dropped, and forgets the
-    /// `SLOW_CONSUMER` notice owed for it: the client asked to hear no more
-    /// of the topic. Returns how many events were discarded.
-    pub fn discard_topic(&self, tally: &Arc<TopicTally>) -> u64 {
+    /// Starts reading `topic` from its head: called under the topic's lock
+    /// as the connection joins its subscriber map (so the events after the
+    /// head are exactly those counted as enqueued for it). `seq` is where
+    /// the board's lag counts from (before the replayed events). Returns
+    /// the cursor's position, for the subscriber map.
+    pub(super) fn follow(&self, topic: &Arc<Topic>, seq: u64) -> Arc<AtomicU64> {
+        let index = topic.head.load(Acquire);
+        let shared = Arc::new(AtomicU64::new(index));
         let mut st = self.state.lock();
-        st.owed.retain(|(t, _)| !Arc::ptr_eq(t, tally));
-        let discarded = drop_queued_events(&mut st, Some(tally), &self.stats);
+        if let Some(i) = st.cursor_of(topic) {
+            st.cursors.swap_remove(i);
+        }
+        st.cursors.push(Cursor {
+            topic: Arc::clone(topic),
+            index,
+            offset: topic.head_bytes.load(Acquire),
+            shared: Arc::clone(&shared),
+            owed: 0,
+        });
+        drop(st);
+        self.stats.lock().topic(&topic.tally).written = seq;
+        shared
+    }
+
+    /// Wakes the writer if it is parked: called by a publish to a followed
+    /// topic after it moved the topic's head (with `SeqCst`, as the writer
+    /// parks with it).
+    #[inline]
+    pub(super) fn wake(&self) {
+        if self.park.parked.load(SeqCst) && self.park.parked.swap(false, SeqCst) {
+            self.writable.notify_one();
+        }
+    }
+
+    /// Stops reading a topic (it was unsubscribed or deleted; called under
+    /// its lock): what the cursor had not reached is counted as dropped,
+    /// its replayed events still queued are discarded, and the notice owed
+    /// for it is forgotten: the client asked to hear no more of the topic.
+    /// Returns how many live events were discarded.
+    pub fn discard_topic(&self, topic: &Arc<Topic>) -> u64 {
+        let mut st = self.state.lock();
+        let mut discarded = 0;
+        if let Some(i) = st.cursor_of(topic) {
+            let mut cursor = st.cursors.swap_remove(i);
+            discarded = cursor.skip_to_head(&self.stats);
+        }
+        if st.replays > 0 {
+            let mut removed = 0;
+            let mut bytes = 0;
+            st.queue.retain(|item| match item {
+                Item::Replay(e) if Arc::ptr_eq(&e.tally, &topic.tally) => {
+                    removed += 1;
+                    bytes += e.frame.bytes().len();
+                    false
+                }
+                _ => true,
+            });
+            st.replays -= removed;
+            st.replay_bytes -= bytes;
+        }
+        drop(st);
         // Not followed any more: off the board.
-        self.stats.lock().forget(tally);
+        self.stats.lock().forget(&topic.tally);
         discarded
     }
 
-    /// Ends the queue: what is still queued is dropped and counted, and the
-    /// writer is woken to close the connection. The first end wins.
+    /// Ends the queue: what is still queued or behind a cursor is dropped
+    /// and counted, and the writer is woken to close the connection. The
+    /// first end wins. The cursors stay until the connection leaves its
+    /// topics, which counts what was published meanwhile.
     pub fn close(&self, end: End) {
         let mut st = self.state.lock();
         if st.end.is_none() {
-            drop_queued_events(&mut st, None, &self.stats);
-            st.replies.clear();
-            st.reply_bytes = 0;
-            st.end = Some(end);
+            self.end_queue(&mut st, end);
         }
         drop(st);
         self.writable.notify_one();
         self.drained.notify_waiters();
+    }
+
+    fn end_queue(&self, st: &mut State, end: End) -> u64 {
+        let mut dropped = 0;
+        for cursor in &mut st.cursors {
+            dropped += cursor.skip_to_head(&self.stats);
+            cursor.owed = 0;
+        }
+        st.queue.clear();
+        st.replies = 0;
+        st.reply_bytes = 0;
+        st.replays = 0;
+        st.replay_bytes = 0;
+        st.end = Some(end);
+        dropped
     }
 
     /// Whether the queue ended (the connection is closing).
@@ -535,16 +660,26 @@ impl Outbox {
         self.state.lock().end.is_some()
     }
 
-    /// `(frames, bytes)` queued now.
+    /// `(frames, bytes)` queued now: replies, replays and the events
+    /// between the cursors and their topics' heads.
     pub fn depth(&self) -> (usize, usize) {
-        let st = self.state.lock();
-        (st.events.len() + st.replies.len(), st.bytes())
+        let mut st = self.state.lock();
+        self.enforce(&mut st);
+        let (events, bytes) = st
+            .cursors
+            .iter()
+            .map(Cursor::distance)
+            .fold((0, 0), |(e, b), (de, db)| (e + de, b + db));
+        (
+            st.queue.len() + events as usize,
+            st.queued_bytes() + bytes as usize,
+        )
     }
 
-    /// Takes up to `max` queued frames (and at most about [`DRAIN_BYTES`])
-    /// in push order, with the `SLOW_CONSUMER` notices that are due: before
-    /// the next event of a topic that lost events, or, for every such topic,
-    /// once the queue is empty. The caller writes the batch's frames, then
+    /// Takes up to `max` frames (and at most about [`DRAIN_BYTES`]): the
+    /// queued replies and replays in push order, then, once the queue is
+    /// empty, events from the cursors, with the `SLOW_CONSUMER` notices
+    /// that are due before them. The caller writes the batch's frames, then
     /// says whether they were delivered or dropped.
     pub fn drain<'b>(&'b self, buf: &'b mut DrainBuf, max: usize) -> Batch<'b> {
         buf.frames.clear();
@@ -561,62 +696,72 @@ impl Outbox {
         self.stats.lock()
     }
 
-    /// A subscription to `tally`'s topic starts at `seq` (the events after
-    /// it are replayed or live): the board's lag counts from there.
-    pub fn start_at(&self, tally: &Arc<TopicTally>, seq: u64) {
-        let mut stats = self.stats.lock();
-        let t = stats.topic(tally);
-        t.written = seq;
-    }
-
     fn take(&self, out: &mut Vec<Queued>, settle: &mut Settlement, max: usize) -> Drained {
         let mut st = self.state.lock();
         if let Some(end) = &st.end {
             return Drained::End(end.clone());
         }
+        self.park.parked.store(false, Relaxed);
         let had_room = self.has_room(&st);
-        let mut taken = 0;
-        let mut bytes = 0;
-        while taken < max && bytes < DRAIN_BYTES {
-            let next_is_reply = match (st.replies.front(), st.events.front()) {
-                (None, None) => break,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some((r, _)), Some(e)) => *r < e.order,
-            };
-            taken += 1;
-            if next_is_reply {
-                let Some((_, frame)) = st.replies.pop_front() else {
+        let mut room = Room {
+            frames: max.max(1),
+            bytes: DRAIN_BYTES,
+        };
+        while room.left() {
+            // A reply behind a fence: its topics' events first.
+            if let Some(Item::Reply(_, Some(fence))) = st.queue.front() {
+                let fence: Vec<(Arc<Topic>, u64)> = fence.to_vec();
+                let mut reached = true;
+                for (topic, upto) in fence {
+                    let Some(i) = st.cursor_of(&topic) else {
+                        continue;
+                    };
+                    match self.read_cursor(&mut st, i, out, settle, &mut room, upto) {
+                        Ok(true) => {}
+                        Ok(false) => reached = false,
+                        Err(end) => return Drained::End(end),
+                    }
+                }
+                if !reached {
                     break;
-                };
-                st.reply_bytes -= frame.bytes().len();
-                bytes += frame.bytes().len();
-                out.push(Queued::Reply(frame));
-                continue;
-            }
-            let Some(QueuedEvent { event, replay, .. }) = st.pop_event() else {
-                break;
-            };
-            bytes += event.frame.bytes().len();
-            if !st.owed.is_empty() {
-                if let Some(i) = st
-                    .owed
-                    .iter()
-                    .position(|(t, _)| Arc::ptr_eq(t, &event.tally))
-                {
-                    let (tally, n) = st.owed.remove(i);
-                    out.push(Queued::Reply(slow_consumer_notice(&tally, n)));
                 }
             }
-            if !replay {
-                settle.add(&event.tally, event.published_at);
+            let Some(item) = st.queue.pop_front() else {
+                break;
+            };
+            match item {
+                Item::Reply(frame, _) => {
+                    st.replies -= 1;
+                    st.reply_bytes -= frame.bytes().len();
+                    room.take(frame.bytes().len());
+                    out.push(Queued::Reply(frame));
+                }
+                Item::Replay(event) => {
+                    st.replays -= 1;
+                    st.replay_bytes -= event.frame.bytes().len();
+                    room.take(event.frame.bytes().len());
+                    out.push(Queued::Event(event));
+                }
             }
-            out.push(Queued::Event(event));
         }
-        let empty = st.events.is_empty() && st.replies.is_empty();
-        if empty {
-            for (tally, n) in st.owed.drain(..) {
-                out.push(Queued::Reply(slow_consumer_notice(&tally, n)));
+        let mut more = !st.queue.is_empty();
+        if !more {
+            match self.gather(&mut st, out, settle, &mut room) {
+                Ok(gathered_all) => more = !gathered_all,
+                Err(end) => return Drained::End(end),
+            }
+        }
+        if !more {
+            // Park, then look again: a publish that moved a head before
+            // seeing the flag is seen here (both sides `SeqCst`).
+            self.park.parked.store(true, SeqCst);
+            if st
+                .cursors
+                .iter()
+                .any(|c| c.topic.head.load(SeqCst) != c.index)
+            {
+                self.park.parked.store(false, Relaxed);
+                more = true;
             }
         }
         let freed_reply_room = !had_room && self.has_room(&st);
@@ -624,17 +769,182 @@ impl Outbox {
         if freed_reply_room {
             self.drained.notify_waiters();
         }
-        if empty {
-            Drained::Empty
-        } else {
+        if more {
             Drained::More
+        } else {
+            Drained::Empty
         }
+    }
+
+    /// Takes events from the cursors, round robin across topics, within
+    /// `room`. `Ok(true)` when every cursor reached its head; `Err` when the
+    /// `disconnect` policy ended the connection.
+    fn gather(
+        &self,
+        st: &mut State,
+        out: &mut Vec<Queued>,
+        settle: &mut Settlement,
+        room: &mut Room,
+    ) -> Result<bool, End> {
+        let n = st.cursors.len();
+        let first = st.next_cursor;
+        for k in 0..n {
+            let i = (first + k) % n;
+            if !self.read_cursor(st, i, out, settle, room, u64::MAX)? {
+                st.next_cursor = (i + 1) % n;
+                return Ok(false);
+            }
+        }
+        st.next_cursor = (first + 1) % n.max(1);
+        Ok(true)
+    }
+
+    /// Takes cursor `i`'s events up to `index` `upto` (or its head) within
+    /// `room`, the bound applied first, with the notices due before them.
+    /// `Ok(true)` when it got there.
+    fn read_cursor(
+        &self,
+        st: &mut State,
+        i: usize,
+        out: &mut Vec<Queued>,
+        settle: &mut Settlement,
+        room: &mut Room,
+        upto: u64,
+    ) -> Result<bool, End> {
+        // What the bound leaves for events beside the queued replies.
+        let byte_bound = self.max_bytes.saturating_sub(st.reply_bytes).max(1) as u64;
+        let cursor = &mut st.cursors[i];
+        let upto = upto.min(cursor.topic.head.load(Acquire));
+        if cursor.index >= upto && cursor.owed == 0 {
+            return Ok(true);
+        }
+        if !room.left() {
+            return Ok(false);
+        }
+        let topic = Arc::clone(&cursor.topic);
+        let ring = topic.ring.read();
+        let Some(at) = self.bound(cursor, &ring, byte_bound) else {
+            drop(ring);
+            return Err(self.kick(st, i));
+        };
+        let mut reached = true;
+        for event in ring.range_from(at) {
+            if event.index > upto {
+                break;
+            }
+            if !room.left() {
+                reached = false;
+                break;
+            }
+            if cursor.owed > 0 {
+                out.push(Queued::Reply(slow_consumer_notice(&topic.tally, cursor.owed)));
+                cursor.owed = 0;
+            }
+            if event.missed > 0 {
+                out.push(Queued::Reply(slow_consumer_notice(&topic.tally, event.missed)));
+            }
+            room.take(event.frame.bytes().len());
+            settle.add(&topic.tally, event.published_at);
+            cursor.index = event.index;
+            cursor.offset = event.end;
+            out.push(Queued::Event(Arc::clone(event)));
+        }
+        drop(ring);
+        if cursor.owed > 0 && reached {
+            out.push(Queued::Reply(slow_consumer_notice(&topic.tally, cursor.owed)));
+            cursor.owed = 0;
+        }
+        cursor.shared.store(cursor.index, Relaxed);
+        Ok(reached)
+    }
+
+    /// Applies the bound to one cursor, its topic's ring read: the oldest
+    /// event it may still write is past what the ring no longer holds,
+    /// within `capacity` events of the head and within `byte_bound` bytes
+    /// of it (one event is always let through, however big). Under
+    /// `drop_oldest` a cursor behind that skips to it, counting the skipped
+    /// events as dropped and owing its client a notice; returns where in
+    /// the ring it reads from. `None`: under `disconnect`, it fell behind.
+    fn bound(&self, cursor: &mut Cursor, ring: &History, byte_bound: u64) -> Option<usize> {
+        let (head, head_bytes) = match ring.newest() {
+            Some(e) => (e.index, e.end),
+            None => (
+                cursor.topic.head.load(Acquire),
+                cursor.topic.head_bytes.load(Acquire),
+            ),
+        };
+        let mut at = ring.after_index(cursor.index);
+        let behind = ring.range_from(at).len();
+        if behind > 0 {
+            at += behind.saturating_sub(self.capacity);
+            at = ring.starting_at(at, head_bytes.saturating_sub(byte_bound));
+            at = at.min(ring.range_from(0).len() - 1);
+        }
+        let (to_index, to_offset) = match ring.range_from(at).next() {
+            Some(e) => (e.index - 1, e.start()),
+            None => (head, head_bytes),
+        };
+        let skipped = to_index.saturating_sub(cursor.index);
+        if skipped > 0 {
+            if self.policy == SlowConsumerPolicy::Disconnect {
+                return None;
+            }
+            let tally = &cursor.topic.tally;
+            tally.add_dropped(skipped);
+            self.stats.lock().add_dropped(tally, skipped);
+            cursor.owed += skipped;
+            cursor.index = to_index;
+            cursor.offset = to_offset;
+            cursor.shared.store(to_index, Relaxed);
+        }
+        Some(at)
+    }
+
+    /// Applies the bound to every cursor past it, as its writer would: the
+    /// policy holds whenever the connection is looked at, not only when
+    /// its writer drains (a stalled writer drains nothing).
+    fn enforce(&self, st: &mut State) {
+        if st.end.is_some() {
+            return;
+        }
+        let byte_bound = self.max_bytes.saturating_sub(st.reply_bytes).max(1) as u64;
+        for i in 0..st.cursors.len() {
+            let cursor = &mut st.cursors[i];
+            let (events, bytes) = cursor.distance();
+            if events <= self.capacity as u64 && bytes <= byte_bound {
+                continue;
+            }
+            let topic = Arc::clone(&cursor.topic);
+            let ring = topic.ring.read();
+            if self.bound(cursor, &ring, byte_bound).is_none() {
+                drop(ring);
+                self.kick(st, i);
+                return;
+            }
+        }
+    }
+
+    /// The `disconnect` policy: cursor `i` fell out of the bound. Every
+    /// event not yet written is dropped and counted, and the connection
+    /// ends with a `SLOW_CONSUMER` naming that topic and the count.
+    fn kick(&self, st: &mut State, i: usize) -> End {
+        let tally = Arc::clone(&st.cursors[i].topic.tally);
+        let dropped = self.end_queue(st, End::Gone);
+        tally.count_slow_consumer_event();
+        let end = End::Kicked {
+            topic: tally.name.to_string(),
+            dropped,
+        };
+        st.end = Some(end.clone());
+        self.writable.notify_one();
+        self.drained.notify_waiters();
+        end
     }
 
     /// Whether the reader may take another request: fewer than
     /// `reply_limit` replies and their bytes under half the byte bound.
     fn has_room(&self, st: &State) -> bool {
-        st.replies.len() < self.reply_limit && st.reply_bytes < self.reply_byte_limit
+        st.replies < self.reply_limit && st.reply_bytes < self.reply_byte_limit
     }
 
     /// Whether a request may be read now (see [`Outbox::reply_room`]).
@@ -665,57 +975,25 @@ impl Outbox {
     }
 }
 
+/// What one drain may still take.
+struct Room {
+    frames: usize,
+    bytes: usize,
+}
+
+impl Room {
+    fn left(&self) -> bool {
+        self.frames > 0 && self.bytes > 0
+    }
+
+    fn take(&mut self, bytes: usize) {
+        self.frames -= 1;
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+}
+
 /// A `SLOW_CONSUMER` notice, counted.
 fn slow_consumer_notice(tally: &TopicTally, dropped: u64) -> Frame {
     tally.count_slow_consumer_event();
     Frame::slow_consumer(&tally.name, dropped)
-}
-
-/// `drop_oldest`: evicts the oldest event (replies stay), counts it, and
-/// owes the client a notice for its topic.
-fn evict_oldest_event(st: &mut State, stats: &Mutex<ConnStats>) {
-    let Some(QueuedEvent { event, replay, .. }) = st.pop_event() else {
-        return;
-    };
-    if !replay {
-        event.tally.add_dropped(1);
-        stats.lock().add_dropped(&event.tally, 1);
-    }
-    match st
-        .owed
-        .iter_mut()
-        .find(|(t, _)| Arc::ptr_eq(t, &event.tally))
-    {
-        Some((_, n)) => *n += 1,
-        None => st.owed.push((Arc::clone(&event.tally), 1)),
-    }
-}
-
-/// Removes the queued events (of one topic, or all), counting the live
-/// ones as dropped; returns how many were removed. Replies stay.
-fn drop_queued_events(
-    st: &mut State,
-    of: Option<&Arc<TopicTally>>,
-    stats: &Mutex<ConnStats>,
-) -> u64 {
-    let mut removed = 0;
-    let mut bytes = 0;
-    let mut stats = stats.lock();
-    st.events.retain(|e| {
-        if of.is_some_and(|t| !Arc::ptr_eq(t, &e.event.tally)) {
-            return true;
-        }
-        if !e.replay {
-            e.event.tally.add_dropped(1);
-            stats.add_dropped(&e.event.tally, 1);
-        }
-        removed += 1;
-        bytes += e.event.frame.bytes().len();
-        false
-    });
-    st.event_bytes -= bytes;
-    if of.is_none() {
-        st.owed.clear();
-    }
-    removed
 }

@@ -17,7 +17,7 @@ use super::connection::{Connection, Subscriptions};
 use super::frame::Frame;
 use super::outbox::End;
 use super::tally::Limit;
-use super::topic::{Member, PublishedEvent, Topic, TopicState};
+use super::topic::{Member, PublishedEvent, Subscriber, Topic, TopicState};
 use super::{clamp, Hub};
 use crate::broker::error::{check_topic_name, BrokerError};
 use parking_lot::MutexGuard;
@@ -92,7 +92,12 @@ impl Hub {
             recovered,
             ..Frame::ack_of(request_id, name)
         });
-        conn.outbox.push_reply(ack);
+        if followed.is_some() {
+            // Its `seq` is the last before the events that follow it.
+            conn.outbox.push_reply_after(ack, &[&topic]);
+        } else {
+            conn.outbox.push_reply(ack);
+        }
         match followed {
             Some(true) => {
                 if let Some(member) = st.presence.get_mut(&conn.id) {
@@ -106,13 +111,18 @@ impl Hub {
                     // Closed meanwhile: registering now would leak it.
                     return Ok(());
                 }
-                conn.outbox
-                    .start_at(&topic.tally, st.seq - events.len() as u64);
                 for event in &events {
-                    conn.outbox.push_event(event, true);
+                    conn.outbox.push_replay(event);
                 }
+                let at = conn.outbox.follow(&topic, st.seq - events.len() as u64);
                 subs.follow(&topic, true, None);
-                st.subscribers.insert(conn.id, Arc::clone(conn));
+                st.subscribers.insert(
+                    conn.id,
+                    Subscriber {
+                        conn: Arc::clone(conn),
+                        at,
+                    },
+                );
                 self.totals.subscriptions.fetch_add(1, Relaxed);
             }
         }
@@ -195,6 +205,7 @@ impl Hub {
         let mut subs = conn.subscriptions.lock();
         let mut acked = BTreeMap::new();
         let mut replays: Vec<Vec<Arc<PublishedEvent>>> = Vec::with_capacity(locked.len());
+        let mut followed: Vec<&Arc<Topic>> = Vec::new();
         for (topic, st) in &locked {
             let follow = subs
                 .follows
@@ -205,6 +216,9 @@ impl Hub {
                 since: since.get(&*topic.name),
             };
             let (mut events, recovered) = replay(topic, st, start);
+            if follow.is_some() {
+                followed.push(topic);
+            }
             if let Some(follow) = follow {
                 // Followed already: nothing to replay, as for a repeat.
                 if !repeat && !follow.patterns.contains(&text) {
@@ -225,11 +239,15 @@ impl Hub {
             );
             replays.push(events);
         }
-        conn.outbox.push_reply(Frame::ack(Ack {
-            pattern: Some(true),
-            topics: Some(acked),
-            ..Frame::ack_of(request_id, &text)
-        }));
+        // Each listed `seq` is the last before the events that follow.
+        conn.outbox.push_reply_after(
+            Frame::ack(Ack {
+                pattern: Some(true),
+                topics: Some(acked),
+                ..Frame::ack_of(request_id, &text)
+            }),
+            &followed,
+        );
         if repeat || conn.is_disconnected() {
             return Ok(());
         }
@@ -237,13 +255,18 @@ impl Hub {
             if subs.follows.contains_key(&*topic.name) {
                 continue;
             }
-            conn.outbox
-                .start_at(&topic.tally, st.seq - events.len() as u64);
             for event in &events {
-                conn.outbox.push_event(event, true);
+                conn.outbox.push_replay(event);
             }
+            let at = conn.outbox.follow(topic, st.seq - events.len() as u64);
             subs.follow(topic, false, Some(&text));
-            st.subscribers.insert(conn.id, Arc::clone(conn));
+            st.subscribers.insert(
+                conn.id,
+                Subscriber {
+                    conn: Arc::clone(conn),
+                    at,
+                },
+            );
             self.totals.subscriptions.fetch_add(1, Relaxed);
         }
         drop(index);
@@ -274,9 +297,15 @@ impl Hub {
             sub.conn
                 .outbox
                 .push_reply(Frame::topic_created(&topic.name, &topic.epoch));
-            sub.conn.outbox.start_at(&topic.tally, st.seq);
+            let at = sub.conn.outbox.follow(topic, st.seq);
             subs.follow(topic, false, Some(&sub.text));
-            st.subscribers.insert(sub.conn.id, Arc::clone(&sub.conn));
+            st.subscribers.insert(
+                sub.conn.id,
+                Subscriber {
+                    conn: Arc::clone(&sub.conn),
+                    at,
+                },
+            );
             self.totals.subscriptions.fetch_add(1, Relaxed);
         }
     }
@@ -381,7 +410,7 @@ impl Hub {
             if st.subscribers.swap_remove(&conn.id).is_some() {
                 self.totals.subscriptions.fetch_sub(1, Relaxed);
             }
-            conn.outbox.discard_topic(&topic.tally);
+            conn.outbox.discard_topic(topic);
         }
     }
 
@@ -409,6 +438,9 @@ impl Hub {
             if st.subscribers.swap_remove(&conn.id).is_some() {
                 self.totals.subscriptions.fetch_sub(1, Relaxed);
             }
+            // What it had not written of the topic is dropped, including
+            // what was published after an earlier close.
+            conn.outbox.discard_topic(&follow.topic);
             if let Some(member) = st.presence.shift_remove(&conn.id) {
                 self.presence_changed(&follow.topic, &st, conn.id, &member, InfoKind::Leave);
             }
@@ -439,8 +471,9 @@ fn replay(
 ) -> (Vec<Arc<PublishedEvent>>, Option<bool>) {
     match start.since {
         Some(since) => {
+            let ring = topic.ring.read();
             let held = (since.epoch == topic.epoch)
-                .then(|| st.history.after(since.seq, st.seq))
+                .then(|| ring.after(since.seq, st.seq))
                 .flatten();
             match held {
                 Some(events) => (events.cloned().collect(), Some(true)),
@@ -448,7 +481,7 @@ fn replay(
             }
         }
         None => match start.last_n {
-            Some(n) => (st.history.last_n(clamp(n)).cloned().collect(), None),
+            Some(n) => (topic.ring.read().last_n(clamp(n)).cloned().collect(), None),
             None => (Vec::new(), None),
         },
     }
@@ -470,7 +503,7 @@ fn announce(
         .filter(|(other, m)| Some(**other) != except && m.presence_events);
     let mut notice = None;
     for (other, _) in watchers {
-        if let Some(conn) = st.subscribers.get(other) {
+        if let Some(Subscriber { conn, .. }) = st.subscribers.get(other) {
             let frame = notice
                 .get_or_insert_with(|| Frame::presence_notice(msg, &topic.name, client.clone()))
                 .clone();

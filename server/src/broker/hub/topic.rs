@@ -1,17 +1,26 @@
-//! One topic: its sequence, epoch, history ring and subscribers.
+//! One topic: its sequence, epoch, ring of recent events and subscribers.
 //!
 //! Everything that must be ordered with respect to publishing (assigning
-//! `seq`, appending to history, fanning out, subscribing with replay,
-//! deleting) happens under the topic's own lock. Topics never share a lock,
-//! so publishers to different topics never wait for each other.
+//! `seq`, appending to the ring, subscribing with replay, deleting) happens
+//! under the topic's own lock. Topics never share a lock, so publishers to
+//! different topics never wait for each other.
+//!
+//! Fan-out is one append: the topic's ring ([`History`]) holds each event
+//! once, and every subscribed connection reads it through its own cursor
+//! (see [`super::outbox`]). A publish stores nothing per subscriber; it
+//! only wakes the writers that are parked, idle with nothing to write. The
+//! ring keeps the newest `history_size` events for history and replay and,
+//! while the topic has subscribers, up to the connections' queue bound
+//! beyond them (in events and in bytes) for the cursors still behind.
 
 use super::connection::Connection;
 use super::frame::Frame;
 use super::tally::TopicTally;
 use indexmap::IndexMap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use protocol::{HistoryMessage, ServerFrame};
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// A published message as stored in history and queued to subscribers:
@@ -19,6 +28,17 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct PublishedEvent {
     pub seq: u64,
+    /// Its place among the events this copy of the topic appended (1, 2,
+    /// ...): contiguous where `seq` may jump (cluster mode), so a cursor's
+    /// distance to the head is a count of events.
+    pub index: u64,
+    /// Bytes of the frames of the topic's events up to and including this
+    /// one: a cursor's distance to the head in bytes.
+    pub end: u64,
+    /// `seq`s this copy never received right before this event (cluster
+    /// mode): a cursor reaching it owes its client a `SLOW_CONSUMER` notice
+    /// of that many first.
+    pub missed: u64,
     pub frame: Frame,
     pub tally: Arc<TopicTally>,
     /// When it was published: delivery latency is measured from here.
@@ -26,6 +46,11 @@ pub struct PublishedEvent {
 }
 
 impl PublishedEvent {
+    /// Bytes of the topic's frames before this one.
+    pub fn start(&self) -> u64 {
+        self.end - self.frame.bytes().len() as u64
+    }
+
     /// The message as the REST history returns it, read back from the frame.
     pub fn history_message(&self) -> Option<HistoryMessage> {
         match serde_json::from_str(self.frame.as_str()) {
@@ -53,15 +78,35 @@ pub struct Topic {
     /// Bytes its remembered ids hold (written under `state`'s lock, read
     /// without it by the sweep that forgets expired ids).
     pub(super) dedup_bytes: std::sync::atomic::AtomicUsize,
+    /// The newest event's `index` and `end` (0 before the first): what a
+    /// cursor compares itself with without a lock. Written under `ring`'s
+    /// write lock (itself under `state`), `head` with `SeqCst` so that a
+    /// writer parking and a publisher waking it cannot miss each other.
+    pub(super) head: AtomicU64,
+    pub(super) head_bytes: AtomicU64,
     pub(super) state: Mutex<TopicState>,
+    /// The recent events. Lock order: `state`, then this; a connection's
+    /// writer reads it under its outbox's lock (outbox, then this) and
+    /// never holds `state`.
+    pub(super) ring: RwLock<History>,
+}
+
+/// One subscribed connection, as the topic's subscriber map holds it.
+pub(crate) struct Subscriber {
+    pub conn: Arc<Connection>,
+    /// The `index` its cursor reached (stored by its writer after each
+    /// batch): the ring keeps nothing older than the slowest cursor needs
+    /// beyond its history.
+    pub at: Arc<AtomicU64>,
 }
 
 pub(super) struct TopicState {
     pub seq: u64,
-    pub history: History,
     /// Keyed by connection id; `swap_remove` keeps removal O(1) and the
-    /// values dense for the fan-out loop.
-    pub subscribers: IndexMap<u64, Arc<Connection>>,
+    /// values dense for the wake-up loop.
+    pub subscribers: IndexMap<u64, Subscriber>,
+    /// The ring looks for the slowest cursor again once `head` passes this.
+    pub next_trim: u64,
     /// The exact-name subscriptions (presence), by connection id, oldest
     /// first (`shift_remove` keeps that order). Not on the publish path.
     pub presence: IndexMap<u64, Member>,
@@ -95,9 +140,12 @@ impl Topic {
             tally,
             history_bytes: std::sync::atomic::AtomicUsize::new(0),
             dedup_bytes: std::sync::atomic::AtomicUsize::new(0),
+            head: AtomicU64::new(0),
+            head_bytes: AtomicU64::new(0),
+            ring: RwLock::new(History::new(history_size)),
             state: Mutex::new(TopicState {
                 seq: 0,
-                history: History::new(history_size),
+                next_trim: 0,
                 subscribers: IndexMap::new(),
                 presence: IndexMap::new(),
                 dedup: Default::default(),
@@ -113,37 +161,69 @@ impl Topic {
     }
 }
 
-/// The last `capacity` events of a topic, oldest first, and the bytes of
-/// their frames (the broker keeps the sum over topics within
-/// `max_history_bytes` by evicting the oldest from the biggest).
+/// A topic's recent events, oldest first, and the bytes of their frames
+/// (the broker keeps the sum over topics within `max_history_bytes` by
+/// evicting the oldest from the biggest).
+///
+/// History and replay see the newest `keep` (`history_size`) of them; the
+/// older ones are held only for cursors that have not reached them yet.
 pub struct History {
     ring: VecDeque<Arc<PublishedEvent>>,
-    capacity: usize,
+    keep: usize,
     bytes: usize,
 }
 
+/// How far beyond its history a topic's ring reaches for its cursors: the
+/// connections' queue bound (0 events when nobody subscribes).
+#[derive(Debug, Clone, Copy)]
+pub struct Reach {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+impl Reach {
+    pub const NONE: Reach = Reach {
+        events: 0,
+        bytes: 0,
+    };
+}
+
 impl History {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(keep: usize) -> Self {
         History {
-            ring: VecDeque::with_capacity(capacity.min(1024)),
-            capacity,
+            ring: VecDeque::with_capacity(keep.min(1024)),
+            keep,
             bytes: 0,
         }
     }
 
-    /// Appends an event, dropping the oldest when full. Returns the change
-    /// in bytes held (positive: grew).
-    pub fn push(&mut self, event: Arc<PublishedEvent>) -> isize {
-        if self.capacity == 0 {
-            return 0;
-        }
-        let mut change = event.frame.bytes().len() as isize;
-        if self.ring.len() == self.capacity {
-            change -= self.pop_oldest() as isize;
-        }
+    /// Appends an event, then drops the oldest beyond `max(keep,
+    /// reach.events)`, and beyond `keep` while the ring holds more than
+    /// `reach.bytes`. Returns the change in bytes held (positive: grew).
+    pub fn push(&mut self, event: Arc<PublishedEvent>, reach: Reach) -> isize {
+        let before = self.bytes as isize;
         self.bytes += event.frame.bytes().len();
         self.ring.push_back(event);
-        change
+        let cap = self.keep.max(reach.events);
+        while self.ring.len() > cap || (self.ring.len() > self.keep && self.bytes > reach.bytes) {
+            self.pop_oldest();
+        }
+        self.bytes as isize - before
+    }
+
+    /// Drops the events beyond `keep` that every cursor has passed (those
+    /// with an `index` up to `reached`); returns the bytes freed.
+    pub fn trim(&mut self, reached: u64) -> usize {
+        let mut freed = 0;
+        while self.ring.len() > self.keep && self.ring.front().is_some_and(|e| e.index <= reached) {
+            freed += self.pop_oldest();
+        }
+        freed
+    }
+
+    /// Whether it holds more than `keep` by at least `slack` events.
+    pub fn beyond_keep(&self, slack: usize) -> bool {
+        self.ring.len() >= self.keep.saturating_add(slack)
     }
 
     /// Drops the oldest event; returns its bytes (0 when empty).
@@ -169,13 +249,54 @@ impl History {
         self.ring.is_empty()
     }
 
-    /// The newest `n` events, oldest first.
-    pub fn last_n(&self, n: usize) -> impl Iterator<Item = &Arc<PublishedEvent>> {
-        self.ring.iter().skip(self.ring.len().saturating_sub(n))
+    /// The newest event held.
+    pub fn newest(&self) -> Option<&Arc<PublishedEvent>> {
+        self.ring.back()
     }
 
-    /// Every event after `seq`, or `None` when history no longer holds all
-    /// of them (`current` is the topic's seq).
+    /// Where the first event with an `index` above `index` is (the ring's
+    /// length when none is).
+    pub fn after_index(&self, index: u64) -> usize {
+        self.ring.partition_point(|e| e.index <= index)
+    }
+
+    /// Where, from `at` on, the first event is that starts at or after
+    /// byte `offset` of the topic.
+    pub fn starting_at(&self, at: usize, offset: u64) -> usize {
+        let (front, back) = self.ring.as_slices();
+        if at < front.len() {
+            let i = at + front[at..].partition_point(|e| e.start() < offset);
+            if i < front.len() {
+                return i;
+            }
+            return front.len() + back.partition_point(|e| e.start() < offset);
+        }
+        let from = at - front.len();
+        front.len() + from + back[from..].partition_point(|e| e.start() < offset)
+    }
+
+    /// The events from position `at` on (cursors read the whole ring).
+    pub fn range_from(
+        &self,
+        at: usize,
+    ) -> std::collections::vec_deque::Iter<'_, Arc<PublishedEvent>> {
+        self.ring.range(at.min(self.ring.len())..)
+    }
+
+    /// The events history shows: the newest `keep`.
+    fn kept(&self) -> std::collections::vec_deque::Iter<'_, Arc<PublishedEvent>> {
+        self.range_from(self.ring.len().saturating_sub(self.keep))
+    }
+
+    /// The newest `n` events of history, oldest first.
+    pub fn last_n(&self, n: usize) -> impl Iterator<Item = &Arc<PublishedEvent>> {
+        let kept = self.kept();
+        let len = kept.len();
+        kept.skip(len.saturating_sub(n))
+    }
+
+    /// Every event of history after `seq`, or `None` when history no
+    /// longer holds all of them (`current` is the topic's seq).
     pub fn after(
         &self,
         seq: u64,
@@ -184,11 +305,12 @@ impl History {
         if seq > current {
             return None;
         }
+        let kept = self.kept();
         let missing = current - seq;
-        if missing > self.ring.len() as u64 {
+        if missing > kept.len() as u64 {
             return None;
         }
-        let held = self.ring.iter().skip(self.ring.len() - missing as usize);
+        let held = kept.clone().skip(kept.len() - missing as usize);
         // `missing` events with increasing seqs from seq + 1 to `current`
         // are exactly seq + 1 ..= current; a copy with a hole (cluster
         // mode, after a lag beyond the stream's room) is not recovered from.
@@ -198,8 +320,9 @@ impl History {
         contiguous.then_some(held)
     }
 
+    /// Every event of history.
     pub fn all(&self) -> impl Iterator<Item = &Arc<PublishedEvent>> {
-        self.ring.iter()
+        self.kept()
     }
 }
 
@@ -214,6 +337,10 @@ mod tests {
         let frame = super::super::frame::EventDraft::new("t", "i", &payload, "ts").finish(seq);
         Arc::new(PublishedEvent {
             seq,
+            index: seq,
+            // Every frame of this test's topic is given 100 bytes.
+            end: seq * 100,
+            missed: 0,
             frame,
             tally,
             published_at: std::time::Instant::now(),
@@ -228,7 +355,7 @@ mod tests {
     fn history_keeps_the_newest() {
         let mut h = History::new(3);
         for s in 1..=5 {
-            h.push(event(s));
+            h.push(event(s), Reach::NONE);
         }
         assert_eq!(seqs(h.all()), vec![3, 4, 5]);
         assert_eq!(seqs(h.last_n(2)), vec![4, 5]);
@@ -240,7 +367,7 @@ mod tests {
     fn after_replays_only_what_history_holds() {
         let mut h = History::new(3);
         for s in 1..=5 {
-            h.push(event(s));
+            h.push(event(s), Reach::NONE);
         }
         assert_eq!(seqs(h.after(2, 5).unwrap()), vec![3, 4, 5]);
         assert_eq!(seqs(h.after(4, 5).unwrap()), vec![5]);
@@ -254,7 +381,7 @@ mod tests {
         // A cluster node's copy that missed 4..=9.
         let mut h = History::new(10);
         for s in [1, 2, 3, 10] {
-            h.push(event(s));
+            h.push(event(s), Reach::NONE);
         }
         assert!(h.after(8, 10).is_none(), "9 is not held");
         assert!(h.after(2, 10).is_none(), "4..=9 are not held");
@@ -265,7 +392,7 @@ mod tests {
     #[test]
     fn zero_history_keeps_nothing() {
         let mut h = History::new(0);
-        h.push(event(1));
+        h.push(event(1), Reach::NONE);
         assert!(h.is_empty());
         assert!(h.after(0, 1).is_none());
         assert!(h.after(1, 1).is_some());
@@ -278,5 +405,46 @@ mod tests {
             (m.seq, m.id.as_str(), m.payload.clone()),
             (7, "i", serde_json::json!(7))
         );
+    }
+
+    #[test]
+    fn the_ring_reaches_beyond_history_for_cursors_and_trims_behind_them() {
+        let len = event(1).frame.bytes().len() as u64;
+        let reach = Reach {
+            events: 5,
+            bytes: usize::MAX,
+        };
+        let mut h = History::new(2);
+        for s in 1..=7 {
+            h.push(event(s), reach);
+        }
+        assert_eq!(seqs(h.range_from(0)), vec![3, 4, 5, 6, 7], "5 for cursors");
+        assert_eq!(seqs(h.all()), vec![6, 7], "2 for history");
+        assert!(h.after(4, 7).is_none(), "replay sees history only");
+        assert_eq!(h.after_index(4), 2);
+        assert_eq!(h.after_index(0), 0);
+        assert_eq!(h.after_index(7), 5);
+        // Frames start at (seq - 1) * 100 here.
+        assert_eq!(h.starting_at(0, 450), 3, "seq 6 starts at 500");
+        assert_eq!(h.starting_at(4, 0), 4, "never before `at`");
+        assert_eq!(h.starting_at(0, 10_000), 5);
+        assert_eq!(h.trim(4), 2 * len as usize, "3 and 4 passed by all");
+        assert_eq!(seqs(h.range_from(0)), vec![5, 6, 7]);
+        assert_eq!(h.trim(7), len as usize, "never into history");
+        assert_eq!(seqs(h.range_from(0)), vec![6, 7]);
+        // In bytes: beyond `keep`, at most `reach.bytes`.
+        let mut h = History::new(1);
+        let reach = Reach {
+            events: 100,
+            // Seqs from 10 on take a byte more.
+            bytes: 3 * len as usize + 3,
+        };
+        for s in 1..=10 {
+            h.push(event(s), reach);
+        }
+        assert_eq!(seqs(h.range_from(0)), vec![8, 9, 10]);
+        // Nobody subscribed: history only.
+        h.push(event(11), Reach::NONE);
+        assert_eq!(seqs(h.range_from(0)), vec![11]);
     }
 }
