@@ -12,15 +12,21 @@
 //! connection gets each event once however many of its subscriptions match.
 //!
 //! A model of the contract runs beside the broker: topics with `seq` and
-//! history, subscriptions, and each connection's queue with its policy. After
-//! every step:
-//! - every frame drained is the one the model expects, in order (acks with
-//!   their `seq`, `replayed` and `recovered`, events, `topic_deleted`);
+//! history, subscriptions, and each connection's queue of replies and
+//! replays plus, per followed topic, the live events it has not been sent
+//! (its cursor's distance to the topic's head), with its policy applied when
+//! the connection's writer reads that topic. After every step:
+//! - every frame drained is one the model allows, in order: replies and
+//!   replays in push order (acks with their `seq`, `replayed` and
+//!   `recovered`, `topic_deleted`), a topic's live events oldest first once
+//!   the replies before them are written, except those a reply waits for
+//!   (a subscribe to a topic already followed is acked after the events
+//!   published before it), and every batch as full as what is left allows;
 //! - per topic, each connection sees strictly increasing `seq`s, contiguous
 //!   unless a `SLOW_CONSUMER` notice announced at least the gap, and no event
 //!   while unsubscribed; once its queue is empty it has been told of every
 //!   event dropped for it;
-//! - per topic, enqueued = delivered + dropped + live events still queued,
+//! - per topic, enqueued = delivered + dropped + live events not yet sent,
 //!   with delivered settled as the session's writer does;
 //! - the subscriber, subscription and connection gauges match the model.
 //!
@@ -172,16 +178,34 @@ enum Expected {
 
 #[derive(Debug)]
 enum Item {
-    /// A reply, and whether reading it leaves the client's view of its
-    /// topic as it was (an unsubscribe while a pattern still matches).
-    Reply(Expected, bool),
+    /// A reply; whether reading it leaves the client's view of its topic as
+    /// it was (an unsubscribe while a pattern still matches); and per topic,
+    /// the `seq` up to which its live events come before it.
+    Reply(Expected, bool, Vec<Fence>),
+    /// A replayed event.
     Event {
         topic: String,
         /// Which incarnation of the topic (a name can be created again).
         instance: u64,
         seq: u64,
-        replay: bool,
     },
+}
+
+/// A reply waits for the live events of this topic instance up to `seq`.
+#[derive(Debug)]
+struct Fence {
+    topic: String,
+    instance: u64,
+    seq: u64,
+}
+
+/// The live events of one followed topic not yet sent to a connection.
+#[derive(Debug)]
+struct Backlog {
+    instance: u64,
+    seqs: VecDeque<u64>,
+    /// Skipped by `drop_oldest` and not announced yet.
+    owed: u64,
 }
 
 struct ModelTopic {
@@ -198,8 +222,8 @@ struct ModelTopic {
 struct Client {
     conn: Arc<Connection>,
     queue: VecDeque<Item>,
-    /// The `disconnect` policy fired: (topic, events dropped).
-    kicked: Option<(String, u64)>,
+    /// Per followed topic name.
+    backlog: BTreeMap<String, Backlog>,
     /// The topics followed: name → instance.
     subscriptions: BTreeMap<String, u64>,
     /// Subscribed by name.
@@ -308,6 +332,7 @@ impl World {
                 client
                     .subscriptions
                     .insert(name.to_owned(), self.next_instance);
+                client.follow(name, self.next_instance);
                 subscribers.insert(client.conn.id);
             }
         }
@@ -394,28 +419,37 @@ impl World {
             (None, None) => (Vec::new(), None),
         };
         let events = if repeat { Vec::new() } else { events };
-        client.push_reply(Expected::SubscribeAck {
-            topic: name.to_owned(),
-            seq: topic.seq,
-            replayed: events.len() as u64,
-            recovered,
-        });
+        let fence = if repeat {
+            vec![Fence {
+                topic: name.to_owned(),
+                instance: topic.instance,
+                seq: topic.seq,
+            }]
+        } else {
+            Vec::new()
+        };
+        client.push_reply_after(
+            Expected::SubscribeAck {
+                topic: name.to_owned(),
+                seq: topic.seq,
+                replayed: events.len() as u64,
+                recovered,
+            },
+            fence,
+        );
         if repeat {
             return;
         }
         for seq in events {
-            let item = Item::Event {
+            client.queue.push_back(Item::Event {
                 topic: name.to_owned(),
                 instance: topic.instance,
                 seq,
-                replay: true,
-            };
-            if client.push_event(item, self.capacity, self.policy) {
-                self.slow_consumer_signals += 1;
-            }
+            });
         }
         topic.subscribers.insert(client.conn.id);
         client.subscriptions.insert(name.to_owned(), topic.instance);
+        client.follow(name, topic.instance);
     }
 
     fn unsubscribe(&mut self, c: usize, name: &str) {
@@ -458,11 +492,19 @@ impl World {
         let repeat = !client.patterns.insert(p);
         let mut acked = BTreeMap::new();
         let mut replays = Vec::new();
+        let mut fence = Vec::new();
         for (name, topic) in &mut self.topics {
             if !matches(pattern, name) {
                 continue;
             }
             let followed = topic.subscribers.contains(&client.conn.id);
+            if followed {
+                fence.push(Fence {
+                    topic: name.clone(),
+                    instance: topic.instance,
+                    seq: topic.seq,
+                });
+            }
             let events: Vec<u64> = match last_n {
                 Some(n) if !followed && !repeat => {
                     let skip = topic.history.len().saturating_sub(n as usize);
@@ -477,22 +519,22 @@ impl World {
                 client.subscriptions.insert(name.clone(), topic.instance);
             }
         }
-        client.push_reply(Expected::PatternAck {
-            pattern: pattern.to_owned(),
-            topics: acked,
-        });
+        client.push_reply_after(
+            Expected::PatternAck {
+                pattern: pattern.to_owned(),
+                topics: acked,
+            },
+            fence,
+        );
         for (name, instance, events) in replays {
             for seq in events {
-                let item = Item::Event {
+                client.queue.push_back(Item::Event {
                     topic: name.clone(),
                     instance,
                     seq,
-                    replay: true,
-                };
-                if client.push_event(item, self.capacity, self.policy) {
-                    self.slow_consumer_signals += 1;
-                }
+                });
             }
+            client.follow(&name, instance);
         }
     }
 
@@ -544,65 +586,64 @@ impl World {
         }
         for client in &mut self.clients {
             if topic.subscribers.contains(&client.conn.id) {
-                let item = Item::Event {
-                    topic: name.to_owned(),
-                    instance: topic.instance,
-                    seq: topic.seq,
-                    replay: false,
-                };
-                if client.push_event(item, self.capacity, self.policy) {
-                    self.slow_consumer_signals += 1;
-                }
+                let backlog = client
+                    .backlog
+                    .get_mut(name)
+                    .expect("a subscriber follows the topic");
+                assert_eq!(backlog.instance, topic.instance);
+                backlog.seqs.push_back(topic.seq);
             }
         }
     }
 
     /// What the session's writer does with one batch.
     fn drain(&mut self, c: usize, max: usize, write_fails: bool) {
+        let capacity = self.capacity;
         let client = &mut self.clients[c];
         let mut buf = DrainBuf::default();
         let conn = Arc::clone(&client.conn);
         let batch = conn.outbox.drain(&mut buf, max);
-        if let Some((topic, dropped)) = client.kicked.clone() {
-            assert!(batch.is_empty(), "frames after the queue ended");
-            assert_eq!(
-                batch.status(),
-                &Drained::End(End::Kicked { topic, dropped })
+        let mut taken = 0;
+        for frame in batch.frames() {
+            if !client.read(frame.frame(), capacity, &mut self.slow_consumer_signals) {
+                taken += 1;
+            }
+        }
+        assert!(taken <= max.max(1), "{taken} frames for {max}");
+        let status = batch.status().clone();
+        if let Drained::End(End::Kicked { topic, dropped }) = &status {
+            assert_eq!(self.policy, SlowConsumerPolicy::Disconnect);
+            let behind = client.backlog.get(topic).map_or(0, |b| b.seqs.len());
+            assert!(
+                behind > capacity,
+                "{topic}: kicked with {behind} behind, bound {capacity}"
             );
-            drop(batch);
-            // The writer sends SLOW_CONSUMER, closes, and the session ends.
+            let unsent: usize = client.backlog.values().map(|b| b.seqs.len()).sum();
+            assert_eq!(
+                *dropped, unsent as u64,
+                "the kick counts every unsent event"
+            );
+            self.slow_consumer_signals += 1;
+            // The writer writes the batch, sends SLOW_CONSUMER, closes, and
+            // the session ends.
+            let _ = batch.delivered();
             self.disconnect(c);
             return;
         }
-        let mut expected: VecDeque<Item> = VecDeque::new();
-        while expected.len() < max {
-            let Some(item) = client.queue.pop_front() else {
-                break;
-            };
-            expected.push_back(item);
+        let left = client.has_more();
+        if taken < max.max(1) {
+            assert!(!left, "a batch short of {max} left {:?}", client.queue);
         }
-        for frame in batch.frames() {
-            client.read(
-                frame.frame(),
-                &mut expected,
-                &mut self.slow_consumer_signals,
-            );
-        }
-        assert!(
-            expected.is_empty(),
-            "frames missing from the batch: {expected:?}"
-        );
         let status = if write_fails {
             batch.dropped()
         } else {
             batch.delivered()
         };
-        let more = !client.queue.is_empty();
-        assert_eq!(status, if more { Drained::More } else { Drained::Empty });
-        if !more {
+        assert_eq!(status, if left { Drained::More } else { Drained::Empty });
+        if !left {
             assert_eq!(
                 client.announced, client.evicted,
-                "a drained queue has announced every dropped event"
+                "a drained connection has announced every dropped event"
             );
         }
         if write_fails {
@@ -638,11 +679,10 @@ impl World {
             let queued: u64 = self
                 .clients
                 .iter()
-                .flat_map(|client| &client.queue)
-                .filter(|item| {
-                    matches!(item, Item::Event { instance, replay: false, .. } if *instance == topic.instance)
-                })
-                .count() as u64;
+                .filter_map(|client| client.backlog.get(name))
+                .filter(|b| b.instance == topic.instance)
+                .map(|b| b.seqs.len() as u64)
+                .sum();
             assert_eq!(
                 c.enqueued,
                 c.delivered + c.dropped + queued,
@@ -670,7 +710,7 @@ impl World {
     fn finish(mut self) {
         for c in 0..CONNECTIONS {
             for _ in 0..1000 {
-                let empty = self.clients[c].queue.is_empty() && self.clients[c].kicked.is_none();
+                let empty = !self.clients[c].has_more();
                 self.drain(c, 64, false);
                 if empty {
                     break;
@@ -696,7 +736,7 @@ impl Client {
         Client {
             conn,
             queue: VecDeque::new(),
-            kicked: None,
+            backlog: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             exact: BTreeSet::new(),
             patterns: BTreeSet::new(),
@@ -706,12 +746,37 @@ impl Client {
         }
     }
 
-    /// Unsubscribe and delete: the topic's queued events are discarded at
+    /// Starts following a topic instance: nothing sent yet.
+    fn follow(&mut self, name: &str, instance: u64) {
+        self.backlog.insert(
+            name.to_owned(),
+            Backlog {
+                instance,
+                seqs: VecDeque::new(),
+                owed: 0,
+            },
+        );
+    }
+
+    /// Whether anything is left to send: replies, replays, live events or
+    /// an owed notice.
+    fn has_more(&self) -> bool {
+        !self.queue.is_empty()
+            || self
+                .backlog
+                .values()
+                .any(|b| !b.seqs.is_empty() || b.owed > 0)
+    }
+
+    /// Unsubscribe and delete: the topic's unsent events are discarded at
     /// once and its owed `SLOW_CONSUMER` notice is forgotten.
     fn discard(&mut self, name: &str, of: u64) {
         self.queue.retain(
             |item| !matches!(item, Item::Event { topic, instance, .. } if topic == name && *instance == of),
         );
+        if self.backlog.get(name).is_some_and(|b| b.instance == of) {
+            self.backlog.remove(name);
+        }
         match self.announced.get(name) {
             Some(&announced) => self.evicted.insert(name.to_owned(), announced),
             None => self.evicted.remove(name),
@@ -723,51 +788,33 @@ impl Client {
     }
 
     fn push_reply_keeping(&mut self, expected: Expected, keep_view: bool) {
-        if self.kicked.is_none() {
-            self.queue.push_back(Item::Reply(expected, keep_view));
+        self.queue
+            .push_back(Item::Reply(expected, keep_view, Vec::new()));
+    }
+
+    /// A reply that waits for the live events of `fence`'s topics up to
+    /// their `seq`s (only those still unsent matter).
+    fn push_reply_after(&mut self, expected: Expected, fence: Vec<Fence>) {
+        self.queue.push_back(Item::Reply(expected, false, fence));
+    }
+
+    /// `drop_oldest` as the writer applies it when it reads a topic: what
+    /// is beyond the bound is skipped, counted and owed.
+    fn bound(&mut self, name: &str, capacity: usize) {
+        let Some(backlog) = self.backlog.get_mut(name) else {
+            return;
+        };
+        while backlog.seqs.len() > capacity {
+            backlog.seqs.pop_front();
+            backlog.owed += 1;
+            *self.evicted.entry(name.to_owned()).or_default() += 1;
         }
     }
 
-    /// The contract's slow-consumer policies. True when this push got the
-    /// connection kicked.
-    fn push_event(&mut self, item: Item, capacity: usize, policy: SlowConsumerPolicy) -> bool {
-        if self.kicked.is_some() {
-            return false;
-        }
-        let events = self
-            .queue
-            .iter()
-            .filter(|i| matches!(i, Item::Event { .. }))
-            .count();
-        if events >= capacity {
-            match policy {
-                SlowConsumerPolicy::DropOldest => {
-                    let oldest = self
-                        .queue
-                        .iter()
-                        .position(|i| matches!(i, Item::Event { .. }))
-                        .expect("a full queue holds events");
-                    if let Some(Item::Event { topic, .. }) = self.queue.remove(oldest) {
-                        *self.evicted.entry(topic).or_default() += 1;
-                    }
-                }
-                SlowConsumerPolicy::Disconnect => {
-                    let Item::Event { topic, .. } = item else {
-                        unreachable!("only events are pushed here")
-                    };
-                    self.kicked = Some((topic, events as u64 + 1));
-                    self.queue.clear();
-                    return true;
-                }
-            }
-        }
-        self.queue.push_back(item);
-        false
-    }
-
-    /// Reads one frame: a `SLOW_CONSUMER` notice, or the next frame the
-    /// model expects.
-    fn read(&mut self, frame: &Frame, expected: &mut VecDeque<Item>, signals: &mut u64) {
+    /// Reads one frame: a `SLOW_CONSUMER` notice, a live event the model
+    /// allows now, or the next queued reply or replay. Whether it was a
+    /// notice.
+    fn read(&mut self, frame: &Frame, capacity: usize, signals: &mut u64) -> bool {
         let parsed: ServerFrame =
             serde_json::from_slice(frame.bytes()).expect("a server frame is valid JSON");
         if let ServerFrame::Error(e) = &parsed {
@@ -779,16 +826,80 @@ impl Client {
             let topic = e.topic.clone().expect("SLOW_CONSUMER names its topic");
             let dropped = e.dropped.expect("SLOW_CONSUMER counts");
             assert!(dropped > 0);
+            self.bound(&topic, capacity);
+            let backlog = self
+                .backlog
+                .get_mut(&topic)
+                .unwrap_or_else(|| panic!("a notice for {topic}, not followed"));
+            // All of the skip, or (before a reply that waits for this
+            // topic's older events) the part of it before the reply.
+            assert!(
+                dropped <= backlog.owed,
+                "{topic}: the notice counts the skip"
+            );
+            backlog.owed -= dropped;
             *signals += 1;
             *self.announced.entry(topic.clone()).or_default() += dropped;
             self.view.entry(topic).or_default().announced += dropped;
-            return;
+            return true;
         }
-        let item = expected
+        if let ServerFrame::Event(e) = &parsed {
+            let replayed = matches!(
+                self.queue.front(),
+                Some(Item::Event { topic, seq, .. }) if *topic == e.topic && *seq == e.seq
+            );
+            if !replayed {
+                // A live event: once nothing is queued before it, or before
+                // a reply that waits for it.
+                let instance = self.backlog.get(&e.topic).map(|b| b.instance);
+                let allowed = match self.queue.front() {
+                    None => true,
+                    Some(Item::Reply(_, _, fence)) => fence.iter().any(|f| {
+                        f.topic == e.topic && Some(f.instance) == instance && e.seq <= f.seq
+                    }),
+                    Some(other) => panic!("event {} {} before {other:?}", e.topic, e.seq),
+                };
+                assert!(
+                    allowed,
+                    "event {} {} before {:?}",
+                    e.topic,
+                    e.seq,
+                    self.queue.front()
+                );
+                self.bound(&e.topic, capacity);
+                let backlog = self
+                    .backlog
+                    .get_mut(&e.topic)
+                    .unwrap_or_else(|| panic!("an event of {}, not followed", e.topic));
+                assert_eq!(
+                    backlog.seqs.pop_front(),
+                    Some(e.seq),
+                    "{}: oldest first",
+                    e.topic
+                );
+                self.see(&Expected::Event {
+                    topic: e.topic.clone(),
+                    seq: e.seq,
+                });
+                return false;
+            }
+        }
+        let item = self
+            .queue
             .pop_front()
             .unwrap_or_else(|| panic!("a frame the model did not expect: {}", frame.as_str()));
         let (want, keep_view) = match item {
-            Item::Reply(e, keep_view) => (e, keep_view),
+            Item::Reply(e, keep_view, fence) => {
+                for f in fence {
+                    if let Some(b) = self.backlog.get(&f.topic) {
+                        assert!(
+                            b.instance != f.instance || b.seqs.front().is_none_or(|s| *s > f.seq),
+                            "{e:?} before the events it waits for: {f:?} {b:?}"
+                        );
+                    }
+                }
+                (e, keep_view)
+            }
             Item::Event { topic, seq, .. } => (Expected::Event { topic, seq }, false),
         };
         let got = match parsed {
@@ -824,6 +935,7 @@ impl Client {
         if !keep_view {
             self.see(&got);
         }
+        false
     }
 
     /// The client's own checks, from the contract alone.

@@ -444,21 +444,30 @@ impl Hub {
         topic.head_bytes.store(end, Relaxed);
         // SeqCst: a writer parks (flag, then heads) the other way round.
         topic.head.store(index, SeqCst);
-        // The slowest cursor, looked for once per TRIM_EVERY events: the
-        // ring keeps nothing beyond history that every cursor has passed.
-        if fan_out > 0 && index >= st.next_trim && ring.beyond_keep(TRIM_EVERY) {
+        // Once per TRIM_EVERY events, a look at every cursor: the ring
+        // keeps nothing beyond history that all of them have passed, and a
+        // cursor past the bound is made to skip now (its writer may be
+        // stalled), so that what the counters call queued stays near it.
+        let mut laggards = Vec::new();
+        if fan_out > 0 && index >= st.next_trim {
             st.next_trim = index + TRIM_EVERY as u64;
-            let slowest = st
-                .subscribers
-                .values()
-                .map(|s| s.at.load(Relaxed))
-                .min()
-                .unwrap_or(index);
+            let bound = self.config.subscriber_queue as u64;
+            let mut slowest = index;
+            for sub in st.subscribers.values() {
+                let at = sub.at.load(Relaxed);
+                slowest = slowest.min(at);
+                if index.saturating_sub(at) > bound {
+                    laggards.push(Arc::clone(&sub.conn));
+                }
+            }
             change -= ring.trim(slowest) as isize;
         }
         topic.history_bytes.store(ring.bytes(), Relaxed);
         drop(ring);
         add_signed(&self.totals.history_bytes, change);
+        for conn in laggards {
+            conn.outbox.enforce_bound();
+        }
         for sub in st.subscribers.values() {
             sub.conn.outbox.wake();
         }

@@ -722,7 +722,7 @@ impl Outbox {
                         Err(end) => return Drained::End(end),
                     }
                 }
-                if !reached {
+                if !reached || !room.left() {
                     break;
                 }
             }
@@ -837,11 +837,17 @@ impl Outbox {
                 break;
             }
             if cursor.owed > 0 {
-                out.push(Queued::Reply(slow_consumer_notice(&topic.tally, cursor.owed)));
+                out.push(Queued::Reply(slow_consumer_notice(
+                    &topic.tally,
+                    cursor.owed,
+                )));
                 cursor.owed = 0;
             }
             if event.missed > 0 {
-                out.push(Queued::Reply(slow_consumer_notice(&topic.tally, event.missed)));
+                out.push(Queued::Reply(slow_consumer_notice(
+                    &topic.tally,
+                    event.missed,
+                )));
             }
             room.take(event.frame.bytes().len());
             settle.add(&topic.tally, event.published_at);
@@ -851,8 +857,15 @@ impl Outbox {
         }
         drop(ring);
         if cursor.owed > 0 && reached {
-            out.push(Queued::Reply(slow_consumer_notice(&topic.tally, cursor.owed)));
-            cursor.owed = 0;
+            // The skipped events are the `owed` right before the cursor;
+            // before a reply that waits for the events up to `upto`, only
+            // those up to it are announced, the others after the reply.
+            let first_owed = cursor.index - cursor.owed + 1;
+            let due = (upto + 1).saturating_sub(first_owed).min(cursor.owed);
+            if due > 0 {
+                out.push(Queued::Reply(slow_consumer_notice(&topic.tally, due)));
+                cursor.owed -= due;
+            }
         }
         cursor.shared.store(cursor.index, Relaxed);
         Ok(reached)
@@ -898,6 +911,13 @@ impl Outbox {
             cursor.shared.store(to_index, Relaxed);
         }
         Some(at)
+    }
+
+    /// Applies the slow-consumer policy to the cursors past the bound now
+    /// (see [`Outbox::enforce`]).
+    pub(super) fn enforce_bound(&self) {
+        let mut st = self.state.lock();
+        self.enforce(&mut st);
     }
 
     /// Applies the bound to every cursor past it, as its writer would: the
