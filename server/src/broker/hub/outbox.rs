@@ -156,11 +156,14 @@ impl ConnStats {
 enum Item {
     /// A reply, and the events that must be written before it: per topic,
     /// up to which `index` (see [`Outbox::push_reply_after`]).
-    Reply(Frame, Option<Box<[(Arc<Topic>, u64)]>>),
+    Reply(Frame, Option<Fence>),
     /// Replayed from history: written like any event, but not counted as
     /// delivered or dropped.
     Replay(Arc<PublishedEvent>),
 }
+
+/// Per topic, the `index` up to which its events go before a reply.
+type Fence = Box<[(Arc<Topic>, u64)]>;
 
 /// Where the connection is in one followed topic's ring.
 struct Cursor {

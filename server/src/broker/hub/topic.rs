@@ -221,11 +221,6 @@ impl History {
         freed
     }
 
-    /// Whether it holds more than `keep` by at least `slack` events.
-    pub fn beyond_keep(&self, slack: usize) -> bool {
-        self.ring.len() >= self.keep.saturating_add(slack)
-    }
-
     /// Drops the oldest event; returns its bytes (0 when empty).
     pub fn pop_oldest(&mut self) -> usize {
         let freed = self.ring.pop_front().map_or(0, |e| e.frame.bytes().len());
