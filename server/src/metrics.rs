@@ -437,7 +437,7 @@ impl BrokerReadings {
             )?
             .encode_histogram::<NoLabelSet>(
                 latency.sum_nanos.load(Relaxed) as f64 / 1e9,
-                latency.count.load(Relaxed),
+                latency.count(),
                 &buckets,
                 None,
             )

@@ -891,6 +891,14 @@ impl Outbox {
         };
         let mut at = ring.after_index(cursor.index);
         let behind = ring.range_from(at).len();
+        let lost = head.saturating_sub(cursor.index) > behind as u64;
+        // Within the bound, the usual case: nothing to skip.
+        if !lost
+            && behind <= self.capacity
+            && head_bytes.saturating_sub(cursor.offset) <= byte_bound
+        {
+            return Some(at);
+        }
         if behind > 0 {
             at += behind.saturating_sub(self.capacity);
             at = ring.starting_at(at, head_bytes.saturating_sub(byte_bound));

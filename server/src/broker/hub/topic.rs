@@ -252,7 +252,13 @@ impl History {
     /// Where the first event with an `index` above `index` is (the ring's
     /// length when none is).
     pub fn after_index(&self, index: u64) -> usize {
-        self.ring.partition_point(|e| e.index <= index)
+        // Indexes are contiguous in the ring: one look at the oldest.
+        match self.ring.front() {
+            Some(front) => (index + 1)
+                .saturating_sub(front.index)
+                .min(self.ring.len() as u64) as usize,
+            None => 0,
+        }
     }
 
     /// Where, from `at` on, the first event is that starts at or after
