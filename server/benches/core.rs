@@ -10,7 +10,9 @@
 
 use criterion::{criterion_group, Criterion, Throughput};
 use protocol::PublishMessage;
-use pubsub_server::broker::{Broker, BrokerConfig, Connection, DrainBuf, Replay};
+use pubsub_server::broker::{
+    Broker, BrokerConfig, Connection, DrainBuf, Joining, Permits, Replay, Transport,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -51,6 +53,17 @@ fn setup_with(
     patterns: usize,
     config: BrokerConfig,
 ) -> (Broker, Vec<Arc<Connection>>) {
+    setup_full(subscribers, patterns, false, config)
+}
+
+/// With `presence`, every subscriber names itself (`client_id`): the
+/// topic's presence lists all of them.
+fn setup_full(
+    subscribers: usize,
+    patterns: usize,
+    presence: bool,
+    config: BrokerConfig,
+) -> (Broker, Vec<Arc<Connection>>) {
     let broker = Broker::new(BrokerConfig {
         subscriber_queue: 4096,
         max_subscriptions: patterns.max(1),
@@ -65,9 +78,14 @@ fn setup_with(
     }
     now(broker.create_topic("bench")).unwrap();
     let conns: Vec<_> = (0..subscribers)
-        .map(|_| {
+        .map(|i| {
             let c = broker.connect();
-            now(broker.subscribe(&c, "bench", Replay::default(), None)).unwrap();
+            let client_id = format!("client-{i}");
+            let joining = Joining {
+                client_id: presence.then_some(client_id.as_str()),
+                presence_events: false,
+            };
+            now(broker.subscribe_as(&c, "bench", Replay::default(), joining, None)).unwrap();
             c
         })
         .collect();
@@ -140,6 +158,38 @@ fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout");
     group.throughput(Throughput::Elements(1_000));
     group.bench_function("publish+drain to 1000 with 10,000 idle patterns", |b| {
+        b.iter(|| {
+            now(broker.publish("bench", msg.next())).unwrap();
+            drain(&conns)
+        })
+    });
+    let (broker, conns) = setup_full(1_000, 0, true, BrokerConfig::default());
+    group.bench_function("publish+drain to 1000 with presence", |b| {
+        b.iter(|| {
+            now(broker.publish("bench", msg.next())).unwrap();
+            drain(&conns)
+        })
+    });
+    // SSE streams are the hub's connections too (another writer drains
+    // the same outbox): here half the subscribers are.
+    let broker = Broker::new(BrokerConfig {
+        subscriber_queue: 4096,
+        ..BrokerConfig::default()
+    });
+    now(broker.create_topic("bench")).unwrap();
+    let conns: Vec<_> = (0..1_000)
+        .map(|i| {
+            let c = if i % 2 == 0 {
+                broker.connect()
+            } else {
+                broker.connect_via(Transport::Sse, Permits::ALL, None)
+            };
+            now(broker.subscribe(&c, "bench", Replay::default(), None)).unwrap();
+            c
+        })
+        .collect();
+    drain(&conns);
+    group.bench_function("publish+drain to 1000, half of them SSE streams", |b| {
         b.iter(|| {
             now(broker.publish("bench", msg.next())).unwrap();
             drain(&conns)
