@@ -873,3 +873,134 @@ fn presence_notices_give_way_under_backpressure() {
     assert_eq!(notices(&read_all(&busy)), vec![InfoKind::Leave]);
     assert_eq!(b.topic_counts("t").unwrap().dropped, 0);
 }
+
+/// Issue 16: a subscribe to a topic the connection follows already is
+/// acked after the events published before it, so that the ack's `seq` is
+/// the last before what follows; other replies go ahead of the backlog.
+#[test]
+fn a_repeat_subscribe_is_acked_after_the_events_before_it() {
+    let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").now().unwrap();
+    let c = b.connect();
+    b.subscribe(&c, "t", Replay::default(), Some("first".into()))
+        .now()
+        .unwrap();
+    for i in 1..=3 {
+        b.publish("t", msg(json!(i))).now().unwrap();
+    }
+    c.outbox.push_reply(Frame::pong(Some("ping".into())));
+    b.subscribe(&c, "t", Replay::default(), Some("again".into()))
+        .now()
+        .unwrap();
+    b.publish("t", msg(json!(4))).now().unwrap();
+    let kinds: Vec<String> = read_all(&c)
+        .iter()
+        .map(|f| match f {
+            ServerFrame::Ack(a) => {
+                format!("ack {} {:?}", a.request_id.as_deref().unwrap_or(""), a.seq)
+            }
+            ServerFrame::Pong(_) => "pong".into(),
+            ServerFrame::Event(e) => format!("event {}", e.seq),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ack first Some(0)",
+            "pong",
+            "event 1",
+            "event 2",
+            "event 3",
+            "ack again Some(3)",
+            "event 4"
+        ]
+    );
+    assert_invariant(&b, "t", 0);
+}
+
+/// Issue 16: a topic's events are held once, in its ring; the ring keeps
+/// nothing beyond history that every cursor has passed, holds what a
+/// stalled reader has not been sent within the bound, and its bytes count
+/// in the history budget, whose eviction a lagging reader is told of.
+#[test]
+fn the_ring_holds_what_readers_need_within_the_budgets() {
+    let b = Broker::new(BrokerConfig {
+        history_size: 10,
+        subscriber_queue: 1000,
+        max_history_bytes: 64 << 10,
+        ..BrokerConfig::default()
+    });
+    b.create_topic("t").now().unwrap();
+    let reader = b.connect();
+    b.subscribe(&reader, "t", Replay::default(), None)
+        .now()
+        .unwrap();
+    let _ = read_all(&reader);
+    let one = |b: &Broker| b.totals().history_bytes.load(Relaxed);
+    // Read as published: the ring stays near its history.
+    b.publish("t", msg(json!("x".repeat(100)))).now().unwrap();
+    let _ = read_all(&reader);
+    let per_event = one(&b);
+    for _ in 0..1000 {
+        b.publish("t", msg(json!("x".repeat(100)))).now().unwrap();
+        let _ = read_all(&reader);
+    }
+    assert!(
+        one(&b) <= per_event * (10 + 128),
+        "{} bytes held, {per_event} per event",
+        one(&b)
+    );
+    // Stalled: the ring holds what it was not sent, within the history
+    // budget; the oldest were evicted and are announced.
+    let stalled = b.connect();
+    b.subscribe(&stalled, "t", Replay::default(), None)
+        .now()
+        .unwrap();
+    for _ in 0..2000 {
+        b.publish("t", msg(json!("x".repeat(100)))).now().unwrap();
+        let _ = read_all(&reader);
+    }
+    assert!(one(&b) <= 64 << 10, "{} bytes over the budget", one(&b));
+    let frames = read_all(&stalled);
+    let notices: u64 = frames
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Error(e) => e.dropped,
+            _ => None,
+        })
+        .sum();
+    let events = event_seqs(&frames);
+    assert!(notices > 0, "the evicted events are announced");
+    assert_eq!(
+        notices + events.len() as u64,
+        2000,
+        "each one sent or announced"
+    );
+    assert_eq!(events.last(), Some(&3001));
+    assert_invariant(&b, "t", 0);
+}
+
+/// Issue 16: a publish wakes a parked writer (and only the writers of its
+/// subscribers).
+#[tokio::test]
+async fn a_publish_wakes_parked_writers() {
+    let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").now().unwrap();
+    b.create_topic("other").now().unwrap();
+    let c = b.connect();
+    b.subscribe(&c, "t", Replay::default(), None).now().unwrap();
+    let _ = read_all(&c); // parks
+                          // The ack left a wake-up stored (a writer may get a spurious one).
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(10), c.outbox.writable()).await;
+    let woken = tokio::time::timeout(std::time::Duration::from_millis(50), c.outbox.writable());
+    b.publish("other", msg(json!(0))).now().unwrap();
+    assert!(
+        woken.await.is_err(),
+        "another topic's publish leaves it parked"
+    );
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(5), c.outbox.writable());
+    b.publish("t", msg(json!(1))).now().unwrap();
+    assert!(woken.await.is_ok(), "its topic's publish wakes it");
+    assert_eq!(event_seqs(&read_all(&c)), [1]);
+}
