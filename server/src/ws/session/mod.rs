@@ -39,8 +39,11 @@ use tokio_util::sync::CancellationToken;
 const BATCH: usize = 256;
 /// Frames per `writev` (two slices each, header and payload).
 const FRAMES_PER_WRITE: usize = 64;
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read while requests stream in.
 const READ_CHUNK: usize = 4096;
+/// Bytes asked of the socket per read after a short one: what an idle
+/// connection holds while it waits (a subscribe or a ping fits).
+const IDLE_READ_CHUNK: usize = 256;
 /// Close code for the `disconnect` slow-consumer policy.
 const CLOSE_SLOW_CONSUMER: u16 = 4008;
 /// Close code of a connection an admin closed.
@@ -76,6 +79,14 @@ pub async fn run<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // Copied out and let go at once: `early` may be a view of the HTTP
+    // connection's whole read buffer, which it would keep alive for as long
+    // as the session runs.
+    let early = {
+        let copy = BytesMut::from(&early[..]);
+        drop(early);
+        copy
+    };
     let conn = broker.connect_from(settings.permits, settings.remote);
     let _forget = ForgetOnDrop {
         broker: broker.clone(),
@@ -97,7 +108,7 @@ pub async fn run<R, W>(
         ),
         read_loop(
             input,
-            BytesMut::from(&early[..]),
+            early,
             Decoder::new(settings.max_message),
             &broker,
             &conn,

@@ -4,7 +4,7 @@
 
 use super::super::codec::{DecodeError, Decoder, Incoming};
 use super::requests::{handle_text, Inflight};
-use super::{Heard, PendingPong, Standing, READ_CHUNK};
+use super::{Heard, PendingPong, Standing, IDLE_READ_CHUNK, READ_CHUNK};
 use crate::broker::{Broker, Connection, End, Frame};
 use crate::shutdown::Shutdown;
 use bytes::BytesMut;
@@ -30,6 +30,10 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     // The requests already received wait for reply room: checked before
     // each one, not only before a read, since one read brings many.
     let mut paused = false;
+    // How much to ask of the socket next: a chunk while requests stream
+    // in, a sliver while the client is quiet, so that an idle connection,
+    // which waits in this read, holds a few hundred bytes, not 4 KiB.
+    let mut chunk = IDLE_READ_CHUNK;
     loop {
         // Everything already received, then read more.
         loop {
@@ -109,7 +113,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                     // read buffer stays within a frame and a chunk.
                     return None;
                 }
-                buf.reserve(READ_CHUNK);
+                buf.reserve(chunk);
                 Some(input.read_buf(&mut buf).await)
             } => read,
         };
@@ -121,7 +125,13 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 conn.outbox.close(End::Gone);
                 return;
             }
-            Ok(_) => {}
+            Ok(n) => {
+                chunk = if n >= chunk / 2 {
+                    READ_CHUNK
+                } else {
+                    IDLE_READ_CHUNK
+                };
+            }
             Err(e) => {
                 tracing::debug!(connection = conn.id, error = %e, "websocket read failed");
                 conn.outbox.close(End::Gone);
