@@ -709,7 +709,12 @@ pub fn section(
         if given > 0 {
             let _ = writeln!(
                 md,
-                "No spread over runs: none of the {given} results files given had every scenario ({}).\n",
+                "No spread over runs: {} had every scenario ({}).\n",
+                if given == 1 {
+                    "the one results file given".to_string()
+                } else {
+                    format!("none of the {given} results files given")
+                },
                 EVERY_SCENARIO.join(", ")
             );
         }
@@ -736,19 +741,18 @@ pub fn section(
         );
     }
     for t in &this {
-        let figure = t
-            .figure
-            .map_or("–".into(), |x| format!("**{}**", t.unit.fmt(x)));
+        // The figure in bold, then what it was computed from; the detail
+        // alone (it starts with "–") when the figure is missing.
+        let this_run = t.figure.map_or_else(
+            || t.detail.clone(),
+            |x| format!("**{}**: {}", t.unit.fmt(x), t.detail),
+        );
         let met = match t.met() {
             Some(true) => "yes",
             Some(false) => "no",
             None => "–",
         };
-        let _ = write!(
-            md,
-            "| {} | {figure}: {} | {} | {met} |",
-            t.label, t.detail, t.goal_text
-        );
+        let _ = write!(md, "| {} | {this_run} | {} | {met} |", t.label, t.goal_text);
         if !runs.is_empty() {
             let same: Vec<&Target> = per_run
                 .iter()
@@ -932,7 +936,9 @@ mod tests {
     fn renders_without_data_and_with_spread() {
         let mut md = String::new();
         section(&mut md, &[], &[], 0, "scripts/bench.sh");
-        assert!(md.contains("| 8. Cluster fan-out (A → B) ÷ the single node | –: – (cluster or single-node fan-out missing) | ≥ 0.80× | – |"));
+        assert!(md.contains(
+            "| 8. Cluster fan-out (A → B) ÷ the single node | – (cluster or single-node fan-out missing) | ≥ 0.80× | – |"
+        ));
         // Tiny numbers: zero CPU, no best step.
         let rows = vec![
             json!({"scenario": "fanout", "target": "pubsub", "topics": 1, "best": null, "steps": [step(200.0, false, 0.0, 0.0, 0.0)]}),
