@@ -49,10 +49,20 @@ impl Unit {
     pub fn fmt(self, x: f64) -> String {
         match self {
             Unit::Times => format!("{x:.2}×"),
-            Unit::Millions => format!("{:.2} M/s", x / 1e6),
+            Unit::Millions => format!("{}/s", count(x)),
             Unit::KiB => format!("{:.1} KiB", x / 1024.0),
             Unit::Count => format!("{x:.3}"),
         }
+    }
+}
+
+/// A count in millions from one million up ("3.77 M"), in full below
+/// ("27,333"), so that the small figures of a smoke run still show.
+fn count(x: f64) -> String {
+    if x.abs() >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else {
+        fmt_int(x)
     }
 }
 
@@ -233,9 +243,9 @@ fn fanout_vs_floor(rows: &[Value], out: &mut Vec<Target>) {
                 "at {} msg/s: pubsub {} = {} per CPU-s; floor {} = {} per CPU-s",
                 fmt_int(num(&ps["rate"])),
                 with_cpu(num(&ps["deliveries_per_sec"]), ps),
-                per_cpu_second(ps).map_or("–".into(), |x| format!("{:.2} M", x / 1e6)),
+                per_cpu_second(ps).map_or("–".into(), count),
                 with_cpu(num(&fs["deliveries_per_sec"]), fs),
-                per_cpu_second(fs).map_or("–".into(), |x| format!("{:.2} M", x / 1e6)),
+                per_cpu_second(fs).map_or("–".into(), count),
             );
         }
     }
@@ -772,6 +782,14 @@ pub fn section(
         }
         let _ = writeln!(md);
     }
+    let judged: Vec<bool> = this.iter().filter_map(Target::met).collect();
+    let _ = writeln!(
+        md,
+        "\nThis run: {} of {} targets met; {} without a figure.",
+        judged.iter().filter(|m| **m).count(),
+        this.len(),
+        this.len() - judged.len()
+    );
 }
 
 #[cfg(test)]
@@ -953,6 +971,10 @@ mod tests {
         section(&mut md, &rows, &runs, 3, "scripts/bench.sh --runs 3");
         assert!(md.contains("over 2 runs"));
         assert!(md.contains("| – | 0 of 2 |"));
+        assert!(
+            md.contains("This run: 0 of 14 targets met; 14 without a figure."),
+            "{md}"
+        );
         assert!(!complete(&rows));
     }
 }
