@@ -292,7 +292,8 @@ one_run() {
 
 if [ "$MODE" != "--smoke" ]; then
   say "building the core microbenchmark"
-  cargo bench -p pubsub-server --bench core --no-run
+  # Not fatal: a run without it reports its rows as missing.
+  cargo bench -p pubsub-server --bench core --no-run || say "the core microbenchmark did not build"
 fi
 RUN_FILES=()
 for ((run = 1; run <= RUNS; run++)); do
