@@ -13,6 +13,7 @@
 
 mod attack;
 mod chaos;
+mod corebench;
 mod floor;
 mod http;
 mod procstat;
@@ -76,6 +77,24 @@ enum Command {
         /// Soak results (JSON lines); the newest gets its own section.
         #[arg(long)]
         soak: Option<std::path::PathBuf>,
+        /// Results files of several full runs (e.g. bench/results/runs/*.jsonl):
+        /// the targets table adds each figure's min / median / max over
+        /// those with every scenario, and how many met the goal.
+        #[arg(long, num_args = 1..)]
+        spread: Vec<std::path::PathBuf>,
+    },
+    /// Prints the core microbenchmark's result lines (JSON): each criterion
+    /// median of a group, and the allocation counts from the bench's output.
+    CoreResults {
+        /// The criterion group's folder.
+        #[arg(long, default_value = "target/criterion/fanout")]
+        criterion: std::path::PathBuf,
+        /// The bench binary's output (for its allocation counts).
+        #[arg(long)]
+        log: Option<std::path::PathBuf>,
+        /// Only benches measured since this file was last modified.
+        #[arg(long)]
+        since: Option<std::path::PathBuf>,
     },
 }
 
@@ -179,7 +198,22 @@ fn main() -> std::io::Result<()> {
                 chart,
                 command,
                 soak,
-            } => report::write(&results, &out, &chart, &command, soak.as_deref())?,
+                spread,
+            } => report::write(&results, &out, &chart, &command, soak.as_deref(), &spread)?,
+            Command::CoreResults {
+                criterion,
+                log,
+                since,
+            } => {
+                let since = since.and_then(|f| std::fs::metadata(f).ok()?.modified().ok());
+                for line in corebench::medians(&criterion, since) {
+                    print(&line);
+                }
+                let log = log.and_then(|l| std::fs::read_to_string(l).ok());
+                if let Some(line) = log.as_deref().and_then(corebench::allocations) {
+                    print(&line);
+                }
+            }
         }
         Ok(())
     })

@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+mod targets;
 
 const ORDER: [&str; 5] = ["pubsub", "nats-tcp", "nats-ws", "redis", "floor"];
 
@@ -78,6 +80,34 @@ fn by_target<'a>(rows: &'a [Value], scenario: &str) -> Vec<&'a Value> {
     out
 }
 
+/// A results file's lines; lines that are not JSON are skipped.
+fn read_rows(path: &Path) -> std::io::Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// The runs to take the spread over: each readable file with every
+/// scenario, named by its file name (unreadable or partial runs are left
+/// out, and said so on stderr).
+fn spread_runs(paths: &[PathBuf]) -> Vec<(String, Vec<Value>)> {
+    let mut runs = Vec::new();
+    for path in paths {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        match read_rows(path) {
+            Ok(rows) if targets::complete(&rows) => runs.push((name, rows)),
+            Ok(_) => eprintln!("spread: {name} lacks a scenario, left out"),
+            Err(e) => eprintln!("spread: {name}: {e}, left out"),
+        }
+    }
+    runs
+}
+
 /// The newest soak result in `path` (JSON lines), if any.
 fn latest_soak(path: &Path) -> Option<Value> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -96,12 +126,9 @@ pub fn write(
     chart: &Path,
     command: &str,
     soak: Option<&Path>,
+    spread: &[PathBuf],
 ) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(results)?;
-    let rows: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let rows = read_rows(results)?;
     let meta = rows
         .iter()
         .find(|r| r["scenario"] == "meta")
@@ -228,6 +255,7 @@ pub fn write(
     }
 
     cluster_section(&mut md, &rows, &fanout, &lat);
+    targets::section(&mut md, &rows, &spread_runs(spread), spread.len(), command);
 
     let notes = rows
         .iter()

@@ -17,6 +17,9 @@ pub struct FanoutResult {
     /// The highest step delivered without loss.
     best: Option<Step>,
     steps: Vec<Step>,
+    /// The server's resident memory before the subscribers connected (the
+    /// topics exist already); each step records it at its end.
+    rss_before_bytes: Option<u64>,
     server_rss_bytes: Option<u64>,
 }
 
@@ -26,6 +29,7 @@ pub async fn run(a: FanoutArgs) -> std::io::Result<FanoutResult> {
     for t in &topics {
         create_topic(&c, t).await?;
     }
+    let rss_before = c.server_pid.and_then(procstat::sample).map(|s| s.rss_bytes);
     let base = Instant::now();
     let tally = Tally::new(base);
     let connect = subscribers(&c, a.subscribers, &topics, &tally).await?;
@@ -104,6 +108,7 @@ pub async fn run(a: FanoutArgs) -> std::io::Result<FanoutResult> {
         connect_secs: connect.as_secs_f64(),
         best,
         steps,
+        rss_before_bytes: rss_before,
         server_rss_bytes: c.server_pid.and_then(procstat::sample).map(|s| s.rss_bytes),
     })
 }

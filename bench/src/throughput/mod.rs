@@ -233,6 +233,9 @@ struct Step {
     p999_us: f64,
     server_cpu: f64,
     generator_cpu: f64,
+    /// The server's resident memory at the end of the step (fan-out: the
+    /// memory held under load, against the fan-out's `rss_before_bytes`).
+    server_rss_bytes: Option<u64>,
     clean: bool,
 }
 
@@ -267,6 +270,7 @@ async fn run_step(
         (Some(b), Some(a)) => procstat::cpu_share(b, a, wall),
         _ => 0.0,
     };
+    let server_after = c.server_pid.and_then(procstat::sample);
     let t = tally.borrow();
     let received = t.received - before;
     Ok(Step {
@@ -278,8 +282,9 @@ async fn run_step(
         p50_us: pct(&t.latency, 0.5),
         p99_us: pct(&t.latency, 0.99),
         p999_us: pct(&t.latency, 0.999),
-        server_cpu: share(server_before, c.server_pid.and_then(procstat::sample)),
+        server_cpu: share(server_before, server_after),
         generator_cpu: share(me_before, procstat::sample(std::process::id())),
+        server_rss_bytes: server_after.map(|s| s.rss_bytes),
         clean: received >= expected && t.errors == 0,
     })
 }
