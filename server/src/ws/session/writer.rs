@@ -12,7 +12,6 @@ use crate::shutdown::Shutdown;
 use futures_util::future::FutureExt;
 use protocol::InfoKind;
 use std::io;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -165,41 +164,48 @@ struct Position {
     offset: usize,
 }
 
-/// One `writev` of what is left of `frames` from `at`, advancing `at`.
+/// Bytes gathered per write (at least one frame, whatever its size).
+const WRITE_BYTES: usize = 64 << 10;
+
+thread_local! {
+    /// Where a write's frames are gathered: one per worker thread, used
+    /// within one poll, so no connection holds a write buffer of its own.
+    static GATHER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One write of what is left of `frames` from `at` (up to about
+/// [`WRITE_BYTES`] and [`FRAMES_PER_WRITE`] frames), advancing `at`.
+///
+/// The frames' headers and payloads are copied into one buffer and sent
+/// with one `send`: measured against the `writev` of their slices it did
+/// (100 subscribers × 5,000 msg/s, as many system calls either way), the
+/// kernel's vectored path cost more than the copy.
 fn poll_write_once<W: AsyncWrite, F: AsRef<Frame>>(
     out: Pin<&mut W>,
     cx: &mut Context<'_>,
     frames: &[F],
     at: &mut Position,
 ) -> Poll<io::Result<()>> {
-    {
-        let chunk = &frames[at.frame..frames.len().min(at.frame + FRAMES_PER_WRITE)];
-        let mut headers = [([0u8; 10], 0usize); FRAMES_PER_WRITE];
-        for (h, f) in headers.iter_mut().zip(chunk) {
-            *h = codec::header(codec::TEXT, f.as_ref().bytes().len());
-        }
-        let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
-        let mut n = 0;
-        for (i, f) in chunk.iter().enumerate() {
-            let (h, len) = &headers[i];
-            let (header, payload) = (&h[..*len], &f.as_ref().bytes()[..]);
-            let skip = if i == 0 { at.offset } else { 0 };
-            if skip < header.len() {
-                slices[n] = IoSlice::new(&header[skip..]);
-                slices[n + 1] = IoSlice::new(payload);
-                n += 2;
-            } else {
-                slices[n] = IoSlice::new(&payload[skip - header.len()..]);
-                n += 1;
+    GATHER.with_borrow_mut(|buf| {
+        buf.clear();
+        let end = frames.len().min(at.frame + FRAMES_PER_WRITE);
+        for (i, f) in frames[at.frame..end].iter().enumerate() {
+            let payload = f.as_ref().bytes();
+            let (h, len) = codec::header(codec::TEXT, payload.len());
+            if i > 0 && buf.len() + len + payload.len() > WRITE_BYTES {
+                break;
             }
+            buf.extend_from_slice(&h[..len]);
+            buf.extend_from_slice(payload);
         }
-        let mut written = ready!(out.poll_write_vectored(cx, &slices[..n]))?;
+        let mut written = ready!(out.poll_write(cx, &buf[at.offset..]))?;
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
         // Advance over whole frames, then into the next one.
-        for (h, f) in headers.iter().zip(chunk) {
-            let left = h.1 + f.as_ref().bytes().len() - at.offset;
+        for f in &frames[at.frame..end] {
+            let payload = f.as_ref().bytes().len();
+            let left = codec::header(codec::TEXT, payload).1 + payload - at.offset;
             if written >= left {
                 written -= left;
                 at.frame += 1;
@@ -209,8 +215,11 @@ fn poll_write_once<W: AsyncWrite, F: AsRef<Frame>>(
                 break;
             }
         }
-    }
-    Poll::Ready(Ok(()))
+        if buf.capacity() > 4 * WRITE_BYTES {
+            *buf = Vec::new();
+        }
+        Poll::Ready(Ok(()))
+    })
 }
 
 async fn finish<W: AsyncWrite + Unpin>(out: &mut W, end: End, deadline: Duration) {
@@ -244,5 +253,41 @@ async fn finish<W: AsyncWrite + Unpin>(out: &mut W, end: End, deadline: Duration
             // An empty close frame; the peer may be gone already.
             write_raw(out, &codec::EMPTY_CLOSE, deadline).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Frames of many sizes through a pipe that takes a few bytes at a
+    /// time: every partial write resumes where it stopped, whole frames and
+    /// bytes into the next one, across gathers of up to `WRITE_BYTES`.
+    #[tokio::test]
+    async fn partial_writes_resume_exactly_where_they_stopped() {
+        let frames: Vec<Frame> = (0..600)
+            .map(|i| Frame::info(InfoKind::Ping, Some("x".repeat((i * 37) % 70_000))))
+            .collect();
+        let mut expected = Vec::new();
+        for f in &frames {
+            let (h, len) = codec::header(codec::TEXT, f.bytes().len());
+            expected.extend_from_slice(&h[..len]);
+            expected.extend_from_slice(f.bytes());
+        }
+        let (mut client, server) = tokio::io::duplex(777);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut server = server;
+        write_frames(&mut server, &frames, Duration::from_secs(10))
+            .await
+            .unwrap();
+        drop(server);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the bytes differ");
     }
 }
