@@ -192,12 +192,25 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
         Arc::clone(&state.sampler),
         state.shutdown.clone(),
     ));
+    tokio::spawn(wake_writers_at_shutdown(
+        state.broker.clone(),
+        state.shutdown.clone(),
+    ));
     if let Ok(addr) = listener.local_addr() {
         let _ = state.origins.set(state.origins_for(addr));
     }
     let app = router(state.clone());
     http_server::run(listener, app, &state).await;
     Ok(())
+}
+
+/// At shutdown, wakes every connection's writer once: a parked WebSocket
+/// writer waits on its outbox alone (not on the shutdown too, which cost a
+/// lock and a registration each time it parked) and looks at the shutdown
+/// flag when it wakes.
+async fn wake_writers_at_shutdown(broker: Broker, shutdown: Shutdown) {
+    shutdown.triggered().await;
+    broker.wake_writers();
 }
 
 /// Samples the counters every [`STATS_INTERVAL`] until shutdown, and

@@ -13,6 +13,9 @@ use tokio_util::task::TaskTracker;
 #[derive(Clone, Default)]
 pub struct Shutdown {
     stop: CancellationToken,
+    /// `stop` as a flag: read without a lock (a token's `is_cancelled`
+    /// takes one), by every WebSocket writer each time it parks.
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
     tasks: TaskTracker,
 }
 
@@ -23,11 +26,12 @@ impl Shutdown {
 
     /// Starts the shutdown.
     pub fn trigger(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
         self.stop.cancel();
     }
 
     pub fn is_triggered(&self) -> bool {
-        self.stop.is_cancelled()
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn token(&self) -> CancellationToken {

@@ -464,6 +464,12 @@ impl Broker {
         self.hub.connect_via(transport, permits, remote)
     }
 
+    /// Wakes every open connection's writer once (at shutdown: writers
+    /// look at the shutdown flag when woken).
+    pub fn wake_writers(&self) {
+        self.hub.wake_writers();
+    }
+
     /// This instance's open connections, as the connections board shows
     /// them, by id.
     pub fn connections(&self) -> Vec<protocol::ConnectionInfo> {

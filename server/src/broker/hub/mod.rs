@@ -592,6 +592,13 @@ impl Hub {
         all
     }
 
+    /// Wakes every open connection's writer (shutdown).
+    pub(crate) fn wake_writers(&self) {
+        for c in self.connections.iter() {
+            c.value().outbox.wake_writer();
+        }
+    }
+
     /// `(frames, bytes)` queued over every open connection.
     pub(crate) fn queued(&self) -> (u64, u64) {
         let conns: Vec<Arc<Connection>> = self

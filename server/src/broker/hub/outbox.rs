@@ -984,6 +984,11 @@ impl Outbox {
         self.has_room(&st) || st.end.is_some()
     }
 
+    /// Wakes the writer for something outside the queue (a pong owed).
+    pub fn wake_writer(&self) {
+        self.writable.notify_one();
+    }
+
     /// Waits until the writer has something to do. Use after
     /// [`Outbox::drain`] returned [`Drained::Empty`].
     pub async fn writable(&self) {

@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -158,13 +157,14 @@ impl Heard {
 #[derive(Default)]
 struct PendingPong {
     payload: Mutex<Option<Bytes>>,
-    wake: Notify,
 }
 
 impl PendingPong {
-    fn owe(&self, payload: Bytes) {
+    /// Owes a pong and wakes the writer (through its outbox: one thing
+    /// for a parked writer to wait on, not one per source).
+    fn owe(&self, payload: Bytes, conn: &Connection) {
         *self.payload.lock() = Some(payload);
-        self.wake.notify_one();
+        conn.outbox.wake_writer();
     }
 
     fn take(&self) -> Option<Vec<u8>> {

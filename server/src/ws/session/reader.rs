@@ -78,7 +78,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                         "binary frames are not supported: send one JSON object per text frame",
                     ))
                 }
-                Incoming::Ping(payload) => pong.owe(payload),
+                Incoming::Ping(payload) => pong.owe(payload, conn),
                 Incoming::Pong => {}
                 Incoming::Close(_) => {
                     conn.outbox.close(End::Gone);

@@ -79,12 +79,19 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 write_raw(&mut out, &close, deadline).await;
                 break;
             }
+            Drained::Empty if shutdown.is_triggered() => {
+                stopping = true;
+                conn.outbox
+                    .push_reply(Frame::info(InfoKind::ShuttingDown, None));
+            }
             Drained::Empty => {
                 // Idle connections give their batch memory back.
                 buf.shrink();
+                // One thing to wait on besides the heartbeat: a publish, a
+                // reply, a pong owed and the shutdown all wake the outbox.
                 tokio::select! {
+                    biased;
                     _ = conn.outbox.writable() => {}
-                    _ = pong.wake.notified() => {}
                     _ = heartbeat.tick() => {
                         // Dead peers: a WebSocket ping each heartbeat; a peer
                         // that sent nothing, not even a pong, for two
@@ -101,10 +108,6 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                                 conn.outbox.close(End::Gone);
                             }
                         }
-                    }
-                    _ = shutdown.triggered() => {
-                        stopping = true;
-                        conn.outbox.push_reply(Frame::info(InfoKind::ShuttingDown, None));
                     }
                 }
             }
