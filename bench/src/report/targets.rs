@@ -611,9 +611,9 @@ fn core_variants(rows: &[Value], out: &mut Vec<Target>) {
         .iter()
         .filter(|r| r["scenario"] == "core")
         .filter(|r| {
-            r["bench"]
-                .as_str()
-                .is_some_and(|b| b.starts_with("publish+drain to 1000 "))
+            r["bench"].as_str().is_some_and(|b| {
+                b.starts_with("publish+drain to 1000 ") || b.starts_with("publish+drain to 1000,")
+            })
         })
         .collect();
     let goal = Goal::AtMost(1.0 + NOISE);
@@ -632,7 +632,10 @@ fn core_variants(rows: &[Value], out: &mut Vec<Target>) {
     }
     for v in variants {
         let bench = v["bench"].as_str().unwrap_or("");
-        let variant = bench.trim_start_matches(PLAIN).trim();
+        let variant = bench
+            .trim_start_matches(PLAIN)
+            .trim_start_matches(',')
+            .trim();
         let figure = div(
             positive(&v["median_ns"]),
             plain.and_then(|p| positive(&p["median_ns"])),
