@@ -811,12 +811,31 @@ fn the_hub_applies_the_logs_seq() {
     assert_eq!(hub.apply_event(&topic, 4, draft(4)), 4, "the log's seq");
     let frames = read_all(&c);
     assert_eq!(event_seqs(&frames), vec![1, 4]);
+    // The jump travels with the event after it: the notice comes right
+    // before seq 4, naming the two this copy never got.
+    let kinds: Vec<String> = frames
+        .iter()
+        .map(|f| match f {
+            ServerFrame::Event(e) => format!("event {}", e.seq),
+            ServerFrame::Error(e) => format!("{:?} {:?}", e.error.code, e.dropped),
+            _ => "reply".into(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["reply", "event 1", "SlowConsumer Some(2)", "event 4"],
+        "the jump over 2 and 3 is announced before 4"
+    );
+    // One that subscribes after the jump hears nothing of it.
+    let later = hub.connect_with(Permits::ALL, None);
+    hub.subscribe(&later, "t", start, Joining::default(), None)
+        .unwrap();
+    assert_eq!(hub.apply_event(&topic, 5, draft(5)), 5);
+    let frames = read_all(&later);
+    assert_eq!(event_seqs(&frames), vec![5]);
     assert!(
-        frames.iter().any(|f| matches!(
-            f,
-            ServerFrame::Error(e) if e.error.code == ErrorCode::SlowConsumer
-        )),
-        "the jump over 2 and 3 is announced: {frames:?}"
+        !frames.iter().any(|f| matches!(f, ServerFrame::Error(_))),
+        "{frames:?}"
     );
     let (same, new) = hub.adopt_topic("t", "0123456789abcdef", "later");
     assert!(
@@ -1003,4 +1022,39 @@ async fn a_publish_wakes_parked_writers() {
     b.publish("t", msg(json!(1))).now().unwrap();
     assert!(woken.await.is_ok(), "its topic's publish wakes it");
     assert_eq!(event_seqs(&read_all(&c)), [1]);
+}
+
+/// Issue 16: the bound holds for a reader whose writer never drains (a
+/// stalled socket): every 128 events the topic makes its laggards skip,
+/// so what the counters call queued stays within the bound plus 128, and
+/// under `disconnect` such a reader is ended without a drain.
+#[test]
+fn a_stalled_reader_is_bounded_without_its_writer() {
+    let b = broker_with(4, 10, SlowConsumerPolicy::DropOldest);
+    b.create_topic("t").now().unwrap();
+    let stalled = b.connect();
+    b.subscribe(&stalled, "t", Replay::default(), None)
+        .now()
+        .unwrap();
+    for i in 0..1000 {
+        b.publish("t", msg(json!(i))).now().unwrap();
+        let c = b.topic_counts("t").unwrap();
+        let queued = c.enqueued - c.delivered - c.dropped;
+        assert!(queued <= 4 + 128, "{queued} queued after {i}: {c:?}");
+    }
+    assert!(b.topic_counts("t").unwrap().dropped >= 1000 - 4 - 128);
+
+    let b = broker_with(4, 10, SlowConsumerPolicy::Disconnect);
+    b.create_topic("t").now().unwrap();
+    let stalled = b.connect();
+    b.subscribe(&stalled, "t", Replay::default(), None)
+        .now()
+        .unwrap();
+    for i in 0..200 {
+        b.publish("t", msg(json!(i))).now().unwrap();
+    }
+    assert!(stalled.outbox.is_closed(), "ended without a drain");
+    let mut buf = DrainBuf::default();
+    let batch = stalled.outbox.drain(&mut buf, 64);
+    assert!(matches!(batch.status(), Drained::End(End::Kicked { .. })));
 }
