@@ -431,7 +431,7 @@ impl BrokerReadings {
         encoder
             .encode_descriptor(
                 "delivery_latency_seconds",
-                "Time from publish to the event's write to a subscriber connection.",
+                "Time from publish to the event's being taken for the write to a subscriber connection.",
                 None,
                 MetricType::Histogram,
             )?

@@ -34,10 +34,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Frames taken from the outbox per round: one `writev`'s worth. Its
-/// buffers stay with the connection while it is busy (32 bytes a frame and
-/// a publish instant per event; given back when it parks).
-const BATCH: usize = FRAMES_PER_WRITE;
+/// Frames taken from the outbox per round. Its buffer stays with the
+/// connection while it is busy (32 bytes a frame; given back when it
+/// parks): half a write's room, so a busy connection holds 4 KiB for it.
+const BATCH: usize = FRAMES_PER_WRITE / 2;
 /// Frames per `writev` (two slices each, header and payload; the kernel
 /// takes up to 1,024 slices). Measured with `pubsub-bench fanout` to 1,000
 /// subscribers on one core: 4.3 M deliveries/s at 64, 5.1 M at 256: a
