@@ -35,7 +35,10 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     // closes it, as the ping closes an idle one.
     let deadline = 2 * heartbeat_every;
     let mut stopping = false;
-    let mut buf = DrainBuf::default();
+    // Boxed: the batch buffers and the latency bins (about 200 bytes)
+    // would otherwise sit in every connection's future, whose size
+    // `tests/session_size.rs` holds under 2 KiB.
+    let mut buf = Box::<DrainBuf>::default();
     loop {
         if let Some(frame) = pong.take() {
             if !write_raw(&mut out, &frame, deadline).await {
