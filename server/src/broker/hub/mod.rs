@@ -640,6 +640,7 @@ pub(crate) fn info_of(topic: &Topic) -> TopicInfo {
         epoch: topic.epoch.clone(),
     }
 }
+
 /// Adds a signed change to a byte gauge.
 fn add_signed(gauge: &std::sync::atomic::AtomicU64, change: isize) {
     if change >= 0 {

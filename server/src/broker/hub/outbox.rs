@@ -193,14 +193,23 @@ impl Cursor {
     /// many. Called under the topic's lock, or once no publish can count
     /// more for the connection (it is closed).
     fn skip_to_head(&mut self, stats: &Mutex<ConnStats>) -> u64 {
-        let head = self.topic.head.load(Acquire);
-        let skipped = head.saturating_sub(self.index);
+        let (head, bytes) = (
+            self.topic.head.load(Acquire),
+            self.topic.head_bytes.load(Acquire),
+        );
+        self.skip_to(head, bytes, stats)
+    }
+
+    /// Moves to the event `index` (the topic's bytes up to it: `offset`),
+    /// counting the events it passes as dropped; returns how many.
+    fn skip_to(&mut self, index: u64, offset: u64, stats: &Mutex<ConnStats>) -> u64 {
+        let skipped = index.saturating_sub(self.index);
         if skipped > 0 {
             self.topic.tally.add_dropped(skipped);
             stats.lock().add_dropped(&self.topic.tally, skipped);
-            self.index = head;
-            self.offset = self.topic.head_bytes.load(Acquire);
-            self.shared.store(head, Relaxed);
+            self.index = index;
+            self.offset = offset;
+            self.shared.store(index, Relaxed);
         }
         skipped
     }
@@ -224,6 +233,45 @@ struct State {
 impl State {
     fn queued_bytes(&self) -> usize {
         self.reply_bytes + self.replay_bytes
+    }
+
+    /// Queues an item, keeping the counts of replies and replays.
+    fn push(&mut self, item: Item) {
+        match &item {
+            Item::Reply(frame, _) => {
+                self.replies += 1;
+                self.reply_bytes += frame.bytes().len();
+            }
+            Item::Replay(event) => {
+                self.replays += 1;
+                self.replay_bytes += event.frame.bytes().len();
+            }
+        }
+        self.queue.push_back(item);
+    }
+
+    /// Takes the oldest item, keeping the counts.
+    fn pop(&mut self) -> Option<Item> {
+        let item = self.queue.pop_front()?;
+        match &item {
+            Item::Reply(frame, _) => {
+                self.replies -= 1;
+                self.reply_bytes -= frame.bytes().len();
+            }
+            Item::Replay(event) => {
+                self.replays -= 1;
+                self.replay_bytes -= event.frame.bytes().len();
+            }
+        }
+        Some(item)
+    }
+
+    /// Events and bytes between the cursors and their topics' heads.
+    fn backlog(&self) -> (u64, u64) {
+        self.cursors
+            .iter()
+            .map(Cursor::distance)
+            .fold((0, 0), |(e, b), (de, db)| (e + de, b + db))
     }
 
     fn cursor_of(&self, topic: &Arc<Topic>) -> Option<usize> {
@@ -471,17 +519,15 @@ impl Outbox {
     pub fn push_reply(&self, frame: Frame) {
         let st = self.state.lock();
         if st.end.is_none() {
-            self.queue_reply(st, frame);
+            self.enqueue(st, Item::Reply(frame, None));
         }
     }
 
-    /// Queues a reply on an open queue (its lock held) and wakes the writer
+    /// Queues an item on an open queue (its lock held) and wakes the writer
     /// if the queue was empty.
-    fn queue_reply(&self, mut st: parking_lot::MutexGuard<'_, State>, frame: Frame) {
+    fn enqueue(&self, mut st: parking_lot::MutexGuard<'_, State>, item: Item) {
         let was_empty = st.queue.is_empty();
-        st.replies += 1;
-        st.reply_bytes += frame.bytes().len();
-        st.queue.push_back(Item::Reply(frame, None));
+        st.push(item);
         drop(st);
         if was_empty {
             self.writable.notify_one();
@@ -507,20 +553,8 @@ impl Outbox {
                 (cursor.index < head).then(|| (Arc::clone(topic), head))
             })
             .collect();
-        if fence.is_empty() {
-            self.queue_reply(st, frame);
-            return;
-        }
-        let mut st = st;
-        let was_empty = st.queue.is_empty();
-        st.replies += 1;
-        st.reply_bytes += frame.bytes().len();
-        st.queue
-            .push_back(Item::Reply(frame, Some(fence.into_boxed_slice())));
-        drop(st);
-        if was_empty {
-            self.writable.notify_one();
-        }
+        let fence = (!fence.is_empty()).then(|| fence.into_boxed_slice());
+        self.enqueue(st, Item::Reply(frame, fence));
     }
 
     /// Queues a best-effort notice (presence `join`/`leave`): like a reply,
@@ -533,33 +567,23 @@ impl Outbox {
         if st.end.is_some() {
             return false;
         }
-        let (events, bytes) = st.cursors.iter().map(Cursor::distance).fold(
-            (st.replays as u64, st.queued_bytes() as u64),
-            |(e, b), (de, db)| (e + de, b + db),
-        );
+        let (events, bytes) = st.backlog();
+        let (events, bytes) = (events + st.replays as u64, bytes + st.queued_bytes() as u64);
         if events >= (self.capacity / 2).max(1) as u64
             || bytes + frame.bytes().len() as u64 > (self.max_bytes / 2) as u64
         {
             return false;
         }
-        self.queue_reply(st, frame);
+        self.enqueue(st, Item::Reply(frame, None));
         true
     }
 
     /// Queues an event replayed from history (a subscribe's `last_n` or
     /// `since`): written in push order, never dropped, not counted.
     pub fn push_replay(&self, event: &Arc<PublishedEvent>) {
-        let mut st = self.state.lock();
-        if st.end.is_some() {
-            return;
-        }
-        let was_empty = st.queue.is_empty();
-        st.replays += 1;
-        st.replay_bytes += event.frame.bytes().len();
-        st.queue.push_back(Item::Replay(Arc::clone(event)));
-        drop(st);
-        if was_empty {
-            self.writable.notify_one();
+        let st = self.state.lock();
+        if st.end.is_none() {
+            self.enqueue(st, Item::Replay(Arc::clone(event)));
         }
     }
 
@@ -636,14 +660,17 @@ impl Outbox {
     pub fn close(&self, end: End) {
         let mut st = self.state.lock();
         if st.end.is_none() {
-            self.end_queue(&mut st, end);
+            self.drop_all(&mut st);
+            st.end = Some(end);
         }
         drop(st);
         self.writable.notify_one();
         self.drained.notify_waiters();
     }
 
-    fn end_queue(&self, st: &mut State, end: End) -> u64 {
+    /// Drops everything queued and behind the cursors (counting the live
+    /// events); returns how many live events that was.
+    fn drop_all(&self, st: &mut State) -> u64 {
         let mut dropped = 0;
         for cursor in &mut st.cursors {
             dropped += cursor.skip_to_head(&self.stats);
@@ -654,7 +681,6 @@ impl Outbox {
         st.reply_bytes = 0;
         st.replays = 0;
         st.replay_bytes = 0;
-        st.end = Some(end);
         dropped
     }
 
@@ -668,11 +694,7 @@ impl Outbox {
     pub fn depth(&self) -> (usize, usize) {
         let mut st = self.state.lock();
         self.enforce(&mut st);
-        let (events, bytes) = st
-            .cursors
-            .iter()
-            .map(Cursor::distance)
-            .fold((0, 0), |(e, b), (de, db)| (e + de, b + db));
+        let (events, bytes) = st.backlog();
         (
             st.queue.len() + events as usize,
             st.queued_bytes() + bytes as usize,
@@ -729,23 +751,15 @@ impl Outbox {
                     break;
                 }
             }
-            let Some(item) = st.queue.pop_front() else {
+            let Some(item) = st.pop() else {
                 break;
             };
-            match item {
-                Item::Reply(frame, _) => {
-                    st.replies -= 1;
-                    st.reply_bytes -= frame.bytes().len();
-                    room.take(frame.bytes().len());
-                    out.push(Queued::Reply(frame));
-                }
-                Item::Replay(event) => {
-                    st.replays -= 1;
-                    st.replay_bytes -= event.frame.bytes().len();
-                    room.take(event.frame.bytes().len());
-                    out.push(Queued::Event(event));
-                }
-            }
+            let taken = match item {
+                Item::Reply(frame, _) => Queued::Reply(frame),
+                Item::Replay(event) => Queued::Event(event),
+            };
+            room.take(taken.bytes().len());
+            out.push(taken);
         }
         let mut more = !st.queue.is_empty();
         if !more {
@@ -814,8 +828,7 @@ impl Outbox {
         room: &mut Room,
         upto: u64,
     ) -> Result<bool, End> {
-        // What the bound leaves for events beside the queued replies.
-        let byte_bound = self.max_bytes.saturating_sub(st.reply_bytes).max(1) as u64;
+        let byte_bound = self.byte_bound(st);
         let cursor = &mut st.cursors[i];
         let upto = upto.min(cursor.topic.head.load(Acquire));
         if cursor.index >= upto && cursor.owed == 0 {
@@ -902,26 +915,23 @@ impl Outbox {
         if behind > 0 {
             at += behind.saturating_sub(self.capacity);
             at = ring.starting_at(at, head_bytes.saturating_sub(byte_bound));
-            at = at.min(ring.range_from(0).len() - 1);
+            at = at.min(ring.len() - 1);
         }
         let (to_index, to_offset) = match ring.range_from(at).next() {
             Some(e) => (e.index - 1, e.start()),
             None => (head, head_bytes),
         };
-        let skipped = to_index.saturating_sub(cursor.index);
-        if skipped > 0 {
-            if self.policy == SlowConsumerPolicy::Disconnect {
-                return None;
-            }
-            let tally = &cursor.topic.tally;
-            tally.add_dropped(skipped);
-            self.stats.lock().add_dropped(tally, skipped);
-            cursor.owed += skipped;
-            cursor.index = to_index;
-            cursor.offset = to_offset;
-            cursor.shared.store(to_index, Relaxed);
+        if to_index > cursor.index && self.policy == SlowConsumerPolicy::Disconnect {
+            return None;
         }
+        cursor.owed += cursor.skip_to(to_index, to_offset, &self.stats);
         Some(at)
+    }
+
+    /// What the byte bound leaves for a cursor's events beside the queued
+    /// replies.
+    fn byte_bound(&self, st: &State) -> u64 {
+        self.max_bytes.saturating_sub(st.reply_bytes).max(1) as u64
     }
 
     /// Applies the slow-consumer policy to the cursors past the bound now
@@ -938,7 +948,7 @@ impl Outbox {
         if st.end.is_some() {
             return;
         }
-        let byte_bound = self.max_bytes.saturating_sub(st.reply_bytes).max(1) as u64;
+        let byte_bound = self.byte_bound(st);
         for i in 0..st.cursors.len() {
             let cursor = &mut st.cursors[i];
             let (events, bytes) = cursor.distance();
@@ -960,7 +970,7 @@ impl Outbox {
     /// ends with a `SLOW_CONSUMER` naming that topic and the count.
     fn kick(&self, st: &mut State, i: usize) -> End {
         let tally = Arc::clone(&st.cursors[i].topic.tally);
-        let dropped = self.end_queue(st, End::Gone);
+        let dropped = self.drop_all(st);
         tally.count_slow_consumer_event();
         let end = End::Kicked {
             topic: tally.name.to_string(),

@@ -114,16 +114,8 @@ impl Hub {
                 for event in &events {
                     conn.outbox.push_replay(event);
                 }
-                let at = conn.outbox.follow(&topic, st.seq - events.len() as u64);
-                subs.follow(&topic, true, None);
-                st.subscribers.insert(
-                    conn.id,
-                    Subscriber {
-                        conn: Arc::clone(conn),
-                        at,
-                    },
-                );
-                self.totals.subscriptions.fetch_add(1, Relaxed);
+                let from = st.seq - events.len() as u64;
+                self.join_topic(&mut st, &mut subs, conn, &topic, from, None);
             }
         }
         if let Some(follow) = subs.follows.get_mut(name) {
@@ -258,16 +250,8 @@ impl Hub {
             for event in &events {
                 conn.outbox.push_replay(event);
             }
-            let at = conn.outbox.follow(topic, st.seq - events.len() as u64);
-            subs.follow(topic, false, Some(&text));
-            st.subscribers.insert(
-                conn.id,
-                Subscriber {
-                    conn: Arc::clone(conn),
-                    at,
-                },
-            );
-            self.totals.subscriptions.fetch_add(1, Relaxed);
+            let from = st.seq - events.len() as u64;
+            self.join_topic(st, &mut subs, conn, topic, from, Some(&text));
         }
         drop(index);
         Ok(())
@@ -297,16 +281,8 @@ impl Hub {
             sub.conn
                 .outbox
                 .push_reply(Frame::topic_created(&topic.name, &topic.epoch));
-            let at = sub.conn.outbox.follow(topic, st.seq);
-            subs.follow(topic, false, Some(&sub.text));
-            st.subscribers.insert(
-                sub.conn.id,
-                Subscriber {
-                    conn: Arc::clone(&sub.conn),
-                    at,
-                },
-            );
-            self.totals.subscriptions.fetch_add(1, Relaxed);
+            let from = st.seq;
+            self.join_topic(&mut st, &mut subs, &sub.conn, topic, from, Some(&sub.text));
         }
     }
 
@@ -407,11 +383,43 @@ impl Hub {
         }
         if subs.follows.get(&*topic.name).is_some_and(|f| f.is_idle()) {
             subs.unfollow(&topic.name);
-            if st.subscribers.swap_remove(&conn.id).is_some() {
-                self.totals.subscriptions.fetch_sub(1, Relaxed);
-            }
-            conn.outbox.discard_topic(topic);
+            self.leave_topic(&mut st, conn, topic);
         }
+    }
+
+    /// Makes `conn` a subscriber of `topic` (by name, or for `pattern`),
+    /// reading it from its head: its cursor and its entry in the subscriber
+    /// map come and go together, under the topic's lock, so the events
+    /// after the cursor are exactly those counted as enqueued for it.
+    /// `from` is the `seq` the board's lag counts from.
+    fn join_topic(
+        &self,
+        st: &mut TopicState,
+        subs: &mut Subscriptions,
+        conn: &Arc<Connection>,
+        topic: &Arc<Topic>,
+        from: u64,
+        pattern: Option<&Arc<str>>,
+    ) {
+        let at = conn.outbox.follow(topic, from);
+        subs.follow(topic, pattern.is_none(), pattern);
+        st.subscribers.insert(
+            conn.id,
+            Subscriber {
+                conn: Arc::clone(conn),
+                at,
+            },
+        );
+        self.totals.subscriptions.fetch_add(1, Relaxed);
+    }
+
+    /// The reverse of [`Hub::join_topic`]: out of the subscriber map, and
+    /// what its cursor had not reached counted as dropped.
+    fn leave_topic(&self, st: &mut TopicState, conn: &Arc<Connection>, topic: &Arc<Topic>) {
+        if st.subscribers.swap_remove(&conn.id).is_some() {
+            self.totals.subscriptions.fetch_sub(1, Relaxed);
+        }
+        conn.outbox.discard_topic(topic);
     }
 
     /// Closes a connection: removes all its subscriptions at once and drops
@@ -435,12 +443,9 @@ impl Hub {
         }
         for follow in follows {
             let mut st = follow.topic.state.lock();
-            if st.subscribers.swap_remove(&conn.id).is_some() {
-                self.totals.subscriptions.fetch_sub(1, Relaxed);
-            }
             // What it had not written of the topic is dropped, including
             // what was published after an earlier close.
-            conn.outbox.discard_topic(&follow.topic);
+            self.leave_topic(&mut st, conn, &follow.topic);
             if let Some(member) = st.presence.shift_remove(&conn.id) {
                 self.presence_changed(&follow.topic, &st, conn.id, &member, InfoKind::Leave);
             }

@@ -72,8 +72,9 @@ pub struct Topic {
     pub epoch: String,
     pub created_at: String,
     pub tally: Arc<TopicTally>,
-    /// Bytes its history holds (written under `state`'s lock, read without
-    /// it when the broker picks the biggest topics to evict from).
+    /// Bytes its ring holds, history and what subscribers have not been
+    /// sent (written under `state`'s lock, read without it when the broker
+    /// picks the biggest topics to evict from).
     pub(super) history_bytes: std::sync::atomic::AtomicUsize,
     /// Bytes its remembered ids hold (written under `state`'s lock, read
     /// without it by the sweep that forgets expired ids).
@@ -264,16 +265,14 @@ impl History {
     /// Where, from `at` on, the first event is that starts at or after
     /// byte `offset` of the topic.
     pub fn starting_at(&self, at: usize, offset: u64) -> usize {
-        let (front, back) = self.ring.as_slices();
-        if at < front.len() {
-            let i = at + front[at..].partition_point(|e| e.start() < offset);
-            if i < front.len() {
-                return i;
-            }
-            return front.len() + back.partition_point(|e| e.start() < offset);
-        }
-        let from = at - front.len();
-        front.len() + from + back[from..].partition_point(|e| e.start() < offset)
+        // Starts grow along the ring: the first one at or after `offset`
+        // in the whole ring, or `at` if that is further.
+        self.ring.partition_point(|e| e.start() < offset).max(at)
+    }
+
+    /// Events held.
+    pub fn len(&self) -> usize {
+        self.ring.len()
     }
 
     /// The events from position `at` on (cursors read the whole ring).

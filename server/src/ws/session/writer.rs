@@ -4,8 +4,7 @@
 
 use super::super::codec;
 use super::{
-    Heard, PendingPong, BATCH, CLOSE_AWAY, CLOSE_BY_ADMIN, CLOSE_SLOW_CONSUMER,
-    CLOSE_TOKEN_EXPIRED, FRAMES_PER_WRITE,
+    Heard, PendingPong, BATCH, CLOSE_AWAY, CLOSE_BY_ADMIN, CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED,
 };
 use crate::broker::{Connection, DrainBuf, Drained, End, Frame};
 use crate::shutdown::Shutdown;
@@ -125,10 +124,9 @@ async fn write_raw<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8], deadline: D
     matches!(timeout(deadline, out.write_all(bytes)).await, Ok(Ok(())))
 }
 
-/// Writes `frames` as text frames: per `writev`, up to
-/// [`FRAMES_PER_WRITE`] headers and payloads. The slices live on the stack
-/// of each poll, so the connection's task holds only a position between
-/// polls.
+/// Writes `frames` as text frames: per `send`, up to [`WRITE_BYTES`] of
+/// headers and payloads, gathered in the worker thread's buffer within one
+/// poll, so the connection's task holds only a position between polls.
 ///
 /// The deadline is on progress, per `writev`: a slow reader that keeps
 /// taking bytes keeps its connection (its queue drops and signals what it
@@ -180,7 +178,7 @@ thread_local! {
 }
 
 /// One write of what is left of `frames` from `at` (up to about
-/// [`WRITE_BYTES`] and [`FRAMES_PER_WRITE`] frames), advancing `at`.
+/// [`WRITE_BYTES`]), advancing `at`.
 ///
 /// The frames' headers and payloads are copied into one buffer and sent
 /// with one `send`: measured against the `writev` of their slices it did
@@ -194,8 +192,7 @@ fn poll_write_once<W: AsyncWrite, F: AsRef<Frame>>(
 ) -> Poll<io::Result<()>> {
     GATHER.with_borrow_mut(|buf| {
         buf.clear();
-        let end = frames.len().min(at.frame + FRAMES_PER_WRITE);
-        for (i, f) in frames[at.frame..end].iter().enumerate() {
+        for (i, f) in frames[at.frame..].iter().enumerate() {
             let payload = f.as_ref().bytes();
             let (h, len) = codec::header(codec::TEXT, payload.len());
             if i > 0 && buf.len() + len + payload.len() > WRITE_BYTES {
@@ -209,7 +206,7 @@ fn poll_write_once<W: AsyncWrite, F: AsRef<Frame>>(
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
         // Advance over whole frames, then into the next one.
-        for f in &frames[at.frame..end] {
+        for f in &frames[at.frame..] {
             let payload = f.as_ref().bytes().len();
             let left = codec::header(codec::TEXT, payload).1 + payload - at.offset;
             if written >= left {
