@@ -30,11 +30,13 @@
 use super::frame::Frame;
 use super::tally::{Settlement, TopicTally};
 use super::topic::{History, PublishedEvent, Topic};
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::sync::Notify;
 
 /// Unread replies at which a connection's requests stop being read. At
@@ -289,6 +291,42 @@ struct Park {
     parked: AtomicBool,
 }
 
+/// Wakes the one task that waits on it: a flag and the waiter's waker,
+/// without the lock a `Notify` takes per wake-up (a publish to many parked
+/// writers raises one per writer). Like `Notify::notify_one`, a signal
+/// raised while nobody waits is kept for the next wait.
+#[derive(Default)]
+struct Signal {
+    raised: AtomicBool,
+    waiter: AtomicWaker,
+}
+
+impl Signal {
+    fn raise(&self) {
+        self.raised.store(true, Release);
+        self.waiter.wake();
+    }
+
+    /// Waits for a raise since the last wait returned. One waiter at a time
+    /// (the connection's writer).
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.raised.swap(false, AcqRel) {
+                return Poll::Ready(());
+            }
+            self.waiter.register(cx.waker());
+            // Raised between the check and the registration: its wake-up
+            // may have found the old waker.
+            if self.raised.swap(false, AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 /// A frame taken from the queue for writing. An event stays the shared
 /// [`PublishedEvent`] (moved out of the queue, not copied), so draining
 /// costs no reference count per delivery.
@@ -472,7 +510,7 @@ pub struct Outbox {
     park: Park,
     /// Wakes the writer when something is queued, an event is published to
     /// a followed topic while it is parked, or the queue ends.
-    writable: Notify,
+    writable: Signal,
     /// Wakes a reader waiting for reply room.
     drained: Notify,
     /// What was sent, for the connections board. Lock order: `state`, then
@@ -502,7 +540,7 @@ impl Outbox {
             stats: Mutex::default(),
             policy,
             park: Park::default(),
-            writable: Notify::new(),
+            writable: Signal::default(),
             drained: Notify::new(),
         }
     }
@@ -530,7 +568,7 @@ impl Outbox {
         st.push(item);
         drop(st);
         if was_empty {
-            self.writable.notify_one();
+            self.writable.raise();
         }
     }
 
@@ -617,7 +655,7 @@ impl Outbox {
     #[inline]
     pub(super) fn wake(&self) {
         if self.park.parked.load(SeqCst) && self.park.parked.swap(false, SeqCst) {
-            self.writable.notify_one();
+            self.writable.raise();
         }
     }
 
@@ -664,7 +702,7 @@ impl Outbox {
             st.end = Some(end);
         }
         drop(st);
-        self.writable.notify_one();
+        self.writable.raise();
         self.drained.notify_waiters();
     }
 
@@ -977,7 +1015,7 @@ impl Outbox {
             dropped,
         };
         st.end = Some(end.clone());
-        self.writable.notify_one();
+        self.writable.raise();
         self.drained.notify_waiters();
         end
     }
@@ -996,13 +1034,13 @@ impl Outbox {
 
     /// Wakes the writer for something outside the queue (a pong owed).
     pub fn wake_writer(&self) {
-        self.writable.notify_one();
+        self.writable.raise();
     }
 
     /// Waits until the writer has something to do. Use after
     /// [`Outbox::drain`] returned [`Drained::Empty`].
     pub async fn writable(&self) {
-        self.writable.notified().await;
+        self.writable.wait().await;
     }
 
     /// Waits until the unread replies are under their bounds (count and

@@ -100,9 +100,7 @@ impl Hub {
         }
         match followed {
             Some(true) => {
-                if let Some(member) = st.presence.get_mut(&conn.id) {
-                    member.presence_events = joining.presence_events;
-                }
+                st.presence.set_events(conn.id, joining.presence_events);
                 return Ok(());
             }
             Some(false) => subs.set_exact(name, true),
@@ -127,7 +125,7 @@ impl Hub {
             presence_events: joining.presence_events,
         };
         self.presence_changed(&topic, &st, conn.id, &member, InfoKind::Join);
-        st.presence.insert(conn.id, member);
+        st.presence.join(conn.id, member);
         Ok(())
     }
 
@@ -137,8 +135,9 @@ impl Hub {
         let st = topic.state.lock();
         Ok(st
             .presence
-            .iter()
-            .map(|(id, member)| presence_client(*id, member, self.node.get()))
+            .oldest_first()
+            .into_iter()
+            .map(|(id, member)| presence_client(id, member, self.node.get()))
             .collect())
     }
 
@@ -377,7 +376,7 @@ impl Hub {
         change(&mut subs);
         let exact = subs.follows.get(&*topic.name).is_some_and(|f| f.exact);
         if !exact {
-            if let Some(member) = st.presence.shift_remove(&conn.id) {
+            if let Some(member) = st.presence.leave(conn.id) {
                 self.presence_changed(topic, &st, conn.id, &member, InfoKind::Leave);
             }
         }
@@ -446,7 +445,7 @@ impl Hub {
             // What it had not written of the topic is dropped, including
             // what was published after an earlier close.
             self.leave_topic(&mut st, conn, &follow.topic);
-            if let Some(member) = st.presence.shift_remove(&conn.id) {
+            if let Some(member) = st.presence.leave(conn.id) {
                 self.presence_changed(&follow.topic, &st, conn.id, &member, InfoKind::Leave);
             }
         }
@@ -504,11 +503,11 @@ fn announce(
 ) {
     let watchers = st
         .presence
-        .iter()
-        .filter(|(other, m)| Some(**other) != except && m.presence_events);
+        .watchers()
+        .filter(|other| Some(*other) != except);
     let mut notice = None;
-    for (other, _) in watchers {
-        if let Some(Subscriber { conn, .. }) = st.subscribers.get(other) {
+    for other in watchers {
+        if let Some(Subscriber { conn, .. }) = st.subscribers.get(&other) {
             let frame = notice
                 .get_or_insert_with(|| Frame::presence_notice(msg, &topic.name, client.clone()))
                 .clone();
@@ -573,11 +572,11 @@ impl Hub {
         let mut out = Vec::new();
         for topic in topics {
             let st = topic.state.lock();
-            for (id, member) in &st.presence {
+            for (id, member) in st.presence.iter() {
                 out.push((
                     Arc::clone(&topic.name),
                     topic.epoch.clone(),
-                    presence_client(*id, member, self.node.get()),
+                    presence_client(id, member, self.node.get()),
                 ));
             }
         }

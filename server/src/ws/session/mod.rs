@@ -6,12 +6,14 @@
 //! The socket is the raw TCP stream taken back from the HTTP upgrade (see
 //! [`super::codec`] for the framing): the writer sends a batch of events
 //! as one `writev` of small headers and the shared, once-encoded payloads.
-//! Both halves run in the connection's one task (joined, not spawned), so a
-//! connection costs one task, and an idle one holds no buffer. Either half
+//! Both halves run in the connection's one task (joined, not spawned, each
+//! polled only when it was woken: [`halves`]), so a connection costs one
+//! task, and an idle one holds no buffer. Either half
 //! ending ends the other, and the broker forgets the connection when the
 //! session ends, however it ends (a drop guard also covers a panic or a
 //! cancelled task).
 
+mod halves;
 mod reader;
 mod requests;
 mod standing;
@@ -99,7 +101,7 @@ pub async fn run<R, W>(
     let over = CancellationToken::new();
     let heard = Heard::new();
     let pong = PendingPong::default();
-    tokio::join!(
+    halves::join(
         write_loop(
             output,
             &conn,
@@ -107,7 +109,7 @@ pub async fn run<R, W>(
             &shutdown,
             &over,
             &heard,
-            &pong
+            &pong,
         ),
         read_loop(
             input,
@@ -121,7 +123,8 @@ pub async fn run<R, W>(
             &heard,
             &pong,
         ),
-    );
+    )
+    .await;
     tracing::debug!(connection = conn.id, "websocket closed");
 }
 
