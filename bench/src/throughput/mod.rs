@@ -236,6 +236,13 @@ struct Step {
     /// The server's resident memory at the end of the step (fan-out: the
     /// memory held under load, against the fan-out's `rss_before_bytes`).
     server_rss_bytes: Option<u64>,
+    /// pubsub: the bytes its topics' id windows hold (idempotent publish
+    /// remembers every published id, the server's own included, up to
+    /// `dedup_ids` per topic), from its `pubsub_dedup_bytes` gauge at the
+    /// end of the step. Per-topic memory, not per-connection: the report
+    /// shows memory per connection with and without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_dedup_bytes: Option<u64>,
     clean: bool,
 }
 
@@ -285,8 +292,21 @@ async fn run_step(
         server_cpu: share(server_before, server_after),
         generator_cpu: share(me_before, procstat::sample(std::process::id())),
         server_rss_bytes: server_after.map(|s| s.rss_bytes),
+        server_dedup_bytes: dedup_bytes(c).await,
         clean: received >= expected && t.errors == 0,
     })
+}
+
+/// pubsub's `pubsub_dedup_bytes` gauge (None for the other brokers, or if
+/// the metrics do not answer).
+async fn dedup_bytes(c: &Common) -> Option<u64> {
+    if c.target != Target::Pubsub {
+        return None;
+    }
+    let metrics = crate::http::get_text(c.http.unwrap_or(c.addr), "/metrics")
+        .await
+        .ok()?;
+    crate::http::metric(&metrics, "pubsub_dedup_bytes").map(|b| b as u64)
 }
 
 fn pct(h: &Histogram<u64>, q: f64) -> f64 {
