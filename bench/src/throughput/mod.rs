@@ -278,6 +278,7 @@ async fn run_step(
         _ => 0.0,
     };
     let server_after = c.server_pid.and_then(procstat::sample);
+    let server_dedup_bytes = dedup_bytes(c).await;
     let t = tally.borrow();
     let received = t.received - before;
     Ok(Step {
@@ -292,7 +293,7 @@ async fn run_step(
         server_cpu: share(server_before, server_after),
         generator_cpu: share(me_before, procstat::sample(std::process::id())),
         server_rss_bytes: server_after.map(|s| s.rss_bytes),
-        server_dedup_bytes: dedup_bytes(c).await,
+        server_dedup_bytes,
         clean: received >= expected && t.errors == 0,
     })
 }
