@@ -37,6 +37,7 @@ async fn a_session_future_stays_small() {
         settings,
         session::Standing::open(),
         state.shutdown.clone(),
+        None,
     );
     let size = std::mem::size_of_val(&session);
     assert!(size <= 2 * 1024, "a session's future is {size} bytes");

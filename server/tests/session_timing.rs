@@ -85,6 +85,7 @@ fn connect(broker: &Broker, pipe_bytes: usize) -> (Client, JoinHandle<()>) {
         settings,
         session::Standing::open(),
         Shutdown::new(),
+        None,
     ));
     let client = Client {
         pipe: client,

@@ -987,3 +987,53 @@ async fn a_slow_reader_that_keeps_reading_is_signalled_not_disconnected() {
     let t = &s.stats().await["topics"]["t"];
     assert!(t["dropped"].as_u64().unwrap_or(0) > 0, "{t}");
 }
+
+/// The flusher writes a publish's events to parked subscribers' sockets
+/// itself, and hands a socket it finds full to the connection's writer with
+/// the rest of its batch (see `ws::flusher`). A subscriber that stops
+/// reading while megabytes are published (more than the kernel's buffers
+/// hold, within its bound) gets every event, whole and in order, once it
+/// reads again; then, parked again, it gets the next publish.
+#[tokio::test]
+async fn a_full_socket_is_handed_to_the_writer_and_nothing_is_lost_or_torn() {
+    const EVENTS: u64 = 6_000;
+    let s = TestServer::start_with(|c| {
+        c.broker.subscriber_queue = 10_000;
+        c.broker.max_queue_bytes = 64 << 20;
+        c.broker.max_history_bytes = 0;
+    })
+    .await;
+    s.create_topic("bulk").await;
+    let mut sub = s.ws().await;
+    sub.subscribe("bulk", json!({})).await;
+    // 2 KB payloads, each with its own number: 12 MB in all, published
+    // while the subscriber reads nothing.
+    let filler = "x".repeat(2_000);
+    for chunk in 0..EVENTS / 200 {
+        let messages: Vec<Value> = (0..200)
+            .map(|i| {
+                let n = chunk * 200 + i;
+                json!({"topic": "bulk", "message": {"payload": {"n": n, "fill": filler}}})
+            })
+            .collect();
+        let (status, answer) = s
+            .post("/api/publish", json!({ "messages": messages }))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    for n in 0..EVENTS {
+        let event = sub.recv_skipping_pings().await;
+        assert_eq!(event["type"], "event", "{event}");
+        assert_eq!(event["seq"], n + 1);
+        assert_eq!(event["message"]["payload"]["n"], n);
+        assert_eq!(
+            event["message"]["payload"]["fill"].as_str().map(str::len),
+            Some(2_000)
+        );
+    }
+    s.publish("bulk", json!("after")).await;
+    let event = sub.recv_skipping_pings().await;
+    assert_eq!(event["seq"], EVENTS + 1, "{event}");
+    assert_eq!(event["message"]["payload"], "after");
+    assert_eq!(s.metric("pubsub_dropped_total").await, 0.0);
+}

@@ -29,9 +29,12 @@ pub(crate) mod sampler;
 pub use error::BrokerError;
 pub use hub::connection::{Connection, Permits, Transport};
 pub use hub::frame::{self, EventDraft, Frame};
-pub use hub::outbox::{Batch, Bounds, DrainBuf, Drained, End, Queued, SlowConsumerPolicy};
+pub use hub::outbox::{
+    Batch, Bounds, DrainBuf, Drained, End, Handover, Owner, Queued, SlowConsumerPolicy,
+};
 pub use hub::tally::{Limit, Totals, LATENCY_BOUNDS};
 pub use hub::topic::PublishedEvent;
+pub use hub::Flush;
 pub use hub::Joining;
 pub use log::Publishing;
 
@@ -468,6 +471,12 @@ impl Broker {
     /// look at the shutdown flag when woken).
     pub fn wake_writers(&self) {
         self.hub.wake_writers();
+    }
+
+    /// Installs the flusher `make` builds, unless there is one: publishes
+    /// hand it the parked writers of connections with a direct socket.
+    pub fn ensure_flusher<F: Flush + 'static>(&self, make: impl FnOnce() -> Arc<F>) {
+        self.hub.flusher.get_or_init(|| make() as Arc<dyn Flush>);
     }
 
     /// This instance's open connections, as the connections board shows

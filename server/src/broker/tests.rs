@@ -1058,3 +1058,110 @@ fn a_stalled_reader_is_bounded_without_its_writer() {
     let batch = stalled.outbox.drain(&mut buf, 64);
     assert!(matches!(batch.status(), Drained::End(End::Kicked { .. })));
 }
+
+/// A flusher that keeps what publishes hand it, for the tests to play it.
+#[derive(Default)]
+struct Recording {
+    claimed: parking_lot::Mutex<Vec<Arc<Connection>>>,
+}
+
+impl Flush for Recording {
+    fn flush(&self, claimed: &mut Vec<Arc<Connection>>) {
+        self.claimed.lock().append(claimed);
+    }
+}
+
+/// A TCP stream to give a connection as its direct socket.
+async fn a_socket() -> (Arc<tokio::net::TcpStream>, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    (Arc::new(accepted.unwrap().0), client.unwrap())
+}
+
+/// Issue 16, the batched wake-up: a publish claims a parked writer that has
+/// a direct socket for the flusher (no task woken), once; a writer that
+/// wants its socket meanwhile waits for the flusher to hand it over; a
+/// flusher with nothing left parks it again, and the next publish claims
+/// it again. Connections without a direct socket are woken as before.
+#[tokio::test]
+async fn a_publish_claims_parked_direct_writers_for_the_flusher() {
+    let b = broker_with(64, 10, SlowConsumerPolicy::DropOldest);
+    let flusher = Arc::new(Recording::default());
+    b.ensure_flusher(|| Arc::clone(&flusher));
+    b.create_topic("t").now().unwrap();
+    let direct = b.connect();
+    let (socket, _peer) = a_socket().await;
+    direct.set_direct(socket);
+    let plain = b.connect();
+    for c in [&direct, &plain] {
+        b.subscribe(c, "t", Replay::default(), None).now().unwrap();
+        let _ = read_all(c); // the ack; parks
+    }
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(10),
+        plain.outbox.writable(),
+    )
+    .await;
+
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(5), plain.outbox.writable());
+    b.publish("t", msg(json!(1))).now().unwrap();
+    assert!(woken.await.is_ok(), "the plain writer is woken");
+    let claimed: Vec<u64> = flusher.claimed.lock().iter().map(|c| c.id).collect();
+    assert_eq!(claimed, [direct.id], "only the direct one is claimed");
+    // Claimed once: another publish while it is being flushed adds nothing.
+    b.publish("t", msg(json!(2))).now().unwrap();
+    assert_eq!(flusher.claimed.lock().len(), 1);
+
+    // Its writer wakes (a reply, say) and wants the socket: not yet.
+    assert!(!direct.outbox.claim(), "the flusher holds the socket");
+    // The flusher writes both events, then finds nothing and, since the
+    // writer asked, hands the socket over with a wake-up.
+    let mut buf = DrainBuf::default();
+    let batch = direct.outbox.drain_as(&mut buf, 64, Owner::Flusher);
+    assert_eq!(event_seqs(&frames_of(&batch)), [1, 2]);
+    assert_eq!(batch.delivered(), Drained::More, "took frames: not parked");
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(5), direct.outbox.writable());
+    let batch = direct.outbox.drain_as(&mut buf, 64, Owner::Flusher);
+    assert!(batch.is_empty());
+    assert_eq!(batch.delivered(), Drained::Empty);
+    assert!(woken.await.is_ok(), "handed over with a wake-up");
+    assert!(direct.outbox.claim(), "the writer has it now");
+
+    // The writer parks; a publish claims it for the flusher again, whose
+    // empty drain (nobody asked) parks it, and so on.
+    flusher.claimed.lock().clear();
+    assert!(read_all(&direct).is_empty());
+    b.publish("t", msg(json!(3))).now().unwrap();
+    assert_eq!(flusher.claimed.lock().len(), 1);
+    let batch = direct.outbox.drain_as(&mut buf, 64, Owner::Flusher);
+    assert_eq!(event_seqs(&frames_of(&batch)), [3]);
+    let _ = batch.delivered();
+    let batch = direct.outbox.drain_as(&mut buf, 64, Owner::Flusher);
+    assert_eq!(batch.delivered(), Drained::Empty);
+    flusher.claimed.lock().clear();
+    b.publish("t", msg(json!(4))).now().unwrap();
+    assert_eq!(
+        flusher.claimed.lock().len(),
+        1,
+        "parked by the flusher, claimed again"
+    );
+
+    // A closed connection's end is the writer's: the flusher's drain says
+    // so, and the flusher hands over.
+    direct.outbox.close(End::Gone);
+    let batch = direct.outbox.drain_as(&mut buf, 64, Owner::Flusher);
+    assert_eq!(batch.delivered(), Drained::End(End::Gone));
+    direct.outbox.hand_over(None);
+    assert!(direct.outbox.claim());
+    assert_eq!(event_seqs(&read_all(&plain)), [1, 2, 3, 4]);
+    assert_invariant(&b, "t", 0);
+}
+
+fn frames_of(batch: &Batch<'_>) -> Vec<ServerFrame> {
+    batch
+        .frames()
+        .iter()
+        .map(|f| serde_json::from_str::<ServerFrame>(f.as_str()).expect("valid frame"))
+        .collect()
+}

@@ -4,7 +4,9 @@
 //! reader, one writer per connection) in [`session`].
 
 pub mod codec;
+pub mod flusher;
 pub mod session;
+mod socket;
 
 use crate::api::ApiError;
 use crate::auth::{self, Credential, Need, Refusal, Role};
@@ -117,15 +119,17 @@ pub async fn upgrade(
                     remote: tcp.peer_addr().ok(),
                     ..settings
                 };
-                let (input, output) = tcp.into_split();
+                // Shared, not split: the flusher writes to it too.
+                let tcp = std::sync::Arc::new(tcp);
                 session::run(
-                    input,
-                    output,
+                    socket::Reading(std::sync::Arc::clone(&tcp)),
+                    socket::Writing(std::sync::Arc::clone(&tcp)),
                     parts.read_buf,
                     broker,
                     settings,
                     standing,
                     shutdown,
+                    Some(tcp),
                 )
                 .await;
             }
@@ -139,6 +143,7 @@ pub async fn upgrade(
                     settings,
                     standing,
                     shutdown,
+                    None,
                 )
                 .await;
             }

@@ -101,6 +101,9 @@ pub struct Connection {
     pub permits: Permits,
     /// Only the connection's reader publishes, so this lock is uncontended.
     publish_bucket: Option<Mutex<Bucket>>,
+    /// A WebSocket over TCP: its socket, which the flusher writes to for a
+    /// parked writer (see `ws::flusher`). Set once, before it subscribes.
+    direct: std::sync::OnceLock<Arc<tokio::net::TcpStream>>,
 }
 
 impl Connection {
@@ -124,7 +127,22 @@ impl Connection {
             disconnected: AtomicBool::new(false),
             permits,
             publish_bucket: Bucket::new(rate).map(Mutex::new),
+            direct: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets the flusher write to `socket` for this connection's writer
+    /// while it is parked (a publish then wakes no task: see
+    /// [`super::outbox::Wake::Claimed`]).
+    pub fn set_direct(&self, socket: Arc<tokio::net::TcpStream>) {
+        if self.direct.set(socket).is_ok() {
+            self.outbox.set_direct();
+        }
+    }
+
+    /// The socket the flusher writes to, if it may.
+    pub fn direct(&self) -> Option<&Arc<tokio::net::TcpStream>> {
+        self.direct.get()
     }
 
     /// Whether the publish rate allows one more publish now.

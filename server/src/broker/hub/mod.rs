@@ -86,8 +86,28 @@ pub(crate) struct Hub {
     /// Cluster mode: where this node's presence changes go (to the other
     /// nodes).
     pub(crate) presence_out: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<LocalPresence>>,
+    /// Writes to the sockets of parked writers that a publish claimed
+    /// (see [`Flush`]); without one, claimed writers are woken instead.
+    pub(crate) flusher: std::sync::OnceLock<Arc<dyn Flush>>,
     next_connection: AtomicU64,
     started: Instant,
+}
+
+/// The batched wake-up: a publish hands the connections whose writers were
+/// parked (and that have a direct socket) to this, in one call per
+/// publish, instead of waking each one's task; it writes their events in
+/// one pass and hands a full socket back to its writer.
+pub trait Flush: Send + Sync {
+    /// Takes the connections out of `claimed` (the flusher owns their
+    /// sockets until it parks them or hands them over).
+    fn flush(&self, claimed: &mut Vec<Arc<Connection>>);
+}
+
+thread_local! {
+    /// The connections one publish claimed, handed to the flusher: kept per
+    /// thread so a publish allocates nothing for them.
+    static CLAIMED: std::cell::RefCell<Vec<Arc<Connection>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Hub {
@@ -101,6 +121,7 @@ impl Hub {
             evicting: parking_lot::Mutex::new(()),
             node: std::sync::OnceLock::new(),
             presence_out: std::sync::OnceLock::new(),
+            flusher: std::sync::OnceLock::new(),
             next_connection: AtomicU64::new(1),
             started: Instant::now(),
         }
@@ -468,10 +489,32 @@ impl Hub {
         for conn in laggards {
             conn.outbox.enforce_bound();
         }
-        for sub in st.subscribers.values() {
-            sub.conn.outbox.wake();
-        }
+        self.wake_subscribers(st);
         self.totals.published.fetch_add(1, Relaxed);
+    }
+
+    /// Wakes the parked writers of `st`'s subscribers: those with a
+    /// direct socket are claimed and handed to the flusher together, the
+    /// others' tasks are woken.
+    fn wake_subscribers(&self, st: &topic::TopicState) {
+        CLAIMED.with_borrow_mut(|claimed| {
+            for sub in st.subscribers.values() {
+                if sub.conn.outbox.wake() == outbox::Wake::Claimed {
+                    claimed.push(Arc::clone(&sub.conn));
+                }
+            }
+            if claimed.is_empty() {
+                return;
+            }
+            match self.flusher.get() {
+                Some(flusher) => flusher.flush(claimed),
+                None => {
+                    for conn in claimed.drain(..) {
+                        conn.outbox.hand_over(None);
+                    }
+                }
+            }
+        });
     }
 
     /// Keeps the history of all topics within `max_history_bytes`: once

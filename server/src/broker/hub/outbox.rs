@@ -34,7 +34,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8};
 use std::sync::Arc;
 use std::task::Poll;
 use tokio::sync::Notify;
@@ -283,12 +283,67 @@ impl State {
     }
 }
 
-/// The flag a parked writer raises, on a cache line of its own: every
-/// publish to a followed topic reads it, and only a parked writer writes it.
+/// Who may write to the connection's socket, on a cache line of its own:
+/// every publish to a followed topic reads it.
+///
+/// - `RUNNING`: the connection's own writer (its task) is at work.
+/// - `PARKED`: nobody is; the writer waits on its signal. A publish that
+///   finds it here claims it: for a connection with a direct socket, as
+///   `FLUSHING`, and the flusher writes to the socket in its pass over the
+///   claimed connections (no task woken); otherwise as `RUNNING`, and the
+///   writer is woken.
+/// - `FLUSHING`: the flusher is writing. A writer woken meanwhile (a
+///   reply, a pong, the heartbeat, a close) adds `WANTED` and waits; the
+///   flusher then hands the socket over (`RUNNING`, signal) instead of
+///   parking.
+///
+/// The owner parks only when a drain took nothing (after writing what it
+/// took), so that nobody else writes while it still holds a batch.
 #[repr(align(64))]
 #[derive(Default)]
 struct Park {
-    parked: AtomicBool,
+    state: AtomicU8,
+}
+
+const RUNNING: u8 = 0;
+const PARKED: u8 = 1;
+const FLUSHING: u8 = 2;
+const WANTED: u8 = 4;
+
+/// Who drains: the connection's writer, or the flusher on its behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Writer,
+    Flusher,
+}
+
+impl Owner {
+    fn state(self) -> u8 {
+        match self {
+            Owner::Writer => RUNNING,
+            Owner::Flusher => FLUSHING,
+        }
+    }
+}
+
+/// What a publish's wake-up did to a connection's writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Nothing to do: the writer is at work (or the flusher is).
+    Busy,
+    /// The writer was parked and is woken.
+    Woken,
+    /// It was parked, with a direct socket: the caller hands it to the
+    /// flusher, which owns its socket now.
+    Claimed,
+}
+
+/// What a flusher that stopped part-way leaves the writer: the batch it
+/// took (frames and the fates they owe) and how far it was written.
+pub struct Handover {
+    pub buf: Box<DrainBuf>,
+    pub frame: usize,
+    pub offset: usize,
 }
 
 /// Wakes the one task that waits on it: a flag and the waiter's waker,
@@ -399,6 +454,8 @@ pub struct Batch<'a> {
     buf: &'a mut DrainBuf,
     status: Drained,
     stats: &'a Mutex<ConnStats>,
+    /// Left unsettled for a [`Handover`]: the writer settles it.
+    kept: bool,
 }
 
 impl Batch<'_> {
@@ -453,6 +510,13 @@ impl Batch<'_> {
         std::mem::replace(&mut self.status, Drained::Empty)
     }
 
+    /// The frames are left, unsettled, in their buffer, for a
+    /// [`Handover`]: whoever writes the rest settles them (through
+    /// [`Outbox::resume`]).
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+
     /// The frames were lost (the write failed): their events count as
     /// dropped.
     pub fn dropped(mut self) -> Drained {
@@ -470,6 +534,9 @@ impl Batch<'_> {
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         if self.buf.settle.has_live() {
             self.settle_dropped();
         }
@@ -508,6 +575,10 @@ pub struct Outbox {
     reply_byte_limit: usize,
     policy: SlowConsumerPolicy,
     park: Park,
+    /// The connection has a socket the flusher may write to directly.
+    direct: AtomicBool,
+    /// A flusher's unfinished batch, for the writer (see [`Handover`]).
+    handover: Mutex<Option<Handover>>,
     /// Wakes the writer when something is queued, an event is published to
     /// a followed topic while it is parked, or the queue ends.
     writable: Signal,
@@ -539,7 +610,11 @@ impl Outbox {
             reply_byte_limit: (max_bytes / 2).max(1),
             stats: Mutex::default(),
             policy,
-            park: Park::default(),
+            park: Park {
+                state: AtomicU8::new(RUNNING),
+            },
+            direct: AtomicBool::new(false),
+            handover: Mutex::new(None),
             writable: Signal::default(),
             drained: Notify::new(),
         }
@@ -650,13 +725,74 @@ impl Outbox {
     }
 
     /// Wakes the writer if it is parked: called by a publish to a followed
-    /// topic after it moved the topic's head (with `SeqCst`, as the writer
-    /// parks with it).
+    /// topic after it moved the topic's head (with `SeqCst`, as the owner
+    /// parks with it). A connection with a direct socket is claimed for
+    /// the flusher instead ([`Wake::Claimed`]).
     #[inline]
-    pub(super) fn wake(&self) {
-        if self.park.parked.load(SeqCst) && self.park.parked.swap(false, SeqCst) {
-            self.writable.raise();
+    pub(super) fn wake(&self) -> Wake {
+        if self.park.state.load(SeqCst) != PARKED {
+            return Wake::Busy;
         }
+        let to = if self.direct.load(Relaxed) {
+            FLUSHING
+        } else {
+            RUNNING
+        };
+        if self
+            .park
+            .state
+            .compare_exchange(PARKED, to, SeqCst, Relaxed)
+            .is_err()
+        {
+            return Wake::Busy;
+        }
+        if to == FLUSHING {
+            Wake::Claimed
+        } else {
+            self.writable.raise();
+            Wake::Woken
+        }
+    }
+
+    /// Says the connection's socket may be written by the flusher.
+    pub fn set_direct(&self) {
+        self.direct.store(true, Relaxed);
+    }
+
+    /// The writer takes the socket back before writing, after any wait:
+    /// true when it owns it (it was parked, or handed over); false when the
+    /// flusher is writing, which then hands it over (and raises the signal)
+    /// instead of parking.
+    pub fn claim(&self) -> bool {
+        let state = &self.park.state;
+        let mut now = state.load(SeqCst);
+        loop {
+            let want = match now {
+                RUNNING => return true,
+                PARKED => RUNNING,
+                _ if now & WANTED != 0 => return false,
+                _ => FLUSHING | WANTED,
+            };
+            match state.compare_exchange(now, want, SeqCst, SeqCst) {
+                Ok(_) => return want == RUNNING,
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    /// The flusher stops part-way (a full socket, an error, the end): the
+    /// writer gets the socket, the batch left (if any), and a wake-up.
+    pub fn hand_over(&self, rest: Option<Handover>) {
+        if rest.is_some() {
+            *self.handover.lock() = rest;
+        }
+        self.park.state.store(RUNNING, SeqCst);
+        self.writable.raise();
+    }
+
+    /// What a flusher left the writer to finish, if anything.
+    pub fn take_handover(&self) -> Option<Handover> {
+        self.handover.lock().take()
     }
 
     /// Stops reading a topic (it was unsubscribed or deleted; called under
@@ -744,13 +880,35 @@ impl Outbox {
     /// empty, events from the cursors, with the `SLOW_CONSUMER` notices
     /// that are due before them. The caller writes the batch's frames, then
     /// says whether they were delivered or dropped.
+    ///
+    /// A drain that took frames never parks: the writer writes them, then
+    /// drains again, and parks on the drain that finds nothing.
     pub fn drain<'b>(&'b self, buf: &'b mut DrainBuf, max: usize) -> Batch<'b> {
+        self.drain_as(buf, max, Owner::Writer)
+    }
+
+    /// [`Outbox::drain`] for `owner`: the flusher drains a connection it
+    /// claimed; a drain of its that finds nothing parks it again, or hands
+    /// it over to its writer if that one asked meanwhile. An ended queue is
+    /// the writer's to finish (the flusher hands over).
+    pub fn drain_as<'b>(&'b self, buf: &'b mut DrainBuf, max: usize, owner: Owner) -> Batch<'b> {
         buf.frames.clear();
-        let status = self.take(&mut buf.frames, &mut buf.settle, max);
+        let status = self.take(&mut buf.frames, &mut buf.settle, max, owner);
         Batch {
             buf,
             status,
             stats: &self.stats,
+            kept: false,
+        }
+    }
+
+    /// A batch a flusher left (see [`Handover`]), to settle once written.
+    pub fn resume<'b>(&'b self, buf: &'b mut DrainBuf) -> Batch<'b> {
+        Batch {
+            buf,
+            status: Drained::More,
+            stats: &self.stats,
+            kept: false,
         }
     }
 
@@ -759,12 +917,25 @@ impl Outbox {
         self.stats.lock()
     }
 
-    fn take(&self, out: &mut Vec<Queued>, settle: &mut Settlement, max: usize) -> Drained {
+    fn take(
+        &self,
+        out: &mut Vec<Queued>,
+        settle: &mut Settlement,
+        max: usize,
+        owner: Owner,
+    ) -> Drained {
         let mut st = self.state.lock();
         if let Some(end) = &st.end {
             return Drained::End(end.clone());
         }
-        self.park.parked.store(false, Relaxed);
+        if owner == Owner::Writer {
+            // A caller that did not claim (a test, a stream without a
+            // direct socket) takes it here.
+            let _ = self
+                .park
+                .state
+                .compare_exchange(PARKED, RUNNING, SeqCst, Relaxed);
+        }
         let had_room = self.has_room(&st);
         let mut room = Room {
             frames: max.max(1),
@@ -806,23 +977,43 @@ impl Outbox {
                 Err(end) => return Drained::End(end),
             }
         }
-        if !more {
+        let mut handed_over = false;
+        if !more && out.is_empty() {
             // Park, then look again: a publish that moved a head before
-            // seeing the flag is seen here (both sides `SeqCst`).
-            self.park.parked.store(true, SeqCst);
-            if st
+            // seeing the state is seen here (both sides `SeqCst`).
+            let state = &self.park.state;
+            let mine = owner.state();
+            if state
+                .compare_exchange(mine, PARKED, SeqCst, Relaxed)
+                .is_err()
+            {
+                // Only the flusher's state changes under it: the writer
+                // asked for the socket (`WANTED`).
+                state.store(RUNNING, SeqCst);
+                handed_over = true;
+            } else if st
                 .cursors
                 .iter()
                 .any(|c| c.topic.head.load(SeqCst) != c.index)
             {
-                self.park.parked.store(false, Relaxed);
-                more = true;
+                // Unless a publish claimed it meanwhile (then it is that
+                // one's to write), keep going.
+                more = state
+                    .compare_exchange(PARKED, mine, SeqCst, Relaxed)
+                    .is_ok();
             }
+        } else if !out.is_empty() {
+            // Written first, then drained again: parked on a drain that
+            // takes nothing.
+            more = true;
         }
         let freed_reply_room = !had_room && self.has_room(&st);
         drop(st);
         if freed_reply_room {
             self.drained.notify_waiters();
+        }
+        if handed_over {
+            self.writable.raise();
         }
         if more {
             Drained::More

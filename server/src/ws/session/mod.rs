@@ -23,6 +23,7 @@ use reader::read_loop;
 pub use requests::{handle_text, Inflight};
 pub use standing::Standing;
 use writer::write_loop;
+pub(in crate::ws) use writer::{write_now, Position};
 
 use super::codec::{self, Decoder};
 use crate::broker::{Broker, Connection, End, Permits};
@@ -43,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 /// frames per write gave 4.3 M deliveries/s, 256 gave 5.1 M (a subscriber
 /// behind catches up in fewer system calls), 128 with the frames gathered
 /// into one `send` 5.1–6.1 M.
-const BATCH: usize = 128;
+pub(in crate::ws) const BATCH: usize = 128;
 /// Bytes asked of the socket per read while requests stream in.
 const READ_CHUNK: usize = 4096;
 /// Bytes asked of the socket per read after a short one: what an idle
@@ -71,7 +72,9 @@ pub struct Settings {
 
 /// Serves one upgraded connection: `input`/`output` are the socket's two
 /// halves, `early` what the client sent right behind its upgrade request,
-/// `standing` what it authenticated with.
+/// `standing` what it authenticated with, `direct` the TCP stream itself
+/// when the flusher may write to it (see [`super::flusher`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn run<R, W>(
     input: R,
     output: W,
@@ -80,6 +83,7 @@ pub async fn run<R, W>(
     settings: Settings,
     mut standing: Standing,
     shutdown: Shutdown,
+    direct: Option<Arc<tokio::net::TcpStream>>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -93,6 +97,10 @@ pub async fn run<R, W>(
         copy
     };
     let conn = broker.connect_from(settings.permits, settings.remote);
+    if let Some(socket) = direct {
+        broker.ensure_flusher(super::flusher::Flusher::spawn);
+        conn.set_direct(socket);
+    }
     let _forget = ForgetOnDrop {
         broker: broker.clone(),
         conn: Arc::clone(&conn),

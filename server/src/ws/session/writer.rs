@@ -6,7 +6,7 @@ use super::super::codec;
 use super::{
     Heard, PendingPong, BATCH, CLOSE_AWAY, CLOSE_BY_ADMIN, CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED,
 };
-use crate::broker::{Connection, DrainBuf, Drained, End, Frame};
+use crate::broker::{Connection, DrainBuf, Drained, End, Frame, Handover};
 use crate::shutdown::Shutdown;
 use futures_util::future::FutureExt;
 use protocol::InfoKind;
@@ -38,11 +38,42 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     // would otherwise sit in every connection's future, whose size
     // `tests/session_size.rs` holds under 2 KiB.
     let mut buf = Box::<DrainBuf>::default();
+    // The heartbeat fired while parked: ping (or judge the peer) once the
+    // socket is ours again.
+    let mut ping_due = false;
     loop {
+        // Nothing is written before the socket is ours: the flusher may be
+        // writing to it (it hands it over, with a wake-up, when done).
+        while !conn.outbox.claim() {
+            conn.outbox.writable().await;
+        }
+        if let Some(rest) = conn.outbox.take_handover() {
+            if !finish_handover(&mut out, conn, rest, deadline, heard).await {
+                conn.outbox.close(End::Gone);
+                break;
+            }
+        }
         if let Some(frame) = pong.take() {
             if !write_raw(&mut out, &frame, deadline).await {
                 conn.outbox.close(End::Gone);
                 break;
+            }
+        }
+        if std::mem::take(&mut ping_due) {
+            // Dead peers: a WebSocket ping each heartbeat; a peer that sent
+            // nothing, not even a pong, for two heartbeats is gone (or a
+            // half-open socket) and is closed.
+            if heard.silent_for() > 2 * heartbeat_every {
+                tracing::debug!(connection = conn.id, "no answer to ping: closing");
+                conn.outbox.close(End::Close {
+                    code: CLOSE_AWAY,
+                    reason: "no answer to ping within two heartbeats".into(),
+                });
+            } else {
+                conn.outbox.push_reply(Frame::info(InfoKind::Ping, None));
+                if !write_raw(&mut out, &codec::PING, deadline).await {
+                    conn.outbox.close(End::Gone);
+                }
             }
         }
         let batch = conn.outbox.drain(&mut buf, BATCH);
@@ -50,7 +81,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             batch.delivered()
         } else {
             let live = batch.has_live();
-            match write_frames(&mut out, batch.frames(), deadline).await {
+            match write_frames(&mut out, batch.frames(), Position::default(), deadline).await {
                 Ok(drained_by_peer) => {
                     // A connection that events are flowing to is judged by
                     // its writes (the progress deadline here,
@@ -70,6 +101,8 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 }
             }
         };
+        // From here on an `Empty` drain has parked the writer: the loop
+        // takes the socket back before the next write.
         match status {
             Drained::More => continue,
             Drained::End(end) => {
@@ -77,6 +110,9 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 break;
             }
             Drained::Empty if stopping => {
+                while !conn.outbox.claim() {
+                    conn.outbox.writable().await;
+                }
                 let close = codec::close_frame(CLOSE_AWAY, "server shutting down");
                 write_raw(&mut out, &close, deadline).await;
                 break;
@@ -94,29 +130,43 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 tokio::select! {
                     biased;
                     _ = conn.outbox.writable() => {}
-                    _ = heartbeat.tick() => {
-                        // Dead peers: a WebSocket ping each heartbeat; a peer
-                        // that sent nothing, not even a pong, for two
-                        // heartbeats is gone (or a half-open socket) and is closed.
-                        if heard.silent_for() > 2 * heartbeat_every {
-                            tracing::debug!(connection = conn.id, "no answer to ping: closing");
-                            conn.outbox.close(End::Close {
-                                code: CLOSE_AWAY,
-                                reason: "no answer to ping within two heartbeats".into(),
-                            });
-                        } else {
-                            conn.outbox.push_reply(Frame::info(InfoKind::Ping, None));
-                            if !write_raw(&mut out, &codec::PING, deadline).await {
-                                conn.outbox.close(End::Gone);
-                            }
-                        }
-                    }
+                    _ = heartbeat.tick() => ping_due = true,
                 }
             }
         }
     }
     let _ = timeout(deadline, out.shutdown()).await;
     over.cancel();
+}
+
+/// Writes what a flusher left of its batch (it found the socket full, or
+/// failed) and settles it; false if the socket failed or stalled.
+async fn finish_handover<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    conn: &Connection,
+    rest: Handover,
+    deadline: Duration,
+    heard: &Heard,
+) -> bool {
+    let Handover {
+        mut buf,
+        frame,
+        offset,
+    } = rest;
+    let batch = conn.outbox.resume(&mut buf);
+    let at = Position { frame, offset };
+    match write_frames(out, batch.frames(), at, deadline).await {
+        Ok(_) => {
+            // The socket was full and then took bytes: the peer reads.
+            heard.now();
+            let _ = batch.delivered();
+            true
+        }
+        Err(_) => {
+            let _ = batch.dropped();
+            false
+        }
+    }
 }
 
 /// Writes whole control frames; false if the socket failed or stalled.
@@ -138,9 +188,9 @@ async fn write_raw<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8], deadline: D
 async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<Frame>>(
     out: &mut W,
     frames: &[F],
+    mut at: Position,
     deadline: Duration,
 ) -> io::Result<bool> {
-    let mut at = Position::default();
     let mut waited = false;
     while at.frame < frames.len() {
         // Most writes go through at once; only a full socket gets the
@@ -162,10 +212,10 @@ async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<Frame>>(
 }
 
 /// How far a batch has been written: whole frames, then bytes into the next.
-#[derive(Default)]
-struct Position {
-    frame: usize,
-    offset: usize,
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::ws) struct Position {
+    pub frame: usize,
+    pub offset: usize,
 }
 
 /// Bytes gathered per write (at least one frame, whatever its size).
@@ -191,33 +241,12 @@ fn poll_write_once<W: AsyncWrite, F: AsRef<Frame>>(
     at: &mut Position,
 ) -> Poll<io::Result<()>> {
     GATHER.with_borrow_mut(|buf| {
-        buf.clear();
-        for (i, f) in frames[at.frame..].iter().enumerate() {
-            let payload = f.as_ref().bytes();
-            let (h, len) = codec::header(codec::TEXT, payload.len());
-            if i > 0 && buf.len() + len + payload.len() > WRITE_BYTES {
-                break;
-            }
-            buf.extend_from_slice(&h[..len]);
-            buf.extend_from_slice(payload);
-        }
-        let mut written = ready!(out.poll_write(cx, &buf[at.offset..]))?;
+        gather(buf, frames, *at);
+        let written = ready!(out.poll_write(cx, &buf[at.offset..]))?;
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
-        // Advance over whole frames, then into the next one.
-        for f in &frames[at.frame..] {
-            let payload = f.as_ref().bytes().len();
-            let left = codec::header(codec::TEXT, payload).1 + payload - at.offset;
-            if written >= left {
-                written -= left;
-                at.frame += 1;
-                at.offset = 0;
-            } else {
-                at.offset += written;
-                break;
-            }
-        }
+        advance(frames, at, written);
         if buf.capacity() > 4 * WRITE_BYTES {
             *buf = Vec::new();
         }
@@ -225,11 +254,74 @@ fn poll_write_once<W: AsyncWrite, F: AsRef<Frame>>(
     })
 }
 
+/// Writes what it can of `frames` from `at` now, without waiting, with
+/// `try_write` (the flusher's write): `Ok(true)` when all of it went,
+/// `Ok(false)` when the socket is full (`at` says how far it got).
+pub(in crate::ws) fn write_now<F: AsRef<Frame>>(
+    socket: &tokio::net::TcpStream,
+    frames: &[F],
+    at: &mut Position,
+) -> io::Result<bool> {
+    GATHER.with_borrow_mut(|buf| {
+        while at.frame < frames.len() {
+            gather(buf, frames, *at);
+            let written = match socket.try_write(&buf[at.offset..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            advance(frames, at, written);
+        }
+        if buf.capacity() > 4 * WRITE_BYTES {
+            *buf = Vec::new();
+        }
+        Ok(true)
+    })
+}
+
+/// Fills `buf` with the frames from `at.frame` (whole, headers and
+/// payloads), up to about [`WRITE_BYTES`]; the write starts at
+/// `at.offset` into it.
+fn gather<F: AsRef<Frame>>(buf: &mut Vec<u8>, frames: &[F], at: Position) {
+    buf.clear();
+    for (i, f) in frames[at.frame..].iter().enumerate() {
+        let payload = f.as_ref().bytes();
+        let (h, len) = codec::header(codec::TEXT, payload.len());
+        if i > 0 && buf.len() + len + payload.len() > WRITE_BYTES {
+            break;
+        }
+        buf.extend_from_slice(&h[..len]);
+        buf.extend_from_slice(payload);
+    }
+}
+
+/// Moves `at` over `written` bytes: whole frames, then into the next one.
+fn advance<F: AsRef<Frame>>(frames: &[F], at: &mut Position, mut written: usize) {
+    for f in &frames[at.frame..] {
+        let payload = f.as_ref().bytes().len();
+        let left = codec::header(codec::TEXT, payload).1 + payload - at.offset;
+        if written >= left {
+            written -= left;
+            at.frame += 1;
+            at.offset = 0;
+        } else {
+            at.offset += written;
+            break;
+        }
+    }
+}
+
 async fn finish<W: AsyncWrite + Unpin>(out: &mut W, end: End, deadline: Duration) {
     match end {
         End::Kicked { topic, dropped } => {
             let notice = Frame::slow_consumer(&topic, dropped);
-            let written = write_frames(out, std::slice::from_ref(&notice), deadline);
+            let written = write_frames(
+                out,
+                std::slice::from_ref(&notice),
+                Position::default(),
+                deadline,
+            );
             if written.await.is_ok() {
                 let close = codec::close_frame(CLOSE_SLOW_CONSUMER, "slow consumer");
                 write_raw(out, &close, deadline).await;
@@ -247,7 +339,12 @@ async fn finish<W: AsyncWrite + Unpin>(out: &mut W, end: End, deadline: Duration
                 (InfoKind::TokenExpired, CLOSE_TOKEN_EXPIRED, "token expired")
             };
             let notice = Frame::info(kind, None);
-            let written = write_frames(out, std::slice::from_ref(&notice), deadline);
+            let written = write_frames(
+                out,
+                std::slice::from_ref(&notice),
+                Position::default(),
+                deadline,
+            );
             if written.await.is_ok() {
                 write_raw(out, &codec::close_frame(code, reason), deadline).await;
             }
@@ -285,9 +382,14 @@ mod tests {
             got
         });
         let mut server = server;
-        write_frames(&mut server, &frames, Duration::from_secs(10))
-            .await
-            .unwrap();
+        write_frames(
+            &mut server,
+            &frames,
+            Position::default(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
         drop(server);
         let got = reader.await.unwrap();
         assert_eq!(got.len(), expected.len());
