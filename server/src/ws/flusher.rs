@@ -88,7 +88,16 @@ async fn serve(shard: Arc<Shard>) {
                 break;
             }
             for (i, conn) in pass.drain(..).enumerate() {
-                flush(&conn, &mut buf);
+                // A panic here would leave the connection claimed, and its
+                // writer waiting for the socket: it gets it back instead.
+                let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    flush(&conn, &mut buf)
+                }));
+                if flushed.is_err() {
+                    tracing::error!(connection = conn.id, "the flusher panicked: handed back");
+                    buf = Box::default();
+                    conn.outbox.hand_over(None);
+                }
                 if i % YIELD_EVERY == YIELD_EVERY - 1 {
                     tokio::task::yield_now().await;
                 }
