@@ -95,7 +95,7 @@ async fn serve(shard: Arc<Shard>) {
                 }));
                 if flushed.is_err() {
                     tracing::error!(connection = conn.id, "the flusher panicked: handed back");
-                    buf = Box::default();
+                    *buf = DrainBuf::default();
                     conn.outbox.hand_over(None);
                 }
                 if i % YIELD_EVERY == YIELD_EVERY - 1 {
