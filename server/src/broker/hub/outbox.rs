@@ -2,9 +2,13 @@
 //! every topic it follows, with the slow-consumer policies of the contract.
 //!
 //! A publish appends its event to the topic's ring once and stores nothing
-//! here; it only wakes this connection's writer if the writer is parked.
-//! The writer drains, per wake-up, the queued replies (and replayed
-//! events), then the events between its cursors and the rings' heads. A
+//! here; it only acts on this connection if its writer is parked: with a
+//! direct socket (WebSocket over TCP) it claims the connection for the
+//! flusher (`ws::flusher`), which writes for the writer in one pass over
+//! all the claimed connections; otherwise it wakes the writer. Whoever
+//! writes (see [`Park`] for who may) drains the queued replies (and
+//! replayed events), then the events between its cursors and the rings'
+//! heads. A
 //! cursor further behind than the connection's bound (`capacity` events,
 //! or more bytes than the bound leaves beside the queued replies) skips
 //! forward to it: under `drop_oldest` the skipped events are counted as

@@ -8,7 +8,9 @@
 //! Fan-out is one append: the topic's ring ([`History`]) holds each event
 //! once, and every subscribed connection reads it through its own cursor
 //! (see [`super::outbox`]). A publish stores nothing per subscriber; it
-//! only wakes the writers that are parked, idle with nothing to write. The
+//! only acts on the writers that are parked, idle with nothing to write:
+//! those with a direct socket go to the flusher together (one pass writes
+//! to all of them), the others are woken. The
 //! ring keeps the newest `history_size` events for history and replay and,
 //! while the topic has subscribers, up to the connections' queue bound
 //! beyond them (in events and in bytes) for the cursors still behind.

@@ -4,8 +4,12 @@
 //! the connection's outbox onto the socket.
 //!
 //! The socket is the raw TCP stream taken back from the HTTP upgrade (see
-//! [`super::codec`] for the framing): the writer sends a batch of events
-//! as one `writev` of small headers and the shared, once-encoded payloads.
+//! [`super::codec`] for the framing), shared with the flusher
+//! ([`super::flusher`]): while the writer is parked, a publish's events
+//! are written by the flusher's pass, and the writer takes the socket back
+//! before it writes anything itself (a reply, a ping, a full socket the
+//! flusher handed over). The writer gathers a batch's small headers and
+//! shared, once-encoded payloads into one `send`.
 //! Both halves run in the connection's one task (joined, not spawned, each
 //! polled only when it was woken: [`halves`]), so a connection costs one
 //! task, and an idle one holds no buffer. Either half

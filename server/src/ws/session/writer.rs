@@ -1,6 +1,7 @@
-//! The writing half: the outbox drained in batches onto the socket as
-//! `writev`s of small headers and shared payloads, heartbeats, the write
-//! deadline, and the close frame that ends the connection.
+//! The writing half: the outbox drained in batches onto the socket (each
+//! batch's headers and shared payloads gathered into one `send`), what the
+//! flusher handed over, heartbeats, the write deadline, and the close frame
+//! that ends the connection.
 
 use super::super::codec;
 use super::{
