@@ -107,9 +107,9 @@ async fn serve(shard: Arc<Shard>) {
     }
 }
 
-/// Writes what `conn` has to its socket, for its parked writer: until
-/// nothing is left (it parks again, or goes to its writer if that one
-/// asked), or the socket is full (the writer finishes the batch).
+/// Writes what `conn` has to its socket, for its parked writer: until a
+/// drain finds nothing (which parks it again, or hands it over), or the
+/// socket is full (the writer finishes the batch).
 fn flush(conn: &Connection, buf: &mut Box<DrainBuf>) {
     let Some(socket) = conn.direct() else {
         conn.outbox.hand_over(None);
@@ -132,15 +132,12 @@ fn flush(conn: &Connection, buf: &mut Box<DrainBuf>) {
         }
         let mut at = Position::default();
         match write_now(socket, batch.frames(), &mut at) {
-            // Written: settling it parks the connection (or hands it to its
-            // writer) when nothing was left.
             Ok(true) => match batch.delivered() {
-                Drained::Empty => return,
-                Drained::More => {}
                 Drained::End(_) => {
                     conn.outbox.hand_over(None);
                     return;
                 }
+                Drained::Empty | Drained::More => {}
             },
             // A full socket (or an error, which the writer meets again and
             // closes on): the rest of the batch is the writer's.

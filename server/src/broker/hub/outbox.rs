@@ -457,9 +457,7 @@ impl DrainBuf {
 pub struct Batch<'a> {
     buf: &'a mut DrainBuf,
     status: Drained,
-    outbox: &'a Outbox,
-    /// Who drained it: the one [`Batch::delivered`] parks.
-    owner: Owner,
+    stats: &'a Mutex<ConnStats>,
     /// Left unsettled for a [`Handover`]: the writer settles it.
     kept: bool,
 }
@@ -487,7 +485,7 @@ impl Batch<'_> {
     /// (with their latencies). Returns what the queue looks like now.
     pub fn delivered(mut self) -> Drained {
         {
-            let mut stats = self.outbox.stats.lock();
+            let mut stats = self.stats.lock();
             self.buf.settle.runs(|tally, n| {
                 stats.delivered += n;
                 stats.topic(tally).delivered += n;
@@ -513,14 +511,7 @@ impl Batch<'_> {
             }
         }
         self.buf.settle.delivered();
-        let status = std::mem::replace(&mut self.status, Drained::Empty);
-        if status == Drained::Empty && !self.buf.frames.is_empty() {
-            // Written, and nothing was left when it was taken: park now
-            // (not before the write, so that nobody else writes while the
-            // owner holds a batch).
-            return self.outbox.park(self.owner);
-        }
-        status
+        std::mem::replace(&mut self.status, Drained::Empty)
     }
 
     /// The frames are left, unsettled, in their buffer, for a
@@ -538,7 +529,7 @@ impl Batch<'_> {
     }
 
     fn settle_dropped(&mut self) {
-        let mut stats = self.outbox.stats.lock();
+        let mut stats = self.stats.lock();
         self.buf.settle.runs(|tally, n| stats.add_dropped(tally, n));
         drop(stats);
         self.buf.settle.dropped();
@@ -910,8 +901,7 @@ impl Outbox {
         Batch {
             buf,
             status,
-            outbox: self,
-            owner,
+            stats: &self.stats,
             kept: false,
         }
     }
@@ -921,8 +911,7 @@ impl Outbox {
         Batch {
             buf,
             status: Drained::More,
-            outbox: self,
-            owner: Owner::Writer,
+            stats: &self.stats,
             kept: false,
         }
     }
@@ -994,7 +983,33 @@ impl Outbox {
         }
         let mut handed_over = false;
         if !more && out.is_empty() {
-            (more, handed_over) = self.park_locked(&st, owner);
+            // Park, then look again: a publish that moved a head before
+            // seeing the state is seen here (both sides `SeqCst`).
+            let state = &self.park.state;
+            let mine = owner.state();
+            if state
+                .compare_exchange(mine, PARKED, SeqCst, Relaxed)
+                .is_err()
+            {
+                // Only the flusher's state changes under it: the writer
+                // asked for the socket (`WANTED`).
+                state.store(RUNNING, SeqCst);
+                handed_over = true;
+            } else if st
+                .cursors
+                .iter()
+                .any(|c| c.topic.head.load(SeqCst) != c.index)
+            {
+                // Unless a publish claimed it meanwhile (then it is that
+                // one's to write), keep going.
+                more = state
+                    .compare_exchange(PARKED, mine, SeqCst, Relaxed)
+                    .is_ok();
+            }
+        } else if !out.is_empty() {
+            // Written first, then drained again: parked on a drain that
+            // takes nothing.
+            more = true;
         }
         let freed_reply_room = !had_room && self.has_room(&st);
         drop(st);
@@ -1009,57 +1024,6 @@ impl Outbox {
         } else {
             Drained::Empty
         }
-    }
-
-    /// Parks `owner` after it wrote a batch that left nothing (see
-    /// [`Batch::delivered`]): `More` if something came meanwhile and it
-    /// keeps the socket, `Empty` if it parked (or handed the socket over).
-    fn park(&self, owner: Owner) -> Drained {
-        let st = self.state.lock();
-        if st.end.is_some() || !st.queue.is_empty() {
-            return Drained::More;
-        }
-        let (more, handed_over) = self.park_locked(&st, owner);
-        drop(st);
-        if handed_over {
-            self.writable.raise();
-        }
-        if more {
-            Drained::More
-        } else {
-            Drained::Empty
-        }
-    }
-
-    /// Parks `owner` (its lock held, nothing queued): then looks again, as a
-    /// publish that moved a head before seeing the state is seen here (both
-    /// sides `SeqCst`). Returns whether the owner keeps going (a head moved
-    /// and no publish claimed it meanwhile), and whether it handed the
-    /// socket over instead (the flusher, when the writer asked for it; the
-    /// caller raises the writer's signal).
-    fn park_locked(&self, st: &State, owner: Owner) -> (bool, bool) {
-        let state = &self.park.state;
-        let mine = owner.state();
-        if state
-            .compare_exchange(mine, PARKED, SeqCst, Relaxed)
-            .is_err()
-        {
-            // Only the flusher's state changes under it: the writer asked
-            // for the socket (`WANTED`).
-            state.store(RUNNING, SeqCst);
-            return (false, true);
-        }
-        let moved = st
-            .cursors
-            .iter()
-            .any(|c| c.topic.head.load(SeqCst) != c.index);
-        // Unless a publish claimed it meanwhile (then it is that one's to
-        // write), keep going.
-        let more = moved
-            && state
-                .compare_exchange(PARKED, mine, SeqCst, Relaxed)
-                .is_ok();
-        (more, false)
     }
 
     /// Takes events from the cursors, round robin across topics, within
