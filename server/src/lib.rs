@@ -29,6 +29,7 @@ pub mod config;
 pub(crate) mod http_server;
 pub(crate) mod metrics;
 pub mod shutdown;
+pub(crate) mod signal;
 pub(crate) mod sse;
 pub(crate) mod ui;
 pub mod ws;

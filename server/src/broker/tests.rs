@@ -1030,12 +1030,19 @@ async fn a_publish_wakes_parked_writers() {
 /// under `disconnect` such a reader is ended without a drain.
 #[test]
 fn a_stalled_reader_is_bounded_without_its_writer() {
-    let b = broker_with(4, 10, SlowConsumerPolicy::DropOldest);
-    b.create_topic("t").now().unwrap();
-    let stalled = b.connect();
-    b.subscribe(&stalled, "t", Replay::default(), None)
-        .now()
-        .unwrap();
+    /// A broker with a bound of 4 events and a subscriber of "t" whose
+    /// writer never drains.
+    fn stalled(policy: SlowConsumerPolicy) -> (Broker, Arc<Connection>) {
+        let b = broker_with(4, 10, policy);
+        b.create_topic("t").now().unwrap();
+        let stalled = b.connect();
+        b.subscribe(&stalled, "t", Replay::default(), None)
+            .now()
+            .unwrap();
+        (b, stalled)
+    }
+
+    let (b, _stalled) = stalled(SlowConsumerPolicy::DropOldest);
     for i in 0..1000 {
         b.publish("t", msg(json!(i))).now().unwrap();
         let c = b.topic_counts("t").unwrap();
@@ -1044,12 +1051,7 @@ fn a_stalled_reader_is_bounded_without_its_writer() {
     }
     assert!(b.topic_counts("t").unwrap().dropped >= 1000 - 4 - 128);
 
-    let b = broker_with(4, 10, SlowConsumerPolicy::Disconnect);
-    b.create_topic("t").now().unwrap();
-    let stalled = b.connect();
-    b.subscribe(&stalled, "t", Replay::default(), None)
-        .now()
-        .unwrap();
+    let (b, stalled) = stalled(SlowConsumerPolicy::Disconnect);
     for i in 0..200 {
         b.publish("t", msg(json!(i))).now().unwrap();
     }

@@ -4,8 +4,8 @@
 //!
 //! A publish claims each parked writer of a WebSocket-over-TCP connection
 //! (its outbox's state goes from parked to flushing: nobody else writes to
-//! the socket then) and hands the claimed connections to one of the
-//! flusher's shards, one lock per publish. The shard's task, in one pass
+//! the socket then) and hands the claimed connections to the flusher's
+//! shards (one lock per shard and publish). The shard's task, in one pass
 //! over them, drains each connection's outbox as its writer would and
 //! writes the frames with `try_write`:
 //! - all of it went: it drains again, and a drain that finds nothing parks
@@ -57,22 +57,15 @@ impl Flusher {
 
 impl Flush for Flusher {
     fn flush(&self, claimed: &mut Vec<Arc<Connection>>) {
-        if self.shards.len() == 1 {
-            let shard = &self.shards[0];
-            shard.claimed.lock().append(claimed);
-            shard.ready.notify_one();
-            return;
-        }
+        let n = self.shards.len() as u64;
         for (i, shard) in self.shards.iter().enumerate() {
-            let n = self.shards.len() as u64;
-            let mut mine = claimed.iter().filter(|c| c.id % n == i as u64).peekable();
+            let mut mine = claimed.extract_if(.., |c| c.id % n == i as u64).peekable();
             if mine.peek().is_none() {
                 continue;
             }
-            shard.claimed.lock().extend(mine.cloned());
+            shard.claimed.lock().extend(mine);
             shard.ready.notify_one();
         }
-        claimed.clear();
     }
 }
 
@@ -117,37 +110,36 @@ fn flush(conn: &Connection, buf: &mut Box<DrainBuf>) {
     };
     loop {
         let batch = conn.outbox.drain_as(buf, BATCH, Owner::Flusher);
-        if batch.is_empty() {
-            match batch.delivered() {
-                // The drain parked it, or handed it to its writer.
-                Drained::Empty => return,
-                // A publish moved a head as it parked: keep going.
-                Drained::More => continue,
-                // Ending is the writer's to do.
-                Drained::End(_) => {
-                    conn.outbox.hand_over(None);
+        let took = !batch.is_empty();
+        let status = if !took {
+            batch.delivered()
+        } else {
+            let mut at = Position::default();
+            match write_now(socket, batch.frames(), &mut at) {
+                Ok(true) => batch.delivered(),
+                // A full socket (or an error, which the writer meets again
+                // and closes on): the rest of the batch is the writer's.
+                Ok(false) | Err(_) => {
+                    batch.keep();
+                    conn.outbox.hand_over(Some(Handover {
+                        buf: std::mem::take(buf),
+                        frame: at.frame,
+                        offset: at.offset,
+                    }));
                     return;
                 }
             }
-        }
-        let mut at = Position::default();
-        match write_now(socket, batch.frames(), &mut at) {
-            Ok(true) => match batch.delivered() {
-                Drained::End(_) => {
-                    conn.outbox.hand_over(None);
-                    return;
-                }
-                Drained::Empty | Drained::More => {}
-            },
-            // A full socket (or an error, which the writer meets again and
-            // closes on): the rest of the batch is the writer's.
-            Ok(false) | Err(_) => {
-                batch.keep();
-                conn.outbox.hand_over(Some(Handover {
-                    buf: std::mem::take(buf),
-                    frame: at.frame,
-                    offset: at.offset,
-                }));
+        };
+        match status {
+            // A drain that took nothing parked it, or handed it to its
+            // writer.
+            Drained::Empty if !took => return,
+            // Written (the drain that finds nothing parks it), or a publish
+            // moved a head as it parked: again.
+            Drained::Empty | Drained::More => {}
+            // Ending is the writer's to do.
+            Drained::End(_) => {
+                conn.outbox.hand_over(None);
                 return;
             }
         }

@@ -135,9 +135,7 @@ impl Connection {
     /// while it is parked (a publish then wakes no task: see
     /// [`super::outbox::Wake::Claimed`]).
     pub fn set_direct(&self, socket: Arc<tokio::net::TcpStream>) {
-        if self.direct.set(socket).is_ok() {
-            self.outbox.set_direct();
-        }
+        let _ = self.direct.set(socket);
     }
 
     /// The socket the flusher writes to, if it may.

@@ -499,7 +499,7 @@ impl Hub {
     fn wake_subscribers(&self, st: &topic::TopicState) {
         CLAIMED.with_borrow_mut(|claimed| {
             for sub in st.subscribers.values() {
-                if sub.conn.outbox.wake() == outbox::Wake::Claimed {
+                if sub.conn.outbox.wake(sub.conn.direct().is_some()) == outbox::Wake::Claimed {
                     claimed.push(Arc::clone(&sub.conn));
                 }
             }

@@ -34,13 +34,12 @@
 use super::frame::Frame;
 use super::tally::{Settlement, TopicTally};
 use super::topic::{History, PublishedEvent, Topic};
-use futures_util::task::AtomicWaker;
+use crate::signal::Signal;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicU8};
 use std::sync::Arc;
-use std::task::Poll;
 use tokio::sync::Notify;
 
 /// Unread replies at which a connection's requests stop being read. At
@@ -350,42 +349,6 @@ pub struct Handover {
     pub offset: usize,
 }
 
-/// Wakes the one task that waits on it: a flag and the waiter's waker,
-/// without the lock a `Notify` takes per wake-up (a publish to many parked
-/// writers raises one per writer). Like `Notify::notify_one`, a signal
-/// raised while nobody waits is kept for the next wait.
-#[derive(Default)]
-struct Signal {
-    raised: AtomicBool,
-    waiter: AtomicWaker,
-}
-
-impl Signal {
-    fn raise(&self) {
-        self.raised.store(true, Release);
-        self.waiter.wake();
-    }
-
-    /// Waits for a raise since the last wait returned. One waiter at a time
-    /// (the connection's writer).
-    async fn wait(&self) {
-        std::future::poll_fn(|cx| {
-            if self.raised.swap(false, AcqRel) {
-                return Poll::Ready(());
-            }
-            self.waiter.register(cx.waker());
-            // Raised between the check and the registration: its wake-up
-            // may have found the old waker.
-            if self.raised.swap(false, AcqRel) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
-
 /// A frame taken from the queue for writing. An event stays the shared
 /// [`PublishedEvent`] (moved out of the queue, not copied), so draining
 /// costs no reference count per delivery.
@@ -579,8 +542,6 @@ pub struct Outbox {
     reply_byte_limit: usize,
     policy: SlowConsumerPolicy,
     park: Park,
-    /// The connection has a socket the flusher may write to directly.
-    direct: AtomicBool,
     /// A flusher's unfinished batch, for the writer (see [`Handover`]).
     handover: Mutex<Option<Handover>>,
     /// Wakes the writer when something is queued, an event is published to
@@ -617,9 +578,8 @@ impl Outbox {
             park: Park {
                 state: AtomicU8::new(RUNNING),
             },
-            direct: AtomicBool::new(false),
             handover: Mutex::new(None),
-            writable: Signal::default(),
+            writable: Signal::new(false),
             drained: Notify::new(),
         }
     }
@@ -730,18 +690,14 @@ impl Outbox {
 
     /// Wakes the writer if it is parked: called by a publish to a followed
     /// topic after it moved the topic's head (with `SeqCst`, as the owner
-    /// parks with it). A connection with a direct socket is claimed for
-    /// the flusher instead ([`Wake::Claimed`]).
+    /// parks with it). A connection with a `direct` socket (one the flusher
+    /// may write to) is claimed for the flusher instead ([`Wake::Claimed`]).
     #[inline]
-    pub(super) fn wake(&self) -> Wake {
+    pub(super) fn wake(&self, direct: bool) -> Wake {
         if self.park.state.load(SeqCst) != PARKED {
             return Wake::Busy;
         }
-        let to = if self.direct.load(Relaxed) {
-            FLUSHING
-        } else {
-            RUNNING
-        };
+        let to = if direct { FLUSHING } else { RUNNING };
         if self
             .park
             .state
@@ -756,11 +712,6 @@ impl Outbox {
             self.writable.raise();
             Wake::Woken
         }
-    }
-
-    /// Says the connection's socket may be written by the flusher.
-    pub fn set_direct(&self) {
-        self.direct.store(true, Relaxed);
     }
 
     /// The writer takes the socket back before writing, after any wait:
@@ -781,6 +732,14 @@ impl Outbox {
                 Ok(_) => return want == RUNNING,
                 Err(actual) => now = actual,
             }
+        }
+    }
+
+    /// Waits until the writer owns the socket ([`Outbox::claim`]): at once,
+    /// or once the flusher hands it over.
+    pub async fn own_socket(&self) {
+        while !self.claim() {
+            self.writable().await;
         }
     }
 
@@ -992,8 +951,7 @@ impl Outbox {
                 .is_err()
             {
                 // Only the flusher's state changes under it: the writer
-                // asked for the socket (`WANTED`).
-                state.store(RUNNING, SeqCst);
+                // asked for the socket (`WANTED`), and gets it.
                 handed_over = true;
             } else if st
                 .cursors
@@ -1017,7 +975,7 @@ impl Outbox {
             self.drained.notify_waiters();
         }
         if handed_over {
-            self.writable.raise();
+            self.hand_over(None);
         }
         if more {
             Drained::More

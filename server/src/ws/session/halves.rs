@@ -9,21 +9,17 @@
 //! server's CPU. Here each half gets a waker of its own that marks it due
 //! and wakes the task; the task polls the halves that are due.
 
-use futures_util::task::AtomicWaker;
+use crate::signal::Signal;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-/// One half's waker: marks the half due, then wakes the task. Each half
-/// has its own (no state shared between them), so a wake-up touches one
-/// small allocation besides the task.
-struct Half {
-    due: AtomicBool,
-    task: AtomicWaker,
-}
+/// One half's waker: raises the half's signal, which wakes the task. Each
+/// half has its own (no state shared between them), so a wake-up touches
+/// one small allocation besides the task.
+struct Half(Signal);
 
 impl Wake for Half {
     fn wake(self: Arc<Self>) {
@@ -31,24 +27,14 @@ impl Wake for Half {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.due.store(true, Ordering::Release);
-        self.task.wake();
+        self.0.raise();
     }
 }
 
 impl Half {
+    /// Due from the start: both halves are polled first.
     fn new() -> Arc<Self> {
-        Arc::new(Half {
-            due: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        })
-    }
-
-    /// Whether it was woken since the last call; the task is registered
-    /// first, so a wake-up right after the check polls again.
-    fn take_due(&self, task: &Waker) -> bool {
-        self.task.register(task);
-        self.due.swap(false, Ordering::AcqRel)
+        Arc::new(Half(Signal::new(true)))
     }
 }
 
@@ -97,21 +83,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
         let (halves, wakers) = (&*this.halves, &*this.wakers);
-        if let Some(first) = this.first.as_mut().as_pin_mut() {
-            if halves[0].take_due(cx.waker())
-                && first.poll(&mut Context::from_waker(&wakers[0])).is_ready()
-            {
-                this.first.set(None);
-            }
-        }
-        if let Some(second) = this.second.as_mut().as_pin_mut() {
-            if halves[1].take_due(cx.waker())
-                && second.poll(&mut Context::from_waker(&wakers[1])).is_ready()
-            {
-                this.second.set(None);
-            }
-        }
-        if this.first.is_none() && this.second.is_none() {
+        let first = poll_if_due(this.first.as_mut(), &halves[0], &wakers[0], cx);
+        let second = poll_if_due(this.second.as_mut(), &halves[1], &wakers[1], cx);
+        if first && second {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -119,12 +93,31 @@ where
     }
 }
 
+/// Polls the half in `slot` with its own waker if it was woken (the task
+/// registered to be woken with it); a finished half is dropped. Whether
+/// the half is done.
+fn poll_if_due<F: Future<Output = ()>>(
+    mut slot: Pin<&mut Option<F>>,
+    half: &Half,
+    waker: &Waker,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(future) = slot.as_mut().as_pin_mut() else {
+        return true;
+    };
+    if half.0.take(cx.waker()) && future.poll(&mut Context::from_waker(waker)).is_ready() {
+        slot.set(None);
+        return true;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::future::poll_fn;
     use std::pin::pin;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::sync::Notify;
 
     /// Counts its polls and finishes after `rounds` notifications.

@@ -45,9 +45,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     loop {
         // Nothing is written before the socket is ours: the flusher may be
         // writing to it (it hands it over, with a wake-up, when done).
-        while !conn.outbox.claim() {
-            conn.outbox.writable().await;
-        }
+        conn.outbox.own_socket().await;
         if let Some(rest) = conn.outbox.take_handover() {
             if !finish_handover(&mut out, conn, rest, deadline, heard).await {
                 conn.outbox.close(End::Gone);
@@ -111,9 +109,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 break;
             }
             Drained::Empty if stopping => {
-                while !conn.outbox.claim() {
-                    conn.outbox.writable().await;
-                }
+                conn.outbox.own_socket().await;
                 let close = codec::close_frame(CLOSE_AWAY, "server shutting down");
                 write_raw(&mut out, &close, deadline).await;
                 break;
